@@ -1,1 +1,287 @@
-//! x
+//! Line framing for byte streams.
+//!
+//! This crate turns any [`std::io::Read`] (a file, stdin, a TCP socket) into
+//! [`Chunk`]s: one shared buffer holding a run of complete lines, plus the span
+//! and byte offset of each line. It knows nothing of the sluice engine; the
+//! engine adapts chunks into its own events.
+//!
+//! The contract, which the engine's tokenizer and the tests rely on:
+//! - a line ends at `\n`; a `\r` right before the `\n` is not part of the line;
+//! - a UTF-8 byte-order mark at stream offset 0 is not part of the first line;
+//! - at end of input, a last line without `\n` is still a line;
+//! - a line longer than `max_line` bytes is cut to its first `max_line` bytes,
+//!   marked [`LineSpan::truncated`], and the rest of it is skipped;
+//! - bytes are handed out as read: validating UTF-8 is the caller's business.
+//!
+//! Moving whole chunks between threads, never single lines, keeps the cost of a
+//! channel hop per chunk rather than per line.
+//!
+//! ```
+//! use sluice_lines::LineReader;
+//! let input: &[u8] = b"\xEF\xBB\xBFone\r\ntwo\nthree";
+//! let mut reader = LineReader::new(input, 1024);
+//! let mut lines = Vec::new();
+//! while let Some(chunk) = reader.next_chunk().unwrap() {
+//!     for span in &chunk.lines {
+//!         lines.push((span.offset, chunk.text(span).to_vec()));
+//!     }
+//! }
+//! assert_eq!(lines, vec![(3, b"one".to_vec()), (8, b"two".to_vec()), (12, b"three".to_vec())]);
+//! ```
+
+use std::io::{self, Read};
+
+use bytes::{Bytes, BytesMut};
+
+/// The default longest line, in bytes, before a line is cut: 1 MiB.
+pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+
+/// How many bytes one read asks for at most.
+const READ_SIZE: usize = 64 * 1024;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Where one line sits inside a [`Chunk`] and in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSpan {
+    /// First byte of the line's text within [`Chunk::data`].
+    pub start: u32,
+    /// One past the last byte of the text (the `\r\n` or `\n` is excluded).
+    pub end: u32,
+    /// Byte offset of the line's first byte in the whole stream, so that a
+    /// reader can resume or acknowledge exactly this line.
+    pub offset: u64,
+    /// True when the line was longer than the limit and was cut.
+    pub truncated: bool,
+}
+
+/// A run of complete lines that arrived together, in one shared buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Chunk {
+    /// The raw bytes; spans index into it. Cloning or slicing it is cheap.
+    pub data: Bytes,
+    /// The lines, in stream order.
+    pub lines: Vec<LineSpan>,
+    /// Stream offset one past the last byte this chunk covers (including the
+    /// newline and any skipped tail of an overlong line): where to resume.
+    pub end_offset: u64,
+}
+
+impl Chunk {
+    /// The text of one line of this chunk.
+    pub fn text(&self, span: &LineSpan) -> &[u8] {
+        &self.data[span.start as usize..span.end as usize]
+    }
+}
+
+/// Counters a [`LineReader`] keeps, so that callers can report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FramingStats {
+    /// Bytes read from the underlying reader.
+    pub bytes: u64,
+    /// Lines handed out.
+    pub lines: u64,
+    /// Lines cut because they were longer than the limit.
+    pub truncated: u64,
+}
+
+/// Reads a byte stream and hands out [`Chunk`]s of complete lines.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    /// The source of bytes.
+    inner: R,
+    /// Bytes read but not yet handed out: always the start of an incomplete line.
+    pending: BytesMut,
+    /// Stream offset of `pending[0]`.
+    pending_offset: u64,
+    /// Longest line handed out whole; longer ones are cut.
+    max_line: usize,
+    /// True while skipping the tail of a line that was already cut.
+    skipping: bool,
+    /// True until the first bytes were looked at for a byte-order mark.
+    at_start: bool,
+    /// True once the reader returned end of file.
+    eof: bool,
+    /// Counters for reporting.
+    stats: FramingStats,
+}
+
+impl<R: Read> LineReader<R> {
+    /// A reader over `inner` that cuts lines longer than `max_line` bytes.
+    pub fn new(inner: R, max_line: usize) -> Self {
+        Self::starting_at(inner, max_line, 0)
+    }
+
+    /// Like [`LineReader::new`], for a stream whose first byte is at `offset`
+    /// (a file opened at a saved position). A byte-order mark is only looked
+    /// for when `offset` is 0.
+    pub fn starting_at(inner: R, max_line: usize, offset: u64) -> Self {
+        LineReader {
+            inner,
+            pending: BytesMut::new(),
+            pending_offset: offset,
+            max_line: max_line.max(1),
+            skipping: false,
+            at_start: offset == 0,
+            eof: false,
+            stats: FramingStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> FramingStats {
+        self.stats
+    }
+
+    /// The next chunk of complete lines, waiting for input as the inner
+    /// reader does; `None` once the input has ended and every line was handed
+    /// out. An error from the inner reader is returned as is; the lines
+    /// before it were already handed out.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        loop {
+            if self.eof {
+                return Ok(self.finish());
+            }
+            let old_len = self.pending.len();
+            self.pending.resize(old_len + READ_SIZE, 0);
+            let n = loop {
+                match self.inner.read(&mut self.pending[old_len..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.pending.truncate(old_len);
+                        return Err(e);
+                    }
+                }
+            };
+            self.pending.truncate(old_len + n);
+            self.stats.bytes += n as u64;
+            if n == 0 {
+                self.eof = true;
+                continue;
+            }
+            if let Some(chunk) = self.take_complete(old_len) {
+                return Ok(Some(chunk));
+            }
+        }
+    }
+
+    /// Splits off every complete line in `pending`; `scanned` bytes at its
+    /// start are known to hold no newline.
+    fn take_complete(&mut self, scanned: usize) -> Option<Chunk> {
+        if self.at_start && !self.pending.is_empty() {
+            if self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) {
+                return None; // too few bytes to tell yet
+            }
+            self.at_start = false;
+            if self.pending.starts_with(BOM) {
+                let _ = self.pending.split_to(BOM.len());
+                self.pending_offset += BOM.len() as u64;
+                return self.take_complete(0);
+            }
+        }
+        match memchr::memrchr(b'\n', &self.pending[scanned..]) {
+            Some(i) => {
+                let data = self.pending.split_to(scanned + i + 1).freeze();
+                Some(self.frame(data))
+            }
+            None => self.cut_overlong(),
+        }
+    }
+
+    /// Deals with an incomplete line that is already too long: the first
+    /// `max_line` bytes go out as a cut line, the rest is skipped up to the
+    /// next newline, so memory stays bounded by the limit.
+    fn cut_overlong(&mut self) -> Option<Chunk> {
+        if self.skipping {
+            self.pending_offset += self.pending.len() as u64;
+            self.pending.clear();
+            return None;
+        }
+        // One byte of slack for a `\r` whose `\n` has not arrived yet.
+        if self.pending.len() <= self.max_line + 1 {
+            return None;
+        }
+        let head = self.pending.split_to(self.max_line).freeze();
+        let span = LineSpan {
+            start: 0,
+            end: self.max_line as u32,
+            offset: self.pending_offset,
+            truncated: true,
+        };
+        self.pending_offset += (self.max_line + self.pending.len()) as u64;
+        self.pending.clear();
+        self.skipping = true;
+        self.stats.truncated += 1;
+        self.stats.lines += 1;
+        Some(Chunk {
+            data: head,
+            lines: vec![span],
+            end_offset: self.pending_offset,
+        })
+    }
+
+    /// Splits `data` into lines; every line but possibly the last ends in `\n`.
+    fn frame(&mut self, data: Bytes) -> Chunk {
+        let base = self.pending_offset;
+        let mut lines = Vec::new();
+        let mut start = 0usize;
+        let len = data.len();
+        while start < len {
+            let nl = memchr::memchr(b'\n', &data[start..]).map(|i| start + i);
+            let (line_end, next) = match nl {
+                Some(i) => (i, i + 1),
+                None => (len, len),
+            };
+            if self.skipping {
+                // The tail of a line that was cut earlier.
+                self.skipping = nl.is_none();
+                start = next;
+                continue;
+            }
+            let mut end = line_end;
+            if nl.is_some() && end > start && data[end - 1] == b'\r' {
+                end -= 1;
+            }
+            let truncated = end - start > self.max_line;
+            if truncated {
+                end = start + self.max_line;
+                self.stats.truncated += 1;
+            }
+            lines.push(LineSpan {
+                start: start as u32,
+                end: end as u32,
+                offset: base + start as u64,
+                truncated,
+            });
+            start = next;
+        }
+        self.stats.lines += lines.len() as u64;
+        self.pending_offset = base + len as u64;
+        Chunk {
+            data,
+            lines,
+            end_offset: self.pending_offset,
+        }
+    }
+
+    /// At end of input: the last line without a newline, if any.
+    fn finish(&mut self) -> Option<Chunk> {
+        if self.at_start && self.pending.starts_with(BOM) {
+            let _ = self.pending.split_to(BOM.len());
+            self.pending_offset += BOM.len() as u64;
+        }
+        self.at_start = false;
+        if self.pending.is_empty() {
+            return None;
+        }
+        let data = self.pending.split().freeze();
+        let chunk = self.frame(data);
+        self.skipping = false;
+        if chunk.lines.is_empty() {
+            None
+        } else {
+            Some(chunk)
+        }
+    }
+}

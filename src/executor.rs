@@ -1,0 +1,367 @@
+//! The two executors: micro-batch and per-event.
+//!
+//! Both take the same [`Pipeline`] and the same sources:
+//! - **per-event**: each chunk a source hands over is processed line by line
+//!   as soon as it arrives; every line goes through the whole graph and its
+//!   effect reaches the sinks before the next line is looked at. Sinks are
+//!   flushed whenever the input queue is empty. Timers exist only to close
+//!   processing-time windows when no events come.
+//! - **micro-batch**: chunks are collected until the batch boundary (every
+//!   `interval`, on a grid from the start of the run); then the batch goes
+//!   through each operator as a whole, and results go out at the boundary.
+//!   An empty interval still advances processing time and watermarks. At the
+//!   end of input the last batch runs at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+
+use crate::error::RunError;
+use crate::pipeline::Pipeline;
+use crate::record::{Line, Meta, Position, Record};
+use crate::report::{LatencyReport, RunReport};
+use crate::sink::RunInfo;
+use crate::source::{EventTimeFormat, Feed, InputChunk, Message, Source};
+use crate::time::{format_duration, Clock};
+use crate::window::{OutputMode, TimeDomain};
+
+/// How the graph is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Spark Streaming style: collect for `interval`, then process the batch.
+    MicroBatch {
+        /// The batch interval.
+        interval: Duration,
+    },
+    /// Storm style: every event through the whole graph as it arrives.
+    PerEvent,
+}
+
+impl Mode {
+    /// `micro-batch` or `per-event`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::MicroBatch { .. } => "micro-batch",
+            Mode::PerEvent => "per-event",
+        }
+    }
+}
+
+/// How a run is carried out.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The execution mode.
+    pub mode: Mode,
+    /// How sources find event times.
+    pub event_time: EventTimeFormat,
+    /// Chunks the source-to-executor queue holds before sources block.
+    pub queue_chunks: usize,
+    /// A micro-batch stops taking input once it holds this many bytes, until
+    /// its boundary: sources then block, which bounds memory.
+    pub max_batch_bytes: usize,
+    /// Set from outside (Ctrl-C, SIGTERM) to end the run cleanly: queued
+    /// input is processed, open windows are flushed, the report is made.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl RunOptions {
+    /// Options for `mode` with defaults for the rest.
+    pub fn new(mode: Mode) -> Self {
+        RunOptions {
+            mode,
+            event_time: EventTimeFormat::None,
+            queue_chunks: 64,
+            max_batch_bytes: 256 << 20,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// What a run produced: its report, and the error that ended it, if any.
+/// Results before an error were delivered and flushed.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The report.
+    pub report: RunReport,
+    /// The error that ended the run early.
+    pub error: Option<RunError>,
+}
+
+/// Input counters the executor keeps.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Next event sequence number, and so the number of events.
+    seq: u64,
+    /// Input bytes.
+    bytes: u64,
+    /// Lines cut.
+    truncated: u64,
+    /// Event-time fallbacks.
+    fallbacks: u64,
+    /// Batches run.
+    batches: u64,
+}
+
+impl Tally {
+    /// Counts a chunk and turns its lines into records, appending to `out`.
+    fn records(&mut self, chunk: InputChunk, out: &mut Vec<Record<Line>>) {
+        self.bytes += chunk.bytes;
+        self.truncated += chunk.truncated as u64;
+        self.fallbacks += chunk.time_fallbacks as u64;
+        out.reserve(chunk.lines.len());
+        for l in &chunk.lines {
+            out.push(Record {
+                value: Line::new(chunk.data.slice(l.start as usize..l.end as usize)),
+                meta: Meta {
+                    seq: self.seq,
+                    ingest: chunk.ingest,
+                    event_time: l.event_time,
+                    pos: Position { input: chunk.input, offset: l.offset },
+                },
+            });
+            self.seq += 1;
+        }
+    }
+}
+
+/// Runs `pipeline` over `sources` until they end, fail or are interrupted.
+pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
+    let Pipeline { config, mut graph } = pipeline;
+    let clock = Clock::new();
+    let (tx, rx) = bounded(opts.queue_chunks.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let alive = sources.len();
+    for (i, source) in sources.into_iter().enumerate() {
+        let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time);
+        let tx = tx.clone();
+        let name = source.name();
+        let spawned = thread::Builder::new().name(format!("source-{i}")).spawn(move || {
+            let msg = match source.run(feed) {
+                Ok(()) => Message::End(i as u32),
+                Err(e) => Message::Failed(i as u32, e),
+            };
+            let _ = tx.send(msg);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(source = %name, "cannot start a thread: {e}");
+        }
+    }
+    drop(tx);
+
+    let (interval_ms, immediate) = match opts.mode {
+        Mode::MicroBatch { interval } => (Some(interval.as_secs_f64() * 1e3), false),
+        Mode::PerEvent => (None, true),
+    };
+    let info = RunInfo {
+        mode: opts.mode.name(),
+        batch_interval_ms: interval_ms.map(|ms| ms as u64),
+        value_field: "",
+    };
+    let mut tally = Tally::default();
+    let mut run = Runner { graph: &mut *graph, rx: &rx, clock, tally: &mut tally, opts, alive, ended_by: "end-of-input" };
+    let mut error = run.graph.open(info, clock, immediate).err();
+    if error.is_none() {
+        let result = match opts.mode {
+            Mode::PerEvent => run.per_event(),
+            Mode::MicroBatch { interval } => run.micro_batch(interval),
+        };
+        error = result.err();
+    }
+    let mut ended_by = run.ended_by;
+    stop.store(true, Ordering::Relaxed);
+    if error.is_none() {
+        error = graph.finish().err();
+    } else {
+        // Deliver what was accepted before the failure, then report it.
+        let _ = graph.finish();
+    }
+    if error.is_some() {
+        ended_by = "failed";
+    }
+    let elapsed = clock.now() as f64 / 1e9;
+    let counters = graph.counters();
+    let report = RunReport {
+        mode: opts.mode.name().to_string(),
+        batch_interval_ms: interval_ms,
+        events: tally.seq,
+        bytes: tally.bytes,
+        elapsed_s: elapsed,
+        events_per_s: if elapsed > 0.0 { tally.seq as f64 / elapsed } else { 0.0 },
+        mb_per_s: if elapsed > 0.0 { tally.bytes as f64 / elapsed / 1e6 } else { 0.0 },
+        items: counters.items,
+        results: counters.results,
+        late_events: counters.late_events,
+        late_items: counters.late_items,
+        truncated_lines: tally.truncated,
+        event_time_fallbacks: tally.fallbacks,
+        batches: interval_ms.map(|_| tally.batches),
+        window: config.spec.to_string(),
+        output: match config.output {
+            OutputMode::Final => "final",
+            OutputMode::Update => "update",
+        }
+        .to_string(),
+        time: match config.time {
+            TimeDomain::Processing => "processing",
+            TimeDomain::Event => "event",
+        }
+        .to_string(),
+        ended_by: ended_by.to_string(),
+        latency: LatencyReport::from_recorder(graph.latency()),
+    };
+    let _ = format_duration;
+    RunOutcome { report, error }
+}
+
+/// The executor's loop state.
+struct Runner<'a> {
+    /// The pipeline.
+    graph: &'a mut dyn crate::pipeline::Graph,
+    /// Chunks from the sources.
+    rx: &'a Receiver<Message>,
+    /// The run's clock.
+    clock: Clock,
+    /// Input counters.
+    tally: &'a mut Tally,
+    /// Options.
+    opts: &'a RunOptions,
+    /// Sources still running.
+    alive: usize,
+    /// How the run ended.
+    ended_by: &'static str,
+}
+
+/// The longest the executors block without looking at the interrupt flag.
+const POLL: Duration = Duration::from_millis(50);
+
+impl Runner<'_> {
+    fn interrupted(&self) -> bool {
+        self.opts.interrupt.load(Ordering::Relaxed)
+    }
+
+    /// Handles a source's end or failure; true when no source is left.
+    fn source_done(&mut self, msg: Message) -> Result<bool, RunError> {
+        match msg {
+            Message::Failed(_, e) => Err(e),
+            _ => {
+                self.alive -= 1;
+                Ok(self.alive == 0)
+            }
+        }
+    }
+
+    fn per_event(&mut self) -> Result<(), RunError> {
+        let mut records = Vec::new();
+        if self.alive == 0 {
+            return Ok(());
+        }
+        loop {
+            if self.interrupted() {
+                self.ended_by = "stopped";
+                // Input already queued was accepted: process it.
+                while let Ok(Message::Chunk(c)) = self.rx.try_recv() {
+                    self.per_event_chunk(c, &mut records)?;
+                }
+                return Ok(());
+            }
+            let mut wait = POLL;
+            if let Some(close) = self.graph.next_close() {
+                let at = self.clock.to_mono(close);
+                wait = wait.min(Duration::from_nanos(at.saturating_sub(self.clock.now())));
+            }
+            match self.rx.recv_timeout(wait) {
+                Ok(Message::Chunk(c)) => {
+                    self.per_event_chunk(c, &mut records)?;
+                    if self.rx.is_empty() {
+                        self.graph.flush()?;
+                    }
+                }
+                Ok(msg) => {
+                    if self.source_done(msg)? {
+                        return Ok(());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.graph.advance(self.clock.now())?;
+                    self.graph.flush()?;
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn per_event_chunk(&mut self, chunk: InputChunk, records: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+        self.tally.records(chunk, records);
+        for rec in records.drain(..) {
+            self.graph.push(rec)?;
+        }
+        Ok(())
+    }
+
+    fn micro_batch(&mut self, interval: Duration) -> Result<(), RunError> {
+        let step = interval.as_nanos().max(1) as u64;
+        let mut boundary = self.clock.now() + step;
+        let mut pending: Vec<InputChunk> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut batch: Vec<Record<Line>> = Vec::new();
+        let mut done = self.alive == 0;
+        while !done {
+            if self.interrupted() {
+                self.ended_by = "stopped";
+                while let Ok(Message::Chunk(c)) = self.rx.try_recv() {
+                    pending.push(c);
+                }
+                break;
+            }
+            let now = self.clock.now();
+            if now >= boundary {
+                self.run_batch(&mut pending, &mut batch)?;
+                pending_bytes = 0;
+                let now = self.clock.now();
+                while boundary <= now {
+                    boundary += step;
+                }
+                continue;
+            }
+            let wait = Duration::from_nanos(boundary - now).min(POLL);
+            if pending_bytes >= self.opts.max_batch_bytes {
+                // The batch is full: take no more input until the boundary,
+                // so the sources block.
+                thread::sleep(wait);
+                continue;
+            }
+            match self.rx.recv_timeout(wait) {
+                Ok(Message::Chunk(c)) => {
+                    pending_bytes += c.data.len();
+                    pending.push(c);
+                }
+                Ok(msg) => {
+                    let result = self.source_done(msg);
+                    if result.is_err() {
+                        // Deliver what arrived before the failure.
+                        self.run_batch(&mut pending, &mut batch)?;
+                    }
+                    done = result?;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => done = true,
+            }
+        }
+        // End of input (or interrupt): the last batch runs now.
+        self.run_batch(&mut pending, &mut batch)
+    }
+
+    fn run_batch(&mut self, pending: &mut Vec<InputChunk>, batch: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+        for chunk in pending.drain(..) {
+            self.tally.records(chunk, batch);
+        }
+        self.graph.push_batch(batch);
+        self.graph.advance(self.clock.now())?;
+        self.graph.flush()?;
+        self.tally.batches += 1;
+        Ok(())
+    }
+}

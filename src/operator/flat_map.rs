@@ -1,0 +1,49 @@
+//! `flat_map`: any number of outputs per input.
+
+use std::marker::PhantomData;
+
+use super::{Chain, Stage, Stream};
+use crate::record::{Line, Record};
+
+/// The stage behind [`Stream::flat_map`].
+pub struct FlatMap<F, U> {
+    /// Called with each value and an emitter for its outputs.
+    f: F,
+    /// The output type, which only the emitter's signature names.
+    _out: PhantomData<fn(U)>,
+}
+
+impl<T, U, F: FnMut(T, &mut dyn FnMut(U))> Stage<Record<T>> for FlatMap<F, U> {
+    type Out = Record<U>;
+
+    #[inline]
+    fn push<O: FnMut(Record<U>)>(&mut self, item: Record<T>, out: &mut O) {
+        let meta = item.meta;
+        (self.f)(item.value, &mut |value| out(Record { value, meta }));
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Record<U>>) {
+        for item in items.drain(..) {
+            let meta = item.meta;
+            (self.f)(item.value, &mut |value| out.push(Record { value, meta }));
+        }
+    }
+}
+
+impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
+    /// Calls `f` with every value and an `emit` function; every value passed
+    /// to `emit` goes on, carrying the metadata of the input it came from.
+    /// The emitter style lets `f` borrow from its input while it emits, so
+    /// words can be cut out of a line without copying the line.
+    ///
+    /// ```
+    /// let words = sluice::lines().flat_map(|line, emit| sluice::tokenize(&line.text(), emit));
+    /// # let _ = words;
+    /// ```
+    pub fn flat_map<U, F>(self, f: F) -> Stream<U, Chain<S, FlatMap<F, U>, Record<T>>>
+    where
+        F: FnMut(T, &mut dyn FnMut(U)),
+    {
+        self.then(FlatMap { f, _out: PhantomData })
+    }
+}

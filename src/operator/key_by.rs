@@ -1,0 +1,79 @@
+//! `key_by`: gives every value a key, for the keyed window that follows.
+
+use std::marker::PhantomData;
+
+use super::{Chain, Stage, Stream};
+use crate::record::{Line, Record};
+
+/// A value with its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed<K, T> {
+    /// The key the window groups by.
+    pub key: K,
+    /// The value with its metadata.
+    pub record: Record<T>,
+}
+
+/// The stage behind [`Stream::key_by`].
+#[derive(Debug, Clone)]
+pub struct KeyBy<F> {
+    /// Computes the key of a value.
+    key_of: F,
+}
+
+impl<T, K, F: FnMut(&T) -> K> Stage<Record<T>> for KeyBy<F> {
+    type Out = Keyed<K, T>;
+
+    #[inline]
+    fn push<O: FnMut(Keyed<K, T>)>(&mut self, record: Record<T>, out: &mut O) {
+        out(Keyed {
+            key: (self.key_of)(&record.value),
+            record,
+        })
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Keyed<K, T>>) {
+        let key_of = &mut self.key_of;
+        out.extend(items.drain(..).map(|record| Keyed {
+            key: key_of(&record.value),
+            record,
+        }));
+    }
+}
+
+/// A stream whose values have keys; the next step is [`KeyedStream::window`].
+#[derive(Debug)]
+pub struct KeyedStream<K, T, S> {
+    /// The stages that make the keyed values from input lines.
+    pub(crate) stages: S,
+    /// The key and value types, for inference.
+    _types: PhantomData<fn() -> (K, T)>,
+}
+
+impl<K, T, S> KeyedStream<K, T, S> {
+    pub(crate) fn into_stages(self) -> S {
+        self.stages
+    }
+}
+
+impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
+    /// Keys every value by `key_of`.
+    ///
+    /// ```
+    /// use sluice::{tokenize, Word};
+    /// let keyed = sluice::lines()
+    ///     .flat_map(|line, emit| tokenize(&line.text(), emit))
+    ///     .key_by(|word: &Word| word.clone());
+    /// # let _ = keyed;
+    /// ```
+    pub fn key_by<K, F: FnMut(&T) -> K>(self, key_of: F) -> KeyedStream<K, T, Chain<S, KeyBy<F>, Record<T>>> {
+        KeyedStream {
+            stages: Chain {
+                first: self.stages,
+                then: KeyBy { key_of },
+                middle: Vec::new(),
+            },
+            _types: PhantomData,
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! A built pipeline: the typed operator chain, the window aggregate and the
+//! sinks, behind one object-safe interface the executors drive.
+
+use std::hash::Hash;
+use std::io;
+
+use crate::aggregate::{Aggregate, Count, Extreme, Fold, Sum};
+use crate::error::RunError;
+use crate::latency::LatencyRecorder;
+use crate::operator::{Keyed, KeyedStream, Stage};
+use crate::record::{Line, Record};
+use crate::sink::{RunInfo, Sink};
+use crate::time::Clock;
+use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
+use crate::window::WindowConfig;
+
+/// Keys usable in windows.
+pub trait Key: Hash + Eq + Ord + Clone + Send + 'static {}
+impl<K: Hash + Eq + Ord + Clone + Send + 'static> Key for K {}
+
+impl<K, T, S> KeyedStream<K, T, S>
+where
+    S: Stage<Record<Line>, Out = Keyed<K, T>>,
+{
+    /// Groups the keyed values into windows.
+    pub fn window(self, config: WindowConfig) -> WindowedStream<K, T, S> {
+        WindowedStream { stages: self.into_stages(), config, _t: std::marker::PhantomData }
+    }
+}
+
+/// A keyed, windowed stream; the next step is an aggregation.
+pub struct WindowedStream<K, T, S> {
+    /// The stages up to the window.
+    stages: S,
+    /// How to window.
+    config: WindowConfig,
+    /// Types, for inference.
+    _t: std::marker::PhantomData<fn() -> (K, T)>,
+}
+
+impl<K, T, S> WindowedStream<K, T, S>
+where
+    K: Key,
+    T: Send + 'static,
+    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+{
+    /// Aggregates with any [`Aggregate`].
+    pub fn aggregate<A: Aggregate<T>>(self, agg: A) -> Aggregated<K, T, S, A> {
+        Aggregated {
+            stages: self.stages,
+            config: self.config,
+            agg,
+            sinks: Vec::new(),
+            late_sinks: Vec::new(),
+        }
+    }
+
+    /// Counts the values per key and window.
+    pub fn count(self) -> Aggregated<K, T, S, Count> {
+        self.aggregate(Count)
+    }
+
+    /// Sums `of(value)` per key and window.
+    pub fn sum<F: Fn(&T) -> i64 + Send + 'static>(self, of: F) -> Aggregated<K, T, S, Sum<F, T>> {
+        self.aggregate(Sum::new(of))
+    }
+
+    /// The least `of(value)` per key and window.
+    pub fn min<V, F>(self, of: F) -> Aggregated<K, T, S, Extreme<F, T>>
+    where
+        V: Ord + Clone + Send + 'static,
+        F: Fn(&T) -> V + Send + 'static,
+    {
+        self.aggregate(Extreme::min(of))
+    }
+
+    /// The greatest `of(value)` per key and window.
+    pub fn max<V, F>(self, of: F) -> Aggregated<K, T, S, Extreme<F, T>>
+    where
+        V: Ord + Clone + Send + 'static,
+        F: Fn(&T) -> V + Send + 'static,
+    {
+        self.aggregate(Extreme::max(of))
+    }
+
+    /// A user fold: `init()` per key and window, `step` per value, `merge`
+    /// when session windows join.
+    pub fn fold<Acc, I, F, M>(self, init: I, step: F, merge: M) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
+    where
+        Acc: Clone + Send + 'static,
+        I: Fn() -> Acc + Send + 'static,
+        F: Fn(&mut Acc, &T) + Send + 'static,
+        M: Fn(&mut Acc, Acc) + Send + 'static,
+    {
+        self.aggregate(Fold::new(init, step, merge))
+    }
+}
+
+/// Boxed sinks of window results.
+type ResultSinks<K, O> = Vec<Box<dyn Sink<WindowResult<K, O>>>>;
+
+/// An aggregated stream: attach sinks, then [`Aggregated::build`].
+pub struct Aggregated<K, T, S, A: Aggregate<T>> {
+    /// The stages up to the window.
+    stages: S,
+    /// How to window.
+    config: WindowConfig,
+    /// The aggregation.
+    agg: A,
+    /// Every result goes to each of these (fan-out).
+    sinks: ResultSinks<K, A::Out>,
+    /// Late items go to each of these.
+    late_sinks: Vec<Box<dyn Sink<LateEvent<K>>>>,
+}
+
+impl<K, T, S, A> Aggregated<K, T, S, A>
+where
+    K: Key,
+    T: Send + 'static,
+    A: Aggregate<T>,
+    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+{
+    /// Adds a sink; every result goes to every sink.
+    pub fn sink(mut self, sink: impl Sink<WindowResult<K, A::Out>> + 'static) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Adds a boxed sink.
+    pub fn boxed_sink(mut self, sink: Box<dyn Sink<WindowResult<K, A::Out>>>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Adds a sink for late items; without one they are only counted.
+    pub fn late_sink(mut self, sink: impl Sink<LateEvent<K>> + 'static) -> Self {
+        self.late_sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Adds a boxed late sink.
+    pub fn boxed_late_sink(mut self, sink: Box<dyn Sink<LateEvent<K>>>) -> Self {
+        self.late_sinks.push(sink);
+        self
+    }
+
+    /// Finishes the pipeline; run it with [`crate::run`].
+    pub fn build(self) -> Pipeline {
+        Pipeline {
+            config: self.config,
+            graph: Box::new(Job {
+                stages: self.stages,
+                config: self.config,
+                agg: Some(self.agg),
+                window: None,
+                sinks: self.sinks,
+                late_sinks: self.late_sinks,
+                keyed: Vec::new(),
+                results: Vec::new(),
+                late: Vec::new(),
+                info: None,
+                latency: LatencyRecorder::default(),
+                clock: Clock::new(),
+            }),
+        }
+    }
+}
+
+/// A pipeline ready to run under either mode.
+pub struct Pipeline {
+    /// Its window settings, for reports.
+    pub(crate) config: WindowConfig,
+    /// The graph itself.
+    pub(crate) graph: Box<dyn Graph>,
+}
+
+impl Pipeline {
+    /// Its window settings.
+    pub fn window_config(&self) -> WindowConfig {
+        self.config
+    }
+}
+
+/// What the executors need of a pipeline, free of its types.
+pub(crate) trait Graph: Send {
+    /// Opens the sinks; `immediate` is per-event mode.
+    fn open(&mut self, info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError>;
+    /// Per-event mode: one event through the whole graph, and its effects
+    /// to the sinks.
+    fn push(&mut self, rec: Record<Line>) -> Result<(), RunError>;
+    /// Micro-batch mode: a whole batch through each operator in turn; results
+    /// wait for [`Graph::advance`] at the batch boundary.
+    fn push_batch(&mut self, batch: &mut Vec<Record<Line>>);
+    /// Time reached `now` (monotonic ns): close what can close, and hand
+    /// everything ready to the sinks.
+    fn advance(&mut self, now: u64) -> Result<(), RunError>;
+    /// The wall-clock time of the next processing-time window close.
+    fn next_close(&self) -> Option<i64>;
+    /// Flushes the sinks.
+    fn flush(&mut self) -> Result<(), RunError>;
+    /// End of input: every window closes, results go out, sinks close.
+    fn finish(&mut self) -> Result<(), RunError>;
+    /// Counters of the window operator.
+    fn counters(&self) -> WindowCounters;
+    /// The latency histograms.
+    fn latency(&self) -> &LatencyRecorder;
+}
+
+/// The concrete graph.
+struct Job<K, T, S, A: Aggregate<T>> {
+    /// Operators up to the window.
+    stages: S,
+    /// Window settings.
+    config: WindowConfig,
+    /// The aggregation until the window operator is made at open.
+    agg: Option<A>,
+    /// The window operator, made at open.
+    window: Option<WindowOperator<K, T, A>>,
+    /// Result sinks.
+    sinks: ResultSinks<K, A::Out>,
+    /// Late sinks.
+    late_sinks: Vec<Box<dyn Sink<LateEvent<K>>>>,
+    /// Micro-batch: the keyed batch, reused.
+    keyed: Vec<Keyed<K, T>>,
+    /// Results on their way to the sinks, reused.
+    results: Vec<WindowResult<K, A::Out>>,
+    /// Late items on their way to the late sinks, reused.
+    late: Vec<LateEvent<K>>,
+    /// Set at open.
+    info: Option<RunInfo>,
+    /// Latency histograms.
+    latency: LatencyRecorder,
+    /// The run's clock.
+    clock: Clock,
+}
+
+fn sink_err(name: String, err: io::Error) -> RunError {
+    RunError::Sink { sink: name, err }
+}
+
+impl<K, T, S, A> Job<K, T, S, A>
+where
+    K: Key,
+    T: Send + 'static,
+    A: Aggregate<T>,
+    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+{
+    /// Hands ready results and late items to the sinks, then accounts the
+    /// latency of the events they carry, as emitted now.
+    fn deliver(&mut self) -> Result<(), RunError> {
+        let Some(window) = self.window.as_mut() else { return Ok(()) };
+        window.take_results(&mut self.results);
+        window.take_late(&mut self.late);
+        if !self.results.is_empty() {
+            for sink in &mut self.sinks {
+                for r in &self.results {
+                    sink.write(r).map_err(|e| sink_err(sink.name(), e))?;
+                }
+            }
+            self.results.clear();
+        }
+        if !self.late.is_empty() {
+            for sink in &mut self.late_sinks {
+                for r in &self.late {
+                    sink.write(r).map_err(|e| sink_err(sink.name(), e))?;
+                }
+            }
+            self.late.clear();
+        }
+        if window.has_pending_latency() {
+            let now = self.clock.now();
+            window.account_emitted(&mut self.latency, now, self.clock.to_wall(now));
+        }
+        Ok(())
+    }
+}
+
+impl<K, T, S, A> Graph for Job<K, T, S, A>
+where
+    K: Key,
+    T: Send + 'static,
+    A: Aggregate<T>,
+    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+{
+    fn open(&mut self, mut info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError> {
+        let agg = self.agg.take().expect("a pipeline is opened once");
+        info.value_field = agg.name();
+        self.clock = clock;
+        self.window = Some(WindowOperator::new(self.config, agg, clock, immediate, !self.late_sinks.is_empty()));
+        for sink in &mut self.sinks {
+            sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
+        }
+        for sink in &mut self.late_sinks {
+            sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
+        }
+        self.info = Some(info);
+        Ok(())
+    }
+
+    fn push(&mut self, rec: Record<Line>) -> Result<(), RunError> {
+        let Some(window) = self.window.as_mut() else { return Ok(()) };
+        self.stages.push(rec, &mut |kv| window.process(kv));
+        self.deliver()
+    }
+
+    fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
+        self.stages.push_batch(batch, &mut self.keyed);
+        if let Some(window) = self.window.as_mut() {
+            for kv in self.keyed.drain(..) {
+                window.process(kv);
+            }
+        }
+    }
+
+    fn advance(&mut self, now: u64) -> Result<(), RunError> {
+        if let Some(window) = self.window.as_mut() {
+            window.advance(now);
+        }
+        self.deliver()
+    }
+
+    fn next_close(&self) -> Option<i64> {
+        self.window.as_ref().and_then(|w| w.next_close())
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        for sink in &mut self.sinks {
+            sink.flush().map_err(|e| sink_err(sink.name(), e))?;
+        }
+        for sink in &mut self.late_sinks {
+            sink.flush().map_err(|e| sink_err(sink.name(), e))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), RunError> {
+        if let Some(window) = self.window.as_mut() {
+            window.finish();
+        }
+        self.deliver()?;
+        for sink in &mut self.sinks {
+            sink.close().map_err(|e| sink_err(sink.name(), e))?;
+        }
+        for sink in &mut self.late_sinks {
+            sink.close().map_err(|e| sink_err(sink.name(), e))?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> WindowCounters {
+        self.window.as_ref().map(|w| w.counters()).unwrap_or_default()
+    }
+
+    fn latency(&self) -> &LatencyRecorder {
+        &self.latency
+    }
+}

@@ -1,0 +1,79 @@
+//! What flows through the graph: a value with its metadata.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use crate::time::{EpochNanos, NO_TIME};
+
+/// Where an event came from, so that a checkpoint can resume after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// Which input of the run (a file, a socket, later a Kafka partition).
+    pub input: u32,
+    /// Byte offset of the event's line in that input.
+    pub offset: u64,
+}
+
+/// The metadata every record carries from its source to the sinks.
+/// It is `Copy` and small, so carrying it costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Sequence number of the input event (line) this record came from,
+    /// counted from 0 in arrival order. Records derived from one event share it.
+    pub seq: u64,
+    /// Ingest time: monotonic ns since the run's [`crate::time::Clock`] started.
+    pub ingest: u64,
+    /// Event time (wall clock, ns since the epoch), or [`NO_TIME`].
+    pub event_time: EpochNanos,
+    /// Source position of the event.
+    pub pos: Position,
+}
+
+impl Meta {
+    /// The event time, if the event has one.
+    pub fn event_time(&self) -> Option<EpochNanos> {
+        (self.event_time != NO_TIME).then_some(self.event_time)
+    }
+}
+
+/// A value with the metadata of the event it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<T> {
+    /// The value operators work on.
+    pub value: T,
+    /// Where and when the event came from.
+    pub meta: Meta,
+}
+
+/// One input line, without its line ending. It shares the buffer it was read
+/// into, so making one costs no copy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Line {
+    /// The raw bytes, not necessarily valid UTF-8.
+    bytes: Bytes,
+}
+
+impl Line {
+    /// A line over these bytes.
+    pub fn new(bytes: Bytes) -> Self {
+        Line { bytes }
+    }
+
+    /// The raw bytes of the line.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The text; invalid UTF-8 is replaced by U+FFFD (which allocates only
+    /// for such lines).
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes)
+    }
+}
+
+impl From<&'static str> for Line {
+    fn from(s: &'static str) -> Self {
+        Line::new(Bytes::from_static(s.as_bytes()))
+    }
+}

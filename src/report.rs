@@ -1,0 +1,138 @@
+//! The run report: what a run did and what it cost, per mode.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::latency::{LatencyRecorder, LatencySummary};
+
+/// The latency part of a report. Each kind is present only when it applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// Sink emit − ingest, monotonic clock, one value per event that had an effect.
+    pub processing: LatencySummary,
+    /// Sink emit − event time, wall clock; present when events have event times.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end_to_end: Option<LatencySummary>,
+    /// Sink emit − window end, wall clock, one value per final result.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<LatencySummary>,
+    /// The clock each kind uses.
+    pub clocks: Clocks,
+}
+
+/// Which clock each latency kind is read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clocks {
+    /// Always `monotonic`.
+    pub processing: String,
+    /// Always `wall`.
+    pub end_to_end: String,
+    /// Always `wall`.
+    pub result: String,
+}
+
+/// Everything a run reports. The JSON shape is a contract for scripts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// `micro-batch` or `per-event`.
+    pub mode: String,
+    /// The batch interval, in micro-batch mode.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch_interval_ms: Option<f64>,
+    /// Input events (lines), blank ones included.
+    pub events: u64,
+    /// Input bytes.
+    pub bytes: u64,
+    /// From the start of the run to the last result, in seconds.
+    pub elapsed_s: f64,
+    /// `events / elapsed_s`.
+    pub events_per_s: f64,
+    /// `bytes / elapsed_s / 10^6`.
+    pub mb_per_s: f64,
+    /// Items (words) that reached the window.
+    pub items: u64,
+    /// Window results emitted (final results and updates).
+    pub results: u64,
+    /// Events with at least one late item.
+    pub late_events: u64,
+    /// Late items.
+    pub late_items: u64,
+    /// Lines cut for being longer than the maximum line length.
+    pub truncated_lines: u64,
+    /// Lines whose event time could not be read (ingest time was used).
+    pub event_time_fallbacks: u64,
+    /// Micro-batch mode: batches run.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batches: Option<u64>,
+    /// The window, as given.
+    pub window: String,
+    /// `final` or `update`.
+    pub output: String,
+    /// `processing` or `event`.
+    pub time: String,
+    /// How the run ended: `end-of-input`, `stopped` (Ctrl-C or SIGTERM),
+    /// or `failed`.
+    pub ended_by: String,
+    /// Latency percentiles.
+    pub latency: LatencyReport,
+}
+
+impl LatencyReport {
+    /// Summarizes the recorder; kinds with no values are left out.
+    pub fn from_recorder(rec: &LatencyRecorder) -> Self {
+        let some = |h: &crate::latency::LatencyHistogram| (h.count() > 0).then(|| h.summary());
+        LatencyReport {
+            processing: rec.processing.summary(),
+            end_to_end: some(&rec.end_to_end),
+            result: some(&rec.result),
+            clocks: Clocks {
+                processing: "monotonic".into(),
+                end_to_end: "wall".into(),
+                result: "wall".into(),
+            },
+        }
+    }
+}
+
+impl RunReport {
+    /// A human-readable rendering, for stderr.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let interval = self.batch_interval_ms.map(|ms| format!(" ({ms} ms batches)")).unwrap_or_default();
+        let _ = writeln!(s, "── sluice run report: {}{} · window {} · {} time · {} output", self.mode, interval, self.window, self.time, self.output);
+        let _ = writeln!(
+            s,
+            "   events {}  bytes {}  elapsed {:.3} s  {:.0} events/s  {:.2} MB/s  ended by {}",
+            self.events, self.bytes, self.elapsed_s, self.events_per_s, self.mb_per_s, self.ended_by
+        );
+        let _ = writeln!(
+            s,
+            "   words {}  results {}  late events {} (items {})  cut lines {}  time fallbacks {}",
+            self.items, self.results, self.late_events, self.late_items, self.truncated_lines, self.event_time_fallbacks
+        );
+        let _ = writeln!(s, "   latency (µs)            count        min        p50        p90        p99      p99.9        max");
+        let mut row = |name: &str, l: &LatencySummary| {
+            let _ = writeln!(
+                s,
+                "   {name:<20} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}{}",
+                l.count,
+                l.min_us,
+                l.p50_us,
+                l.p90_us,
+                l.p99_us,
+                l.p999_us,
+                l.max_us,
+                if l.clamped > 0 { format!("  ({} clamped)", l.clamped) } else { String::new() }
+            );
+        };
+        row("processing [mono]", &self.latency.processing);
+        if let Some(l) = &self.latency.end_to_end {
+            row("end-to-end [wall]", l);
+        }
+        if let Some(l) = &self.latency.result {
+            row("result [wall]", l);
+        }
+        s
+    }
+}

@@ -1,0 +1,266 @@
+//! The built-in generator, and the demo that replays a bundled book.
+//!
+//! Both send lines at a fixed rate. Line `i` has the intended send time
+//! `start + i / rate`, and that is its event time: latency measured from it
+//! includes any time the generator itself fell behind, which corrects for
+//! coordinated omission. Lines that are due together are sent together.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+
+use super::{Feed, InputChunk, InputLine, Source};
+use crate::error::RunError;
+
+/// The book `sluice run` replays when given no source: Moby Dick, from
+/// Project Gutenberg (public domain in the USA; its licence is inside).
+pub const DEMO_TEXT: &str = include_str!("../../tests/fixtures/moby-dick.txt");
+
+/// Most lines in one chunk when running flat out.
+const MAX_CHUNK_LINES: u64 = 1024;
+
+/// Settings of the generator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    /// Lines per second; `None` is as fast as possible.
+    pub rate: Option<f64>,
+    /// Words per generated line.
+    pub words_per_line: usize,
+    /// Seed of the word draw, so runs can be repeated.
+    pub seed: u64,
+    /// Stop after this many lines.
+    pub count: Option<u64>,
+    /// Stop after this long (by intended send time).
+    pub duration: Option<Duration>,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig { rate: None, words_per_line: 8, seed: 42, count: None, duration: None }
+    }
+}
+
+/// A fixed vocabulary; rank order gives the Zipf frequencies.
+const VOCABULARY: &[&str] = &[
+    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
+    "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they",
+    "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when",
+    "will", "would", "who", "so", "no", "she", "other", "its", "may", "these", "about", "them", "what",
+    "some", "out", "time", "into", "only", "do", "could", "new", "up", "two", "than", "first", "then",
+    "any", "my", "like", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after",
+    "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way",
+    "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little",
+    "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get",
+    "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know",
+    "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go",
+    "came", "right", "used", "take", "three", "stream", "window", "batch", "event", "latency", "whale",
+    "sea", "ship", "captain", "harpoon", "ocean", "storm", "river", "sluice", "water", "gate", "flow",
+    "count", "word", "log", "topic", "broker", "partition", "offset", "watermark", "session", "tumble",
+    "slide", "sink", "source", "kafka", "spark", "spout", "micro", "second", "millisecond", "record",
+];
+
+/// Where the generator's lines come from.
+enum Lines {
+    /// Random words drawn with Zipf frequencies.
+    Words {
+        /// Cumulative weights, scaled to `u64`, one per vocabulary word.
+        cdf: Vec<u64>,
+        /// xorshift64* state.
+        rng: u64,
+        /// Words per line.
+        per_line: usize,
+    },
+    /// The lines of a text, in order, once.
+    Text {
+        /// Remaining text.
+        rest: &'static str,
+    },
+}
+
+/// The generator source.
+pub struct Generator {
+    /// Settings.
+    config: GeneratorConfig,
+    /// What it sends.
+    lines: Lines,
+    /// Name for messages.
+    name: &'static str,
+}
+
+impl Generator {
+    /// Random words from the built-in vocabulary, each line prefixed with its
+    /// intended send time in Unix ns.
+    pub fn words(config: GeneratorConfig) -> Self {
+        let weights: Vec<f64> = (1..=VOCABULARY.len()).map(|r| 1.0 / (r as f64).powf(1.07)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                (acc.min(1.0) * u64::MAX as f64) as u64
+            })
+            .collect();
+        let rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let per_line = config.words_per_line;
+        Generator { config, lines: Lines::Words { cdf, rng, per_line }, name: "gen" }
+    }
+
+    /// The bundled book, line by line, with the intended send time as event
+    /// time (the text itself carries no time field).
+    pub fn demo(config: GeneratorConfig) -> Self {
+        Generator { config, lines: Lines::Text { rest: DEMO_TEXT.trim_start_matches('\u{FEFF}') }, name: "demo" }
+    }
+
+    /// Appends one line to `buf` (without newline); returns the text's start
+    /// within the line, or `None` when the text ran out.
+    fn next_line(&mut self, buf: &mut BytesMut, intended: i64) -> Option<usize> {
+        match &mut self.lines {
+            Lines::Words { cdf, rng, per_line } => {
+                let digits = push_u64(buf, intended.max(0) as u64);
+                for _ in 0..*per_line {
+                    // xorshift64*
+                    *rng ^= *rng >> 12;
+                    *rng ^= *rng << 25;
+                    *rng ^= *rng >> 27;
+                    let r = rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                    let i = cdf.partition_point(|&c| c < r).min(VOCABULARY.len() - 1);
+                    buf.put_u8(b' ');
+                    buf.put_slice(VOCABULARY[i].as_bytes());
+                }
+                Some(digits + 1)
+            }
+            Lines::Text { rest } => {
+                if rest.is_empty() {
+                    return None;
+                }
+                let (line, tail) = rest.split_once('\n').unwrap_or((rest, ""));
+                *rest = tail;
+                buf.put_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+                Some(0)
+            }
+        }
+    }
+}
+
+/// Writes `v` in decimal; returns the number of digits.
+fn push_u64(buf: &mut BytesMut, mut v: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&tmp[i..]);
+    tmp.len() - i
+}
+
+impl Source for Generator {
+    fn name(&self) -> String {
+        match self.config.rate {
+            Some(r) => format!("{}:{r}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
+    fn run(mut self: Box<Self>, feed: Feed) -> Result<(), RunError> {
+        let clock = *feed.clock();
+        let start = clock.now();
+        let period = self.config.rate.map(|r| 1e9 / r);
+        let limit = self.config.count.unwrap_or(u64::MAX);
+        let end = self.config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));
+        let mut i = 0u64;
+        let mut offset = 0u64;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut exhausted = false;
+        while i < limit && !exhausted && !feed.stopping() {
+            let now = clock.now();
+            if end.is_some_and(|e| now >= e) && period.is_none() {
+                break;
+            }
+            // How many lines are due now.
+            let due = match period {
+                Some(p) => ((now - start) as f64 / p) as u64 + 1,
+                None => i + MAX_CHUNK_LINES,
+            };
+            if due <= i {
+                let next = start + (i as f64 * period.unwrap_or(0.0)) as u64;
+                std::thread::sleep(Duration::from_nanos(next.saturating_sub(now)));
+                continue;
+            }
+            let n = (due - i).min(limit - i).min(16 * MAX_CHUNK_LINES);
+            let mut lines = Vec::with_capacity(n as usize);
+            for k in i..i + n {
+                let intended = match period {
+                    Some(p) => start + (k as f64 * p) as u64,
+                    None => now,
+                };
+                if end.is_some_and(|e| intended >= e) {
+                    exhausted = true;
+                    break;
+                }
+                let event_time = clock.to_wall(intended);
+                let line_start = buf.len();
+                let Some(text_at) = self.next_line(&mut buf, event_time) else {
+                    exhausted = true;
+                    break;
+                };
+                lines.push(InputLine {
+                    start: (line_start + text_at) as u32,
+                    end: buf.len() as u32,
+                    offset,
+                    event_time,
+                });
+                buf.put_u8(b'\n');
+                offset += (buf.len() - line_start) as u64;
+            }
+            i += lines.len() as u64;
+            if lines.is_empty() {
+                break;
+            }
+            let data = buf.split().freeze();
+            let chunk = InputChunk {
+                input: feed.input(),
+                ingest: clock.now(),
+                bytes: data.len() as u64,
+                data,
+                lines,
+                truncated: 0,
+                time_fallbacks: 0,
+            };
+            if !feed.send(chunk) {
+                break;
+            }
+            if buf.capacity() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_follow_zipf_and_repeat_by_seed() {
+        let draw = |seed| {
+            let mut g = Generator::words(GeneratorConfig { seed, words_per_line: 1000, ..Default::default() });
+            let mut buf = BytesMut::new();
+            let at = g.next_line(&mut buf, 1_700_000_000_000_000_000).unwrap();
+            assert_eq!(&buf[..at - 1], b"1700000000000000000");
+            String::from_utf8(buf[at..].to_vec()).unwrap()
+        };
+        let a = draw(1);
+        assert_eq!(a, draw(1));
+        assert_ne!(a, draw(2));
+        let the = a.split(' ').filter(|w| *w == "the").count();
+        let rare = a.split(' ').filter(|w| *w == "record").count();
+        assert!(the > 50 && the > rare * 5, "the={the} record={rare}");
+    }
+}

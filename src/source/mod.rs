@@ -1,0 +1,321 @@
+//! Sources: where events come from.
+//!
+//! Each source runs on its own thread and hands the executor
+//! [`InputChunk`]s, runs of lines that arrived together, through a bounded
+//! channel: a full channel blocks the source, which is the backpressure.
+//! Line framing is the `sluice-lines` connector's job; this module adds what
+//! the engine needs: ingest time, event time, and the input number.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+
+use crate::error::{RunError, SpecError};
+use crate::time::{parse_timestamp, Clock, EpochNanos, NO_TIME};
+
+mod file;
+mod generator;
+mod tcp;
+
+pub use file::{FileSource, StdinSource};
+pub use generator::{Generator, GeneratorConfig, DEMO_TEXT};
+pub use tcp::TcpSource;
+
+/// How a record's event time is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventTimeFormat {
+    /// Events have no event time of their own.
+    #[default]
+    None,
+    /// The first whitespace-separated field is a Unix timestamp (s, ms, µs or
+    /// ns, told apart by magnitude) or an RFC 3339 time; it is not part of
+    /// the text. A line whose first field is neither keeps it as text and
+    /// falls back to its ingest time, and is counted.
+    FirstField,
+}
+
+impl FromStr for EventTimeFormat {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        match s {
+            "first-field" => Ok(EventTimeFormat::FirstField),
+            "none" => Ok(EventTimeFormat::None),
+            _ => Err(SpecError::Invalid(format!(
+                "invalid event time {s:?}: use first-field (a Unix timestamp or RFC 3339 time before the text)"
+            ))),
+        }
+    }
+}
+
+/// A source as the command line names it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// `file:PATH`.
+    File(PathBuf),
+    /// `stdin`.
+    Stdin,
+    /// `tcp:HOST:PORT`: connect and read lines.
+    Tcp(String),
+    /// `gen[:RATE]`: the built-in generator; no rate means as fast as possible.
+    Gen(Option<f64>),
+    /// `demo[:RATE]`: the bundled book replayed as a live stream.
+    Demo(Option<f64>),
+}
+
+fn parse_rate(spec: &str, text: &str) -> Result<Option<f64>, SpecError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (num, mult) = match text.as_bytes()[text.len() - 1] {
+        b'k' | b'K' => (&text[..text.len() - 1], 1e3),
+        b'm' | b'M' => (&text[..text.len() - 1], 1e6),
+        _ => (text, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(Some(r * mult)),
+        _ => Err(SpecError::Invalid(format!(
+            "invalid rate in {spec:?}: give lines per second as a positive number, like gen:10000 or gen:50k"
+        ))),
+    }
+}
+
+impl FromStr for SourceSpec {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        match kind {
+            "file" if !arg.is_empty() => Ok(SourceSpec::File(PathBuf::from(arg))),
+            "stdin" | "-" if arg.is_empty() => Ok(SourceSpec::Stdin),
+            "tcp" => {
+                let ok = arg.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(SpecError::Invalid(format!(
+                        "invalid source {s:?}: write tcp:HOST:PORT, like tcp:127.0.0.1:9999"
+                    )));
+                }
+                Ok(SourceSpec::Tcp(arg.to_string()))
+            }
+            "gen" => Ok(SourceSpec::Gen(parse_rate(s, arg)?)),
+            "demo" => Ok(SourceSpec::Demo(parse_rate(s, arg)?)),
+            _ => Err(SpecError::Source(s.to_string())),
+        }
+    }
+}
+
+impl SourceSpec {
+    /// True for sources that end by themselves.
+    pub fn is_bounded(&self) -> bool {
+        matches!(self, SourceSpec::File(_))
+    }
+}
+
+/// One line of an [`InputChunk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLine {
+    /// First byte of the text in the chunk's data (after any time field).
+    pub start: u32,
+    /// One past the last byte of the text.
+    pub end: u32,
+    /// Byte offset of the line in its input.
+    pub offset: u64,
+    /// Event time, or [`NO_TIME`].
+    pub event_time: EpochNanos,
+}
+
+/// Lines that arrived together from one input.
+#[derive(Debug, Clone)]
+pub struct InputChunk {
+    /// Which input.
+    pub input: u32,
+    /// Ingest time of every line of the chunk (monotonic ns, run clock).
+    pub ingest: u64,
+    /// The shared buffer.
+    pub data: Bytes,
+    /// The lines.
+    pub lines: Vec<InputLine>,
+    /// Input bytes this chunk covers.
+    pub bytes: u64,
+    /// Lines cut for being too long.
+    pub truncated: u32,
+    /// Lines whose event time could not be parsed (ingest time was used).
+    pub time_fallbacks: u32,
+}
+
+/// What sources send the executor.
+#[derive(Debug)]
+pub enum Message {
+    /// Lines.
+    Chunk(InputChunk),
+    /// The input ended normally.
+    End(u32),
+    /// The input failed; what it sent before is valid.
+    Failed(u32, RunError),
+}
+
+/// A source's handle on the executor: sends chunks, tells the time, and
+/// says when to stop.
+#[derive(Clone)]
+pub struct Feed {
+    /// The bounded channel to the executor.
+    tx: Sender<Message>,
+    /// The run's clock, for ingest times.
+    clock: Clock,
+    /// Set when the run is stopping (Ctrl-C, or the executor ended).
+    stop: Arc<AtomicBool>,
+    /// This source's input number.
+    input: u32,
+    /// How to find event times.
+    event_time: EventTimeFormat,
+}
+
+impl Feed {
+    pub(crate) fn new(tx: Sender<Message>, clock: Clock, stop: Arc<AtomicBool>, input: u32, event_time: EventTimeFormat) -> Self {
+        Feed { tx, clock, stop, input, event_time }
+    }
+
+    /// The run's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// True once the run is stopping; sources should return soon.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// This source's input number.
+    pub fn input(&self) -> u32 {
+        self.input
+    }
+
+    /// Sends a framed chunk, stamping its ingest time now and finding event
+    /// times. Returns false when the run no longer takes input.
+    pub fn send_lines(&self, chunk: sluice_lines::Chunk, bytes: u64, truncated: u32) -> bool {
+        let ingest = self.clock.now();
+        let mut fallbacks = 0;
+        let lines = chunk
+            .lines
+            .iter()
+            .map(|span| {
+                let mut line = InputLine {
+                    start: span.start,
+                    end: span.end,
+                    offset: span.offset,
+                    event_time: NO_TIME,
+                };
+                if self.event_time == EventTimeFormat::FirstField {
+                    let text = chunk.text(span);
+                    match split_time_field(text) {
+                        Some((t, skip)) => {
+                            line.event_time = t;
+                            line.start += skip as u32;
+                        }
+                        None => {
+                            fallbacks += 1;
+                            line.event_time = self.clock.to_wall(ingest);
+                        }
+                    }
+                }
+                line
+            })
+            .collect();
+        self.send(InputChunk {
+            input: self.input,
+            ingest,
+            data: chunk.data,
+            lines,
+            bytes,
+            truncated,
+            time_fallbacks: fallbacks,
+        })
+    }
+
+    /// Sends a chunk as is. Returns false when the run no longer takes input.
+    pub fn send(&self, chunk: InputChunk) -> bool {
+        self.tx.send(Message::Chunk(chunk)).is_ok()
+    }
+}
+
+/// Splits a leading timestamp field off `text`: its time, and how many bytes
+/// the field and the blanks after it take.
+pub fn split_time_field(text: &[u8]) -> Option<(EpochNanos, usize)> {
+    let end = text.iter().position(|b| b.is_ascii_whitespace()).unwrap_or(text.len());
+    let t = parse_timestamp(&text[..end])?;
+    let mut skip = end;
+    while skip < text.len() && (text[skip] == b' ' || text[skip] == b'\t') {
+        skip += 1;
+    }
+    Some((t, skip))
+}
+
+/// A source of lines.
+pub trait Source: Send + 'static {
+    /// The source as the user named it, for messages.
+    fn name(&self) -> String;
+
+    /// Reads until the input ends or [`Feed::stopping`], sending chunks.
+    /// An error ends this input; what was sent before it stands.
+    fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError>;
+}
+
+/// The options sources are built with.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Stop at the end of a file rather than follow it.
+    pub no_follow: bool,
+    /// Longest line before it is cut, in bytes.
+    pub max_line: usize,
+    /// The generator's settings (also used by `demo`).
+    pub generator: GeneratorConfig,
+}
+
+impl SourceSpec {
+    /// Makes the running source. A `file:` source without `no_follow` is
+    /// refused until following lands.
+    pub fn build(&self, opts: &SourceOptions) -> Result<Box<dyn Source>, SpecError> {
+        Ok(match self {
+            SourceSpec::File(path) => {
+                if !opts.no_follow {
+                    return Err(SpecError::Invalid(format!(
+                        "following file:{} like tail -F is not available yet: add --no-follow to read it to the end and stop",
+                        path.display()
+                    )));
+                }
+                Box::new(FileSource::new(path.clone(), opts.max_line))
+            }
+            SourceSpec::Stdin => Box::new(StdinSource::new(opts.max_line)),
+            SourceSpec::Tcp(addr) => Box::new(TcpSource::new(addr.clone(), opts.max_line)),
+            SourceSpec::Gen(rate) => Box::new(Generator::words(GeneratorConfig { rate: *rate, ..opts.generator.clone() })),
+            SourceSpec::Demo(rate) => Box::new(Generator::demo(GeneratorConfig { rate: *rate, ..opts.generator.clone() })),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_specs() {
+        assert_eq!("file:a.txt".parse::<SourceSpec>().unwrap(), SourceSpec::File("a.txt".into()));
+        assert_eq!("stdin".parse::<SourceSpec>().unwrap(), SourceSpec::Stdin);
+        assert_eq!("tcp:localhost:9".parse::<SourceSpec>().unwrap(), SourceSpec::Tcp("localhost:9".into()));
+        assert_eq!("gen".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(None));
+        assert_eq!("gen:50k".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(Some(50_000.0)));
+        for bad in ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "kafka", "ftp:x"] {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_field_is_split_off() {
+        assert_eq!(split_time_field(b"1700000000 hello"), Some((1_700_000_000_000_000_000, 11)));
+        assert_eq!(split_time_field(b"1700000000\t\thello"), Some((1_700_000_000_000_000_000, 12)));
+        assert_eq!(split_time_field(b"1700000000"), Some((1_700_000_000_000_000_000, 10)));
+        assert_eq!(split_time_field(b"hello 1700000000"), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! Clocks, durations and timestamps.
+//!
+//! sluice reads two clocks and says which one each figure uses:
+//! - the **monotonic clock** ([`std::time::Instant`]) for ingest times and
+//!   processing latency, so that wall-clock steps never distort a latency;
+//! - the **wall clock** ([`std::time::SystemTime`], Unix epoch) for event
+//!   times, processing-time windows and end-to-end latency, because event
+//!   times written by other machines are wall-clock times.
+//!
+//! A [`Clock`] reads both once at start; converting a monotonic reading to wall
+//! time is then an addition, with no second clock read per event.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::SpecError;
+
+/// Nanoseconds since the Unix epoch on the wall clock.
+pub type EpochNanos = i64;
+
+/// Marks a missing event time.
+pub const NO_TIME: EpochNanos = i64::MIN;
+
+/// A pair of clock readings taken together at start, so that every later
+/// monotonic reading can be expressed both as "ns since start" and as wall time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// The monotonic reading at start.
+    anchor: Instant,
+    /// The wall-clock reading taken at the same moment.
+    anchor_wall: EpochNanos,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock {
+    /// Reads both clocks now.
+    pub fn new() -> Self {
+        let anchor = Instant::now();
+        let anchor_wall = wall_now();
+        Clock {
+            anchor,
+            anchor_wall,
+        }
+    }
+
+    /// Monotonic nanoseconds since this clock was made.
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.anchor.elapsed().as_nanos() as u64
+    }
+
+    /// The monotonic instant for a reading of [`Clock::now`].
+    pub fn instant(&self, mono: u64) -> Instant {
+        self.anchor + Duration::from_nanos(mono)
+    }
+
+    /// The wall-clock time that corresponds to a monotonic reading.
+    #[inline]
+    pub fn to_wall(&self, mono: u64) -> EpochNanos {
+        self.anchor_wall.saturating_add(mono as i64)
+    }
+
+    /// The monotonic reading that corresponds to a wall-clock time
+    /// (saturating at the clock's start).
+    pub fn to_mono(&self, wall: EpochNanos) -> u64 {
+        wall.saturating_sub(self.anchor_wall).max(0) as u64
+    }
+}
+
+/// The wall clock now, in ns since the Unix epoch.
+pub fn wall_now() -> EpochNanos {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses a duration written as a number and a unit: `500ms`, `2s`, `1m`,
+/// `1h`, `250us`, `100ns`, or `1.5s`. Zero is allowed; callers that need a
+/// positive value check for it.
+pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
+    let bad = || SpecError::Duration(text.to_string());
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let unit_ns: f64 = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        "d" => 86_400e9,
+        _ => return Err(bad()),
+    };
+    let ns = value * unit_ns;
+    if !ns.is_finite() || ns > 1e19 {
+        return Err(bad());
+    }
+    Ok(Duration::from_nanos(ns.round() as u64))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it, choosing the
+/// largest unit that keeps it whole.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    for (unit, size) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if ns >= size && ns % size == 0 {
+            return format!("{}{}", ns / size, unit);
+        }
+    }
+    format!("{ns}ns")
+}
+
+/// Parses a timestamp field: an integer or decimal Unix time whose unit is
+/// told by magnitude (below 10^11 seconds, below 10^14 milliseconds, below
+/// 10^17 microseconds, else nanoseconds), or an RFC 3339 date-time.
+/// Returns `None` when the field is neither.
+pub fn parse_timestamp(field: &[u8]) -> Option<EpochNanos> {
+    if field.is_empty() {
+        return None;
+    }
+    if field.iter().all(u8::is_ascii_digit) && field.len() <= 19 {
+        let mut v: u64 = 0;
+        for &b in field {
+            v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+        }
+        let ns = if v < 100_000_000_000 {
+            v.checked_mul(1_000_000_000)?
+        } else if v < 100_000_000_000_000 {
+            v * 1_000_000
+        } else if v < 100_000_000_000_000_000 {
+            v * 1_000
+        } else {
+            v
+        };
+        return i64::try_from(ns).ok();
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    if let Some((int, frac)) = text.split_once('.') {
+        if !int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && !frac.is_empty()
+            && frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            // Decimal seconds, as many tools print them.
+            let secs: f64 = text.parse().ok()?;
+            if secs < 1e11 {
+                return Some((secs * 1e9).round() as i64);
+            }
+            return None;
+        }
+    }
+    if text.len() >= 20 && text.as_bytes()[4] == b'-' {
+        return chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt());
+    }
+    None
+}
+
+/// Formats a wall-clock time as RFC 3339 in UTC with milliseconds, into `out`.
+pub fn write_rfc3339_ms(out: &mut String, t: EpochNanos) {
+    use std::fmt::Write;
+    let secs = t.div_euclid(1_000_000_000);
+    let nanos = t.rem_euclid(1_000_000_000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(dt) => {
+            let _ = write!(out, "{}", dt.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        }
+        None => out.push_str("out-of-range"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_round_trip() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        for bad in ["", "s", "10", "ten s", "5 parsecs", "-1s", "1e999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        for d in ["1h", "90s", "200ms", "7us", "3ns", "2m"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+    }
+
+    #[test]
+    fn timestamps_by_magnitude_and_rfc3339() {
+        let s = 1_700_000_000i64;
+        assert_eq!(parse_timestamp(b"1700000000"), Some(s * 1_000_000_000));
+        assert_eq!(parse_timestamp(b"1700000000123"), Some(s * 1_000_000_000 + 123_000_000));
+        assert_eq!(parse_timestamp(b"1700000000123456"), Some(s * 1_000_000_000 + 123_456_000));
+        assert_eq!(parse_timestamp(b"1700000000123456789"), Some(s * 1_000_000_000 + 123_456_789));
+        assert_eq!(parse_timestamp(b"1700000000.5"), Some(s * 1_000_000_000 + 500_000_000));
+        assert_eq!(
+            parse_timestamp(b"2023-11-14T22:13:20.250Z"),
+            Some(s * 1_000_000_000 + 250_000_000)
+        );
+        assert_eq!(
+            parse_timestamp(b"2023-11-15T00:13:20+02:00"),
+            Some(s * 1_000_000_000)
+        );
+        assert_eq!(parse_timestamp(b"hello"), None);
+        assert_eq!(parse_timestamp(b""), None);
+        assert_eq!(parse_timestamp(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn rfc3339_has_milliseconds() {
+        let mut s = String::new();
+        write_rfc3339_ms(&mut s, 1_700_000_000_250_000_000);
+        assert_eq!(s, "2023-11-14T22:13:20.250Z");
+    }
+}

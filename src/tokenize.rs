@@ -1,0 +1,156 @@
+//! The word tokenizer, with an exact contract so that counts can be checked
+//! against other tools:
+//!
+//! - a token is a maximal run of characters that are not [`char::is_whitespace`]
+//!   (U+FEFF, the byte-order mark, also separates tokens, so it never becomes
+//!   part of a word);
+//! - leading and trailing characters that are not [`char::is_alphanumeric`]
+//!   are trimmed;
+//! - the rest is lower-cased exactly as [`str::to_lowercase`] does;
+//! - empty tokens are dropped.
+//!
+//! Words are [`Word`]s: strings of up to 24 bytes live inline, so almost every
+//! word costs no allocation.
+
+use compact_str::CompactString;
+
+/// A word: inline up to 24 bytes, on the heap beyond.
+pub type Word = CompactString;
+
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || c == '\u{FEFF}'
+}
+
+/// Calls `emit` with each word of `text`, in order.
+///
+/// ```
+/// let mut words = Vec::new();
+/// sluice::tokenize("\u{FEFF}“Call me Ishmael.” — Some years ago…", |w| words.push(w));
+/// assert_eq!(words, ["call", "me", "ishmael", "some", "years", "ago"]);
+/// ```
+#[inline]
+pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
+    if text.is_ascii() {
+        // In ASCII, `char::is_whitespace` is exactly tab, LF, VT, FF, CR and space.
+        for token in text.split(|c: char| matches!(c, '\t'..='\r' | ' ')) {
+            let t = token.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            if !t.is_empty() {
+                emit(ascii_lower(t));
+            }
+        }
+        return;
+    }
+    for token in text.split(is_separator) {
+        let t = token.trim_matches(|c: char| !c.is_alphanumeric());
+        if !t.is_empty() {
+            emit(lower(t));
+        }
+    }
+}
+
+/// The number of words in `text`, by the same contract as [`tokenize`].
+pub fn count_words(text: &str) -> usize {
+    let mut n = 0;
+    tokenize(text, |_| n += 1);
+    n
+}
+
+#[inline]
+fn ascii_lower(t: &str) -> Word {
+    if !t.bytes().any(|b| b.is_ascii_uppercase()) {
+        return CompactString::new(t);
+    }
+    let mut w = CompactString::with_capacity(t.len());
+    for b in t.bytes() {
+        w.push(b.to_ascii_lowercase() as char);
+    }
+    w
+}
+
+fn lower(t: &str) -> Word {
+    if t.is_ascii() {
+        return ascii_lower(t);
+    }
+    if t.contains('Σ') {
+        // Final sigma depends on context; let the standard library decide.
+        return CompactString::from(t.to_lowercase());
+    }
+    let mut w = CompactString::with_capacity(t.len());
+    for c in t.chars() {
+        for l in c.to_lowercase() {
+            w.push(l);
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        tokenize(s, |w| v.push(w.to_string()));
+        v
+    }
+
+    /// A second, deliberately naive implementation of the contract.
+    fn reference(s: &str) -> Vec<String> {
+        s.split(|c: char| c.is_whitespace() || c == '\u{FEFF}')
+            .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn bom_crlf_and_punctuation() {
+        assert_eq!(words("\u{FEFF}The Project\r"), ["the", "project"]);
+        assert_eq!(words("a\u{FEFF}b"), ["a", "b"]);
+        assert_eq!(words("Hello,\r\n"), ["hello"]);
+        assert_eq!(words("“Call me Ishmael.”"), ["call", "me", "ishmael"]);
+        assert_eq!(words("whale—the"), ["whale—the"]);
+        assert_eq!(words("— ... ?! —"), Vec::<String>::new());
+        assert_eq!(words("don’t can't"), ["don’t", "can't"]);
+    }
+
+    #[test]
+    fn accents_and_case() {
+        assert_eq!(words("Les Misérables PÈRE-LACHAISE"), ["les", "misérables", "père-lachaise"]);
+        assert_eq!(words("ΟΔΥΣΣΕΥΣ"), ["οδυσσευς"]);
+        assert_eq!(words("İstanbul"), ["i̇stanbul"]);
+        assert_eq!(words("ǅemal"), ["ǆemal"]);
+    }
+
+    #[test]
+    fn whitespace_kinds_and_empty_lines() {
+        assert!(words("").is_empty());
+        assert!(words("   \t  ").is_empty());
+        assert_eq!(words("a\u{00A0}b\u{2003}c\u{3000}d\te"), ["a", "b", "c", "d", "e"]);
+        assert_eq!(words("a\x0Bb\x0Cc"), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_an_error() {
+        let line = crate::record::Line::new(bytes::Bytes::from_static(b"caf\xE9 ok \xFF\xFEx"));
+        assert_eq!(words(&line.text()), ["caf\u{FFFD}", "ok", "x"]);
+    }
+
+    #[test]
+    fn a_single_16_mib_line() {
+        let mut s = String::with_capacity(16 << 20);
+        while s.len() < (16 << 20) - 16 {
+            s.push_str("Alpha beta, ");
+        }
+        let w = words(&s);
+        assert_eq!(w.len(), reference(&s).len());
+        assert_eq!(w.len() % 2, 0);
+        assert!(w.iter().step_by(2).all(|x| x == "alpha"));
+    }
+
+    #[test]
+    fn agrees_with_reference_on_mixed_text() {
+        let text = "\u{FEFF}It was the best of times—it was the WORST; “Quoth” the Raven: ‘Nevermore.’\r\n\
+                    Ñandú ÆSIR straße ﬁne 123 4.5 -- «guillemets» Σίσυφος ΣΑΣ";
+        assert_eq!(words(text), reference(text));
+    }
+}

@@ -1,0 +1,509 @@
+//! The keyed window aggregate: keeps open windows, decides lateness, emits
+//! results, and accounts each event's latency when its effect is emitted.
+//!
+//! The same code serves both modes; only *when* results leave differs:
+//! - per-event mode (`immediate`): an update goes out with the event that
+//!   caused it, and a window's final result as soon as the watermark passes
+//!   its end;
+//! - micro-batch mode: changes are marked dirty and go out at the batch
+//!   boundary, with the windows the watermark closed during the batch.
+//!
+//! The watermark moves per item in both modes, so lateness, and therefore
+//! every event-time window result, is the same in both modes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap;
+
+use super::{OutputMode, TimeDomain, Watermarks, Window, WindowConfig, WindowSpec};
+use crate::aggregate::Aggregate;
+use crate::latency::{LatencyRecorder, WindowLatency};
+use crate::operator::Keyed;
+use crate::record::{Meta, Position};
+use crate::time::{Clock, EpochNanos, NO_TIME};
+
+/// One window result: a key's aggregate in one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowResult<K, O> {
+    /// The window.
+    pub window: Window,
+    /// The key.
+    pub key: K,
+    /// The aggregate (for a count, the running or final total).
+    pub value: O,
+    /// The latest event time among the events this result includes.
+    pub max_event_time: Option<EpochNanos>,
+    /// True for a window's final result, false for an update.
+    pub is_final: bool,
+}
+
+/// An item that came too late for its window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateEvent<K> {
+    /// Its key.
+    pub key: K,
+    /// The time that placed it (event time, or processing time).
+    pub time: EpochNanos,
+    /// The (first) window it missed.
+    pub window: Window,
+    /// The watermark when it was processed.
+    pub watermark: EpochNanos,
+    /// Where it came from.
+    pub pos: Position,
+}
+
+/// Counters the window operator keeps for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WindowCounters {
+    /// Items (words) that reached the window operator.
+    pub items: u64,
+    /// Events (lines) with at least one late item.
+    pub late_events: u64,
+    /// Items that were late.
+    pub late_items: u64,
+    /// Results emitted.
+    pub results: u64,
+}
+
+/// A key's state in one window.
+#[derive(Debug, Clone)]
+struct Entry<A> {
+    /// The aggregate so far.
+    acc: A,
+    /// Latest event time included, or `NO_TIME`.
+    max_event_time: EpochNanos,
+    /// Changed since the last update was emitted (micro-batch update output).
+    dirty: bool,
+}
+
+/// One open tumbling, sliding or global window.
+struct Pane<K, A> {
+    /// Per-key state.
+    keys: FxHashMap<K, Entry<A>>,
+    /// Latency summary of the events whose first effect is this window.
+    lat: Option<WindowLatency>,
+}
+
+/// One open session of one key.
+struct Session<A> {
+    /// Its current extent: first event to last event plus the gap.
+    window: Window,
+    /// The key's state in it.
+    entry: Entry<A>,
+    /// Latency summary of its events.
+    lat: Option<WindowLatency>,
+}
+
+/// The keyed window aggregate.
+pub struct WindowOperator<K, T, A: Aggregate<T>> {
+    /// Window shape, time domain, watermark and output settings.
+    config: WindowConfig,
+    /// The aggregation.
+    agg: A,
+    /// Converts ingest times to wall time (processing-time windows).
+    clock: Clock,
+    /// Per-event mode: emit as soon as there is something to emit.
+    immediate: bool,
+    /// Event-time (or processing-time) progress.
+    watermarks: Watermarks,
+    /// Open tumbling, sliding and global windows, by (end, start).
+    panes: BTreeMap<(EpochNanos, EpochNanos), Pane<K, A::Acc>>,
+    /// Open sessions per key.
+    sessions: FxHashMap<K, Vec<Session<A::Acc>>>,
+    /// Session ends, to close sessions in order.
+    session_ends: BTreeSet<(EpochNanos, K)>,
+    /// Micro-batch update output: (window, key) changed in this batch.
+    dirty_panes: Vec<((EpochNanos, EpochNanos), K)>,
+    /// Micro-batch update output: keys whose sessions changed in this batch.
+    dirty_sessions: Vec<K>,
+    /// Sequence number of the last event whose latency is accounted for.
+    accounted_seq: u64,
+    /// Sequence number of the last event counted late.
+    late_seq: u64,
+    /// Update output: (ingest, event time) of events whose first effect is
+    /// among the results not yet handed to the sinks.
+    pending_events: Vec<(u64, EpochNanos)>,
+    /// Final output: latency summaries of windows whose results are not yet
+    /// handed to the sinks, with the window end.
+    pending_windows: Vec<(Window, Option<WindowLatency>, u64)>,
+    /// Results not yet handed to the sinks.
+    results: Vec<WindowResult<K, A::Out>>,
+    /// Late items not yet handed to the late sinks.
+    late: Vec<LateEvent<K>>,
+    /// Whether anyone wants late items.
+    keep_late: bool,
+    /// Counters.
+    counters: WindowCounters,
+    /// The value type.
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<K, T, A> WindowOperator<K, T, A>
+where
+    K: Hash + Eq + Ord + Clone,
+    A: Aggregate<T>,
+{
+    /// An operator for `config` aggregating with `agg`; `immediate` for
+    /// per-event mode, `keep_late` when a late sink is attached.
+    pub fn new(config: WindowConfig, agg: A, clock: Clock, immediate: bool, keep_late: bool) -> Self {
+        WindowOperator {
+            watermarks: Watermarks::new(
+                config.watermark_delay.as_nanos().min(i64::MAX as u128) as i64,
+                config.idle_timeout.as_nanos().min(u64::MAX as u128) as u64,
+            ),
+            config,
+            agg,
+            clock,
+            immediate,
+            panes: BTreeMap::new(),
+            sessions: FxHashMap::default(),
+            session_ends: BTreeSet::new(),
+            dirty_panes: Vec::new(),
+            dirty_sessions: Vec::new(),
+            accounted_seq: u64::MAX,
+            late_seq: u64::MAX,
+            pending_events: Vec::new(),
+            pending_windows: Vec::new(),
+            results: Vec::new(),
+            late: Vec::new(),
+            keep_late,
+            counters: WindowCounters::default(),
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The aggregation.
+    pub fn aggregate(&self) -> &A {
+        &self.agg
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> EpochNanos {
+        self.watermarks.get()
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> WindowCounters {
+        self.counters
+    }
+
+    /// Open windows (panes and sessions).
+    pub fn open_windows(&self) -> usize {
+        self.panes.len() + self.session_ends.len()
+    }
+
+    /// Processes one keyed item. In per-event mode, what it causes is ready
+    /// in [`Self::take_results`] right after.
+    pub fn process(&mut self, item: Keyed<K, T>) {
+        let Keyed { key, record } = item;
+        let meta = record.meta;
+        self.counters.items += 1;
+        let t = match self.config.time {
+            TimeDomain::Event if meta.event_time != NO_TIME => meta.event_time,
+            _ => self.clock.to_wall(meta.ingest),
+        };
+        match self.config.time {
+            TimeDomain::Event => self.watermarks.observe(meta.pos.input, t, meta.ingest),
+            TimeDomain::Processing => self.watermarks.raise(t),
+        }
+        let wm = self.watermarks.get();
+        match self.config.spec {
+            WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, &meta),
+            WindowSpec::Tumbling { size } => {
+                let size = size.as_nanos() as i64;
+                let start = t.div_euclid(size) * size;
+                let w = Window { start, end: start.saturating_add(size) };
+                if w.end <= wm {
+                    self.late(key, t, w, wm, &meta);
+                } else {
+                    self.add_to_pane(w, key, &record.value, &meta);
+                }
+            }
+            WindowSpec::Sliding { size, slide } => {
+                let (size, slide) = (size.as_nanos() as i64, slide.as_nanos() as i64);
+                let last = t.div_euclid(slide) * slide;
+                let first = last - size + slide;
+                // The item's windows in order of their end: the first ones may
+                // be closed already, the rest are open.
+                let mut start = first;
+                while start <= last && start.saturating_add(size) <= wm {
+                    start += slide;
+                }
+                if start != first {
+                    let missed = Window { start: first, end: first.saturating_add(size) };
+                    self.late(key.clone(), t, missed, wm, &meta);
+                }
+                while start <= last {
+                    let w = Window { start, end: start.saturating_add(size) };
+                    self.add_to_pane(w, key.clone(), &record.value, &meta);
+                    start += slide;
+                }
+            }
+            WindowSpec::Session { gap } => {
+                let w = Window { start: t, end: t.saturating_add(gap.as_nanos() as i64) };
+                if w.end <= wm {
+                    self.late(key, t, w, wm, &meta);
+                } else {
+                    self.add_to_session(w, key, &record.value, &meta);
+                }
+            }
+        }
+        if self.immediate {
+            self.close_ripe();
+        }
+    }
+
+    /// Time passed without events: processing time reached `now_mono`
+    /// (monotonic ns). Closes what the new watermark allows.
+    pub fn advance(&mut self, now_mono: u64) {
+        match self.config.time {
+            TimeDomain::Processing => self.watermarks.raise(self.clock.to_wall(now_mono)),
+            TimeDomain::Event => self.watermarks.recompute(now_mono),
+        }
+        self.close_ripe();
+    }
+
+    /// End of input: the watermark goes to +∞ and every window closes.
+    pub fn finish(&mut self) {
+        self.watermarks.raise(EpochNanos::MAX);
+        self.close_ripe();
+    }
+
+    /// The earliest wall-clock time at which a processing-time window will
+    /// close, so per-event mode can wake up for it.
+    pub fn next_close(&self) -> Option<EpochNanos> {
+        if self.config.time != TimeDomain::Processing {
+            return None;
+        }
+        let pane = self.panes.keys().next().map(|k| k.0);
+        let session = self.session_ends.iter().next().map(|k| k.0);
+        match (pane, session) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|&e| e != EpochNanos::MAX)
+    }
+
+    /// Micro-batch update output: turns this batch's changes into results.
+    pub fn emit_updates(&mut self) {
+        for (wkey, key) in self.dirty_panes.drain(..) {
+            if let Some(pane) = self.panes.get_mut(&wkey) {
+                if let Some(e) = pane.keys.get_mut(&key) {
+                    e.dirty = false;
+                    let window = Window { start: wkey.1, end: wkey.0 };
+                    self.results.push(result(&self.agg, window, key, e, false));
+                }
+            }
+        }
+        for key in self.dirty_sessions.drain(..) {
+            if let Some(list) = self.sessions.get_mut(&key) {
+                for s in list.iter_mut().filter(|s| s.entry.dirty) {
+                    s.entry.dirty = false;
+                    self.results.push(result(&self.agg, s.window, key.clone(), &s.entry, false));
+                }
+            }
+        }
+    }
+
+    /// Moves the ready results into `out` (which the caller drains).
+    pub fn take_results(&mut self, out: &mut Vec<WindowResult<K, A::Out>>) {
+        self.counters.results += self.results.len() as u64;
+        out.append(&mut self.results);
+    }
+
+    /// Moves the late items into `out`.
+    pub fn take_late(&mut self, out: &mut Vec<LateEvent<K>>) {
+        out.append(&mut self.late);
+    }
+
+    /// True when emitted results carry events whose latency is not yet
+    /// recorded.
+    #[inline]
+    pub fn has_pending_latency(&self) -> bool {
+        !self.pending_events.is_empty() || !self.pending_windows.is_empty()
+    }
+
+    /// Records the latency of every event whose first effect was among the
+    /// results just handed to the sinks, as emitted at these times.
+    pub fn account_emitted(&mut self, rec: &mut LatencyRecorder, emit_mono: u64, emit_wall: EpochNanos) {
+        for (ingest, et) in self.pending_events.drain(..) {
+            rec.record_event(ingest, et, emit_mono, emit_wall);
+        }
+        for (window, lat, results) in self.pending_windows.drain(..) {
+            if let Some(lat) = lat {
+                lat.replay(rec, emit_mono, emit_wall);
+            }
+            if !window.is_global() && self.config.output == OutputMode::Final {
+                rec.result.record_n(emit_wall.saturating_sub(window.end), results);
+            }
+        }
+    }
+
+    /// True when the item's event is seen for the first time: its latency
+    /// is accounted with this item's effect.
+    #[inline]
+    fn first_effect(&mut self, meta: &Meta) -> bool {
+        let first = self.accounted_seq != meta.seq;
+        self.accounted_seq = meta.seq;
+        first
+    }
+
+    fn late(&mut self, key: K, time: EpochNanos, window: Window, watermark: EpochNanos, meta: &Meta) {
+        self.counters.late_items += 1;
+        if self.late_seq != meta.seq {
+            self.late_seq = meta.seq;
+            self.counters.late_events += 1;
+        }
+        if self.keep_late {
+            self.late.push(LateEvent { key, time, window, watermark, pos: meta.pos });
+        }
+    }
+
+    fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
+        let first = self.first_effect(meta);
+        let update = self.config.output == OutputMode::Update;
+        let pane = self.panes.entry((w.end, w.start)).or_insert_with(|| Pane {
+            keys: FxHashMap::default(),
+            lat: None,
+        });
+        if first {
+            if update {
+                self.pending_events.push((meta.ingest, meta.event_time));
+            } else {
+                let base = if w.is_global() { meta.event_time } else { w.start };
+                pane.lat
+                    .get_or_insert_with(|| WindowLatency::new(meta.ingest, base))
+                    .note(meta.ingest, meta.event_time);
+            }
+        }
+        // Only update output needs the key after it went into the map.
+        let key_copy = update.then(|| key.clone());
+        let agg = &self.agg;
+        let entry = pane.keys.entry(key).or_insert_with(|| Entry {
+            acc: agg.init(),
+            max_event_time: NO_TIME,
+            dirty: false,
+        });
+        self.agg.add(&mut entry.acc, value);
+        entry.max_event_time = entry.max_event_time.max(meta.event_time);
+        if let Some(key) = key_copy {
+            if self.immediate {
+                self.results.push(result(&self.agg, w, key, entry, false));
+            } else if !entry.dirty {
+                entry.dirty = true;
+                self.dirty_panes.push(((w.end, w.start), key));
+            }
+        }
+    }
+
+    fn add_to_session(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
+        let first = self.first_effect(meta);
+        let update = self.config.output == OutputMode::Update;
+        let wm = self.watermarks.get();
+        let list = self.sessions.entry(key.clone()).or_default();
+        let mut merged = Session {
+            window: w,
+            entry: Entry { acc: self.agg.init(), max_event_time: NO_TIME, dirty: false },
+            lat: None,
+        };
+        // Merge every open session this event touches. Sessions whose end the
+        // watermark passed are closed, even if not emitted yet.
+        let mut i = 0;
+        while i < list.len() {
+            let s = &list[i];
+            let touches = s.window.start <= merged.window.end && merged.window.start <= s.window.end;
+            if s.window.end > wm && touches {
+                let s = list.swap_remove(i);
+                self.session_ends.remove(&(s.window.end, key.clone()));
+                merged.window.start = merged.window.start.min(s.window.start);
+                merged.window.end = merged.window.end.max(s.window.end);
+                self.agg.merge(&mut merged.entry.acc, s.entry.acc);
+                merged.entry.max_event_time = merged.entry.max_event_time.max(s.entry.max_event_time);
+                merged.entry.dirty |= s.entry.dirty;
+                merged.lat = match (merged.lat.take(), s.lat) {
+                    (Some(mut a), Some(b)) => {
+                        a.merge(b);
+                        Some(a)
+                    }
+                    (a, b) => a.or(b),
+                };
+            } else {
+                i += 1;
+            }
+        }
+        if first {
+            if update {
+                self.pending_events.push((meta.ingest, meta.event_time));
+            } else {
+                merged
+                    .lat
+                    .get_or_insert_with(|| WindowLatency::new(meta.ingest, w.start))
+                    .note(meta.ingest, meta.event_time);
+            }
+        }
+        self.agg.add(&mut merged.entry.acc, value);
+        merged.entry.max_event_time = merged.entry.max_event_time.max(meta.event_time);
+        self.session_ends.insert((merged.window.end, key.clone()));
+        if update {
+            if self.immediate {
+                self.results.push(result(&self.agg, merged.window, key.clone(), &merged.entry, false));
+            } else if !merged.entry.dirty {
+                merged.entry.dirty = true;
+                self.dirty_sessions.push(key);
+            }
+        }
+        list.push(merged);
+    }
+
+    /// Closes every window whose end the watermark reached. In final output
+    /// their results go out; in update output their state is dropped.
+    fn close_ripe(&mut self) {
+        let wm = self.watermarks.get();
+        let final_output = self.config.output == OutputMode::Final;
+        if !final_output && !self.immediate {
+            // Changes of this batch go out before their windows are dropped.
+            self.emit_updates();
+        }
+        while let Some(entry) = self.panes.first_entry() {
+            if entry.key().0 > wm {
+                break;
+            }
+            let ((end, start), pane) = entry.remove_entry();
+            let window = Window { start, end };
+            let n = pane.keys.len() as u64;
+            if final_output {
+                for (key, e) in pane.keys {
+                    self.results.push(result(&self.agg, window, key, &e, true));
+                }
+            }
+            self.pending_windows.push((window, pane.lat, n));
+        }
+        while let Some(first) = self.session_ends.first() {
+            if first.0 > wm {
+                break;
+            }
+            let (end, key) = self.session_ends.pop_first().expect("checked non-empty");
+            let Some(list) = self.sessions.get_mut(&key) else { continue };
+            let Some(i) = list.iter().position(|s| s.window.end == end) else { continue };
+            let s = list.swap_remove(i);
+            if list.is_empty() {
+                self.sessions.remove(&key);
+            }
+            if final_output {
+                self.results.push(result(&self.agg, s.window, key, &s.entry, true));
+            }
+            self.pending_windows.push((s.window, s.lat, 1));
+        }
+    }
+}
+
+fn result<K, T, A: Aggregate<T>>(agg: &A, window: Window, key: K, e: &Entry<A::Acc>, is_final: bool) -> WindowResult<K, A::Out> {
+    WindowResult {
+        window,
+        key,
+        value: agg.result(&e.acc),
+        max_event_time: (e.max_event_time != NO_TIME).then_some(e.max_event_time),
+        is_final,
+    }
+}
