@@ -1,1 +1,537 @@
-//! The pipeline file.
+//! Run settings: from the command line, a pipeline file (TOML), or both.
+//!
+//! Every command-line option of `sluice run` has a key of the same name in
+//! the pipeline file (`--batch-interval 200ms` is `batch-interval = "200ms"`),
+//! and options on the command line override the file. [`Settings::resolve`]
+//! checks everything and names the offending key, with its line in the file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::SpecError;
+use crate::executor::Mode;
+use crate::source::{EventTimeFormat, GeneratorConfig, SourceOptions, SourceSpec};
+use crate::time::parse_duration;
+use crate::window::{OutputMode, TimeDomain, WindowConfig, WindowSpec};
+
+/// A value with the line of the pipeline file it came from, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Val<T> {
+    /// The value as written.
+    pub value: T,
+    /// 1-based line in the pipeline file; `None` for the command line.
+    pub line: Option<usize>,
+}
+
+impl<T> From<T> for Val<T> {
+    fn from(value: T) -> Self {
+        Val { value, line: None }
+    }
+}
+
+/// The options of a run as written, before checking. Both the command line
+/// and the pipeline file produce one; [`RawSettings::overlay`] merges them.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[allow(missing_docs)]
+pub struct RawSettings {
+    pub source: Option<Val<String>>,
+    pub no_follow: Option<Val<bool>>,
+    pub mode: Option<Val<String>>,
+    pub batch_interval: Option<Val<String>>,
+    pub window: Option<Val<String>>,
+    pub time: Option<Val<String>>,
+    pub event_time: Option<Val<String>>,
+    pub watermark_delay: Option<Val<String>>,
+    pub idle_timeout: Option<Val<String>>,
+    pub output: Option<Val<String>>,
+    pub sink: Option<Val<Vec<String>>>,
+    pub late_sink: Option<Val<String>>,
+    pub top: Option<Val<u64>>,
+    pub report: Option<Val<String>>,
+    pub max_line_bytes: Option<Val<u64>>,
+    pub gen_words: Option<Val<u64>>,
+    pub seed: Option<Val<u64>>,
+    pub count: Option<Val<u64>>,
+    pub duration: Option<Val<String>>,
+}
+
+/// One string or a list of them (`sink = "stdout"` or `sink = ["stdout", ...]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The pipeline file as TOML sees it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSettings {
+    source: Option<toml::Spanned<String>>,
+    no_follow: Option<toml::Spanned<bool>>,
+    mode: Option<toml::Spanned<String>>,
+    batch_interval: Option<toml::Spanned<String>>,
+    window: Option<toml::Spanned<String>>,
+    time: Option<toml::Spanned<String>>,
+    event_time: Option<toml::Spanned<String>>,
+    watermark_delay: Option<toml::Spanned<String>>,
+    idle_timeout: Option<toml::Spanned<String>>,
+    output: Option<toml::Spanned<String>>,
+    sink: Option<toml::Spanned<OneOrMany>>,
+    late_sink: Option<toml::Spanned<String>>,
+    top: Option<toml::Spanned<u64>>,
+    report: Option<toml::Spanned<String>>,
+    max_line_bytes: Option<toml::Spanned<u64>>,
+    gen_words: Option<toml::Spanned<u64>>,
+    seed: Option<toml::Spanned<u64>>,
+    count: Option<toml::Spanned<u64>>,
+    duration: Option<toml::Spanned<String>>,
+}
+
+/// An error in the settings, naming the key and, for a file, its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The pipeline file, when the error is in one.
+    pub file: Option<PathBuf>,
+    /// The line in that file.
+    pub line: Option<usize>,
+    /// The key (or option) at fault, if one is.
+    pub key: Option<String>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            _ => {}
+        }
+        match (&self.key, self.line) {
+            (Some(key), Some(_)) => write!(f, "key `{key}`: ")?,
+            (Some(key), None) => write!(f, "--{key}: ")?,
+            _ => {}
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl RawSettings {
+    /// Reads a pipeline file.
+    pub fn from_file(path: &Path) -> Result<RawSettings, ConfigError> {
+        let err = |line, key: Option<String>, message: String| ConfigError {
+            file: Some(path.to_path_buf()),
+            line,
+            key,
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(
+                None,
+                None,
+                format!(
+                    "cannot read the pipeline file: {}",
+                    crate::source::describe_io(&e)
+                ),
+            )
+        })?;
+        Self::from_toml(&text).map_err(|mut e| {
+            e.file = Some(path.to_path_buf());
+            e
+        })
+    }
+
+    /// Parses pipeline-file text.
+    pub fn from_toml(text: &str) -> Result<RawSettings, ConfigError> {
+        let file: FileSettings = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let msg = e.message().trim().to_string();
+            let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
+                let (name, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+                format!(
+                    "unknown key {name}; remove it or use one of{}",
+                    expected
+                        .trim_start_matches(" one of")
+                        .trim_start_matches(" one of")
+                )
+            } else {
+                format!("{msg}; see the pipeline file format in README.md")
+            };
+            ConfigError {
+                file: None,
+                line,
+                key: None,
+                message,
+            }
+        })?;
+        fn v<T>(text: &str, s: Option<toml::Spanned<T>>) -> Option<Val<T>> {
+            s.map(|s| {
+                let line = Some(line_of(text, s.span().start));
+                Val {
+                    value: s.into_inner(),
+                    line,
+                }
+            })
+        }
+        Ok(RawSettings {
+            source: v(text, file.source),
+            no_follow: v(text, file.no_follow),
+            mode: v(text, file.mode),
+            batch_interval: v(text, file.batch_interval),
+            window: v(text, file.window),
+            time: v(text, file.time),
+            event_time: v(text, file.event_time),
+            watermark_delay: v(text, file.watermark_delay),
+            idle_timeout: v(text, file.idle_timeout),
+            output: v(text, file.output),
+            sink: v(text, file.sink).map(|s| Val {
+                value: match s.value {
+                    OneOrMany::One(x) => vec![x],
+                    OneOrMany::Many(v) => v,
+                },
+                line: s.line,
+            }),
+            late_sink: v(text, file.late_sink),
+            top: v(text, file.top),
+            report: v(text, file.report),
+            max_line_bytes: v(text, file.max_line_bytes),
+            gen_words: v(text, file.gen_words),
+            seed: v(text, file.seed),
+            count: v(text, file.count),
+            duration: v(text, file.duration),
+        })
+    }
+
+    /// These settings with every value `over` has replacing ours.
+    pub fn overlay(self, over: RawSettings) -> RawSettings {
+        macro_rules! pick {
+            ($($f:ident),*) => { RawSettings { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            source,
+            no_follow,
+            mode,
+            batch_interval,
+            window,
+            time,
+            event_time,
+            watermark_delay,
+            idle_timeout,
+            output,
+            sink,
+            late_sink,
+            top,
+            report,
+            max_line_bytes,
+            gen_words,
+            seed,
+            count,
+            duration
+        )
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// A top-N table per window on stdout.
+    StdoutTable,
+    /// JSON lines on stdout.
+    StdoutJson,
+    /// JSON lines in a file, truncated at start.
+    Jsonl(PathBuf),
+    /// Nowhere (benchmarks).
+    Null,
+}
+
+impl std::str::FromStr for SinkSpec {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        match s.split_once(':').unwrap_or((s, "")) {
+            ("stdout", "") | ("stdout", "table") => Ok(SinkSpec::StdoutTable),
+            ("stdout", "json") => Ok(SinkSpec::StdoutJson),
+            ("jsonl", path) if !path.is_empty() => Ok(SinkSpec::Jsonl(PathBuf::from(path))),
+            ("null", "") => Ok(SinkSpec::Null),
+            _ => Err(SpecError::Sink(s.to_string())),
+        }
+    }
+}
+
+/// Checked settings of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The source.
+    pub source: SourceSpec,
+    /// Source options.
+    pub source_options: SourceOptions,
+    /// The execution mode.
+    pub mode: Mode,
+    /// True when a batch interval was given with per-event mode (ignored).
+    pub ignored_batch_interval: bool,
+    /// Windowing.
+    pub window: WindowConfig,
+    /// How event times are found.
+    pub event_time: EventTimeFormat,
+    /// Result sinks.
+    pub sinks: Vec<SinkSpec>,
+    /// Late-item sink.
+    pub late_sink: Option<SinkSpec>,
+    /// Rows per window in the stdout table.
+    pub top: usize,
+    /// Where to write the JSON report.
+    pub report: Option<PathBuf>,
+}
+
+/// The rate `sluice run` replays the demo book at when no source is given.
+pub const DEMO_RATE: f64 = 4000.0;
+
+impl Settings {
+    /// Checks raw settings and fills in defaults.
+    pub fn resolve(raw: &RawSettings) -> Result<Settings, ConfigError> {
+        fn fail<T>(key: &str, line: Option<usize>, e: impl fmt::Display) -> Result<T, ConfigError> {
+            Err(ConfigError {
+                file: None,
+                line,
+                key: Some(key.to_string()),
+                message: e.to_string(),
+            })
+        }
+        fn parse<T: std::str::FromStr>(
+            key: &str,
+            v: &Option<Val<String>>,
+        ) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            match v {
+                None => Ok(None),
+                Some(v) => match v.value.parse::<T>() {
+                    Ok(x) => Ok(Some(x)),
+                    Err(e) => fail(key, v.line, e),
+                },
+            }
+        }
+        fn duration(key: &str, v: &Option<Val<String>>) -> Result<Option<Duration>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(v) => match parse_duration(&v.value) {
+                    Ok(d) => Ok(Some(d)),
+                    Err(e) => fail(key, v.line, e),
+                },
+            }
+        }
+        let line = |v: &Option<Val<String>>| v.as_ref().and_then(|v| v.line);
+
+        let source: SourceSpec =
+            parse("source", &raw.source)?.unwrap_or(SourceSpec::Demo(Some(DEMO_RATE)));
+        let no_follow = raw.no_follow.as_ref().is_some_and(|v| v.value);
+        if let SourceSpec::File(path) = &source {
+            if !no_follow {
+                return fail(
+                    "source",
+                    line(&raw.source),
+                    format!(
+                        "following file:{} like tail -F is not available yet: add --no-follow to read it to the end and stop",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        let interval = duration("batch-interval", &raw.batch_interval)?;
+        if interval.is_some_and(|d| d < Duration::from_millis(1)) {
+            return fail(
+                "batch-interval",
+                line(&raw.batch_interval),
+                "a batch interval must be at least 1ms",
+            );
+        }
+        let mode = match raw.mode.as_ref().map(|v| (v.value.as_str(), v.line)) {
+            None | Some(("micro-batch", _)) => Mode::MicroBatch {
+                interval: interval.unwrap_or(Duration::from_secs(1)),
+            },
+            Some(("per-event", _)) => Mode::PerEvent,
+            Some((other, l)) => {
+                return fail(
+                    "mode",
+                    l,
+                    format!("invalid mode {other:?}: use micro-batch or per-event"),
+                )
+            }
+        };
+        let spec: WindowSpec = parse("window", &raw.window)?.unwrap_or(match source {
+            SourceSpec::File(_) | SourceSpec::Stdin => WindowSpec::Global,
+            _ => WindowSpec::Tumbling {
+                size: Duration::from_secs(1),
+            },
+        });
+        let generated = matches!(source, SourceSpec::Gen(_) | SourceSpec::Demo(_));
+        let event_time: EventTimeFormat =
+            parse("event-time", &raw.event_time)?.unwrap_or(if generated {
+                EventTimeFormat::FirstField
+            } else {
+                EventTimeFormat::None
+            });
+        let has_event_time = generated || event_time != EventTimeFormat::None;
+        let time: TimeDomain = parse("time", &raw.time)?.unwrap_or(if has_event_time {
+            TimeDomain::Event
+        } else {
+            TimeDomain::Processing
+        });
+        if time == TimeDomain::Event && !has_event_time {
+            return fail(
+                "time",
+                line(&raw.time),
+                "event time needs events that carry one: add --event-time first-field",
+            );
+        }
+        let output: OutputMode = parse("output", &raw.output)?.unwrap_or_default();
+        let mut window = WindowConfig::new(spec).output(output);
+        window.time = time;
+        if let Some(d) = duration("watermark-delay", &raw.watermark_delay)? {
+            window.watermark_delay = d;
+        }
+        if let Some(d) = duration("idle-timeout", &raw.idle_timeout)? {
+            window.idle_timeout = d;
+        }
+        let mut sinks = Vec::new();
+        if let Some(v) = &raw.sink {
+            for s in &v.value {
+                match s.parse::<SinkSpec>() {
+                    Ok(s) => sinks.push(s),
+                    Err(e) => return fail("sink", v.line, e),
+                }
+            }
+        }
+        if sinks.is_empty() {
+            sinks.push(SinkSpec::StdoutTable);
+        }
+        let late_sink = parse("late-sink", &raw.late_sink)?;
+        let top = raw.top.as_ref().map(|v| v.value).unwrap_or(10);
+        if top == 0 {
+            return fail(
+                "top",
+                raw.top.as_ref().and_then(|v| v.line),
+                "--top must be at least 1",
+            );
+        }
+        let max_line = raw
+            .max_line_bytes
+            .as_ref()
+            .map(|v| v.value)
+            .unwrap_or(sluice_lines::DEFAULT_MAX_LINE as u64);
+        if max_line == 0 || max_line > u32::MAX as u64 / 2 {
+            return fail(
+                "max-line-bytes",
+                raw.max_line_bytes.as_ref().and_then(|v| v.line),
+                "the maximum line length must be from 1 byte to 2 GiB",
+            );
+        }
+        let gen_words = raw.gen_words.as_ref().map(|v| v.value).unwrap_or(8);
+        if gen_words == 0 || gen_words > 10_000 {
+            return fail(
+                "gen-words",
+                raw.gen_words.as_ref().and_then(|v| v.line),
+                "the generator needs 1 to 10000 words per line",
+            );
+        }
+        let generator = GeneratorConfig {
+            rate: None,
+            words_per_line: gen_words as usize,
+            seed: raw.seed.as_ref().map(|v| v.value).unwrap_or(42),
+            count: raw.count.as_ref().map(|v| v.value),
+            duration: duration("duration", &raw.duration)?,
+        };
+        Ok(Settings {
+            source,
+            source_options: SourceOptions {
+                no_follow,
+                max_line: max_line as usize,
+                generator,
+            },
+            ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
+            mode,
+            window,
+            event_time,
+            sinks,
+            late_sink,
+            top: top as usize,
+            report: raw.report.as_ref().map(|v| PathBuf::from(&v.value)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_errors_name_key_and_line() {
+        let e = RawSettings::from_toml("mode = \"per-event\"\nwindw = \"global\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("unknown key `windw`"), "{e}");
+
+        let raw =
+            RawSettings::from_toml("source = \"gen\"\n\nbatch-interval = \"2 parsecs\"\n").unwrap();
+        let e = Settings::resolve(&raw).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("batch-interval"))
+        );
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+
+        let raw = RawSettings::from_toml("window = \"tumbling:0s\"").unwrap();
+        let e = Settings::resolve(&raw).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("window")));
+    }
+
+    #[test]
+    fn command_line_overrides_file_and_defaults_fill_in() {
+        let file = RawSettings::from_toml(
+            "source = \"file:a.txt\"\nno-follow = true\nmode = \"per-event\"\nsink = \"null\"\n",
+        )
+        .unwrap();
+        let cli = RawSettings {
+            mode: Some(Val::from("micro-batch".to_string())),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&file.overlay(cli)).unwrap();
+        assert_eq!(
+            s.mode,
+            Mode::MicroBatch {
+                interval: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(s.window.spec, WindowSpec::Global);
+        assert_eq!(s.window.time, TimeDomain::Processing);
+        assert_eq!(s.sinks, vec![SinkSpec::Null]);
+
+        let s = Settings::resolve(&RawSettings::default()).unwrap();
+        assert_eq!(s.source, SourceSpec::Demo(Some(DEMO_RATE)));
+        assert_eq!(s.window.time, TimeDomain::Event);
+    }
+
+    #[test]
+    fn event_time_without_a_source_of_it_is_refused() {
+        let raw = RawSettings {
+            source: Some(Val::from("stdin".to_string())),
+            time: Some(Val::from("event".to_string())),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&raw).unwrap_err();
+        assert!(e.to_string().contains("--event-time first-field"), "{e}");
+    }
+}

@@ -22,7 +22,9 @@ pub enum SpecError {
         why: &'static str,
     },
     /// A source spec that does not parse.
-    #[error("invalid source {0:?}: use file:PATH, stdin, tcp:HOST:PORT, gen[:RATE] or demo[:RATE]")]
+    #[error(
+        "invalid source {0:?}: use file:PATH, stdin, tcp:HOST:PORT, gen[:RATE] or demo[:RATE]"
+    )]
     Source(String),
     /// A sink spec that does not parse.
     #[error("invalid sink {0:?}: use stdout, stdout:json, jsonl:PATH or null")]

@@ -119,7 +119,10 @@ impl Tally {
                     seq: self.seq,
                     ingest: chunk.ingest,
                     event_time: l.event_time,
-                    pos: Position { input: chunk.input, offset: l.offset },
+                    pos: Position {
+                        input: chunk.input,
+                        offset: l.offset,
+                    },
                 },
             });
             self.seq += 1;
@@ -138,13 +141,15 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time);
         let tx = tx.clone();
         let name = source.name();
-        let spawned = thread::Builder::new().name(format!("source-{i}")).spawn(move || {
-            let msg = match source.run(feed) {
-                Ok(()) => Message::End(i as u32),
-                Err(e) => Message::Failed(i as u32, e),
-            };
-            let _ = tx.send(msg);
-        });
+        let spawned = thread::Builder::new()
+            .name(format!("source-{i}"))
+            .spawn(move || {
+                let msg = match source.run(feed) {
+                    Ok(()) => Message::End(i as u32),
+                    Err(e) => Message::Failed(i as u32, e),
+                };
+                let _ = tx.send(msg);
+            });
         if let Err(e) = spawned {
             tracing::error!(source = %name, "cannot start a thread: {e}");
         }
@@ -161,7 +166,15 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         value_field: "",
     };
     let mut tally = Tally::default();
-    let mut run = Runner { graph: &mut *graph, rx: &rx, clock, tally: &mut tally, opts, alive, ended_by: "end-of-input" };
+    let mut run = Runner {
+        graph: &mut *graph,
+        rx: &rx,
+        clock,
+        tally: &mut tally,
+        opts,
+        alive,
+        ended_by: "end-of-input",
+    };
     let mut error = run.graph.open(info, clock, immediate).err();
     if error.is_none() {
         let result = match opts.mode {
@@ -189,8 +202,16 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         events: tally.seq,
         bytes: tally.bytes,
         elapsed_s: elapsed,
-        events_per_s: if elapsed > 0.0 { tally.seq as f64 / elapsed } else { 0.0 },
-        mb_per_s: if elapsed > 0.0 { tally.bytes as f64 / elapsed / 1e6 } else { 0.0 },
+        events_per_s: if elapsed > 0.0 {
+            tally.seq as f64 / elapsed
+        } else {
+            0.0
+        },
+        mb_per_s: if elapsed > 0.0 {
+            tally.bytes as f64 / elapsed / 1e6
+        } else {
+            0.0
+        },
         items: counters.items,
         results: counters.results,
         late_events: counters.late_events,
@@ -293,7 +314,11 @@ impl Runner<'_> {
         }
     }
 
-    fn per_event_chunk(&mut self, chunk: InputChunk, records: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+    fn per_event_chunk(
+        &mut self,
+        chunk: InputChunk,
+        records: &mut Vec<Record<Line>>,
+    ) -> Result<(), RunError> {
         self.tally.records(chunk, records);
         for rec in records.drain(..) {
             self.graph.push(rec)?;
@@ -354,7 +379,11 @@ impl Runner<'_> {
         self.run_batch(&mut pending, &mut batch)
     }
 
-    fn run_batch(&mut self, pending: &mut Vec<InputChunk>, batch: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+    fn run_batch(
+        &mut self,
+        pending: &mut Vec<InputChunk>,
+        batch: &mut Vec<Record<Line>>,
+    ) -> Result<(), RunError> {
         for chunk in pending.drain(..) {
             self.tally.records(chunk, batch);
         }

@@ -71,6 +71,7 @@ pub mod source;
 pub mod time;
 pub mod tokenize;
 pub mod window;
+pub mod wordcount;
 
 pub use aggregate::{Aggregate, Count};
 pub use error::{RunError, SpecError};

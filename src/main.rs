@@ -1,1 +1,248 @@
-fn main(){}
+//! The `sluice` command: parses flags and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use sluice::config::{ConfigError, RawSettings, Settings, Val};
+use sluice::executor::Mode;
+use sluice::wordcount::run_word_count;
+
+/// sluice: windowed word counts over live data, in micro-batch or per-event
+/// mode, with latency you can trust.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, arg_required_else_help = true)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline. With no options: replay a bundled book as a live
+    /// stream and show windowed counts and the latency report.
+    Run(RunArgs),
+    /// Check a pipeline file and explain each error with its line.
+    Validate {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// Every option has a key of the same name in the pipeline file.
+#[derive(Args, Default)]
+struct RunArgs {
+    /// A pipeline file (TOML); options given here override it.
+    file: Option<PathBuf>,
+    /// file:PATH | stdin | tcp:HOST:PORT | gen[:RATE] | demo[:RATE]  [default: demo:4000]
+    #[arg(long)]
+    source: Option<String>,
+    /// Read a file to its end and stop, rather than follow it.
+    #[arg(long)]
+    no_follow: bool,
+    /// micro-batch | per-event  [default: micro-batch]
+    #[arg(long)]
+    mode: Option<String>,
+    /// Micro-batch interval, 1ms and up, like 200ms  [default: 1s]
+    #[arg(long)]
+    batch_interval: Option<String>,
+    /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: global for files and stdin, tumbling:1s otherwise]
+    #[arg(long)]
+    window: Option<String>,
+    /// processing | event  [default: event when events carry a time]
+    #[arg(long)]
+    time: Option<String>,
+    /// first-field: the first field of each line is its Unix or RFC 3339 time
+    #[arg(long)]
+    event_time: Option<String>,
+    /// Bounded out-of-orderness of event time, like 2s  [default: 0s]
+    #[arg(long)]
+    watermark_delay: Option<String>,
+    /// An input quiet this long stops holding the watermark back  [default: 10s]
+    #[arg(long)]
+    idle_timeout: Option<String>,
+    /// final | update  [default: final]
+    #[arg(long)]
+    output: Option<String>,
+    /// stdout | stdout:json | jsonl:PATH | null; repeat for several  [default: stdout]
+    #[arg(long)]
+    sink: Vec<String>,
+    /// Where late items go: stdout | jsonl:PATH | null  [default: only counted]
+    #[arg(long)]
+    late_sink: Option<String>,
+    /// Rows per window in the stdout table  [default: 10]
+    #[arg(long)]
+    top: Option<u64>,
+    /// Write the run report as JSON to this path.
+    #[arg(long)]
+    report: Option<String>,
+    /// Longest line in bytes; longer ones are cut and counted  [default: 1048576]
+    #[arg(long)]
+    max_line_bytes: Option<u64>,
+    /// Words per generated line  [default: 8]
+    #[arg(long)]
+    gen_words: Option<u64>,
+    /// Seed of the generator  [default: 42]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop the generator after this many lines.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop the generator after this long, like 10s.
+    #[arg(long)]
+    duration: Option<String>,
+}
+
+impl RunArgs {
+    fn raw(&self) -> RawSettings {
+        let s = |v: &Option<String>| v.clone().map(Val::from);
+        RawSettings {
+            source: s(&self.source),
+            no_follow: self.no_follow.then_some(Val::from(true)),
+            mode: s(&self.mode),
+            batch_interval: s(&self.batch_interval),
+            window: s(&self.window),
+            time: s(&self.time),
+            event_time: s(&self.event_time),
+            watermark_delay: s(&self.watermark_delay),
+            idle_timeout: s(&self.idle_timeout),
+            output: s(&self.output),
+            sink: (!self.sink.is_empty()).then(|| Val::from(self.sink.clone())),
+            late_sink: s(&self.late_sink),
+            top: self.top.map(Val::from),
+            report: s(&self.report),
+            max_line_bytes: self.max_line_bytes.map(Val::from),
+            gen_words: self.gen_words.map(Val::from),
+            seed: self.seed.map(Val::from),
+            count: self.count.map(Val::from),
+            duration: s(&self.duration),
+        }
+    }
+}
+
+/// Exit code for usage errors.
+const USAGE: u8 = 2;
+/// Exit code for runtime failures.
+const FAILURE: u8 = 1;
+
+fn settings(args: &RunArgs) -> Result<Settings, ConfigError> {
+    let file = match &args.file {
+        Some(path) => RawSettings::from_file(path)?,
+        None => RawSettings::default(),
+    };
+    Settings::resolve(&file.overlay(args.raw())).map_err(|mut e| {
+        if e.line.is_some() {
+            e.file = args.file.clone();
+        }
+        e
+    })
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let settings = match settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    if settings.ignored_batch_interval {
+        tracing::warn!("--batch-interval is ignored in per-event mode");
+    }
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is being handled exits at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, interrupt.clone());
+        let _ = signal_hook::flag::register(signal, interrupt.clone());
+    }
+    if let Mode::MicroBatch { interval } = settings.mode {
+        tracing::info!(
+            interval_ms = interval.as_millis() as u64,
+            "micro-batch mode"
+        );
+    }
+    let outcome = match run_word_count(&settings, interrupt) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    eprint!("{}", outcome.report.render());
+    let mut code = ExitCode::SUCCESS;
+    if let Some(path) = &settings.report {
+        let json = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!(
+                "error: cannot write the report to {}: {}",
+                path.display(),
+                sluice::source::describe_io(&e)
+            );
+            code = ExitCode::from(FAILURE);
+        }
+    }
+    if let Some(e) = outcome.error {
+        eprintln!("error: {e}");
+        code = ExitCode::from(FAILURE);
+    }
+    code
+}
+
+fn validate(file: PathBuf) -> ExitCode {
+    let args = RunArgs {
+        file: Some(file.clone()),
+        ..Default::default()
+    };
+    match settings(&args) {
+        Ok(s) => {
+            println!(
+                "{}: ok: source {:?}, mode {}, window {}, {} time, {} output, {} sink(s)",
+                file.display(),
+                s.source,
+                s.mode.name(),
+                s.window.spec,
+                if s.window.time == sluice::TimeDomain::Event {
+                    "event"
+                } else {
+                    "processing"
+                },
+                if s.window.output == sluice::OutputMode::Final {
+                    "final"
+                } else {
+                    "update"
+                },
+                s.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { USAGE } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Validate { file } => validate(file),
+    }
+}

@@ -24,7 +24,11 @@ where
 {
     /// Groups the keyed values into windows.
     pub fn window(self, config: WindowConfig) -> WindowedStream<K, T, S> {
-        WindowedStream { stages: self.into_stages(), config, _t: std::marker::PhantomData }
+        WindowedStream {
+            stages: self.into_stages(),
+            config,
+            _t: std::marker::PhantomData,
+        }
     }
 }
 
@@ -85,7 +89,12 @@ where
 
     /// A user fold: `init()` per key and window, `step` per value, `merge`
     /// when session windows join.
-    pub fn fold<Acc, I, F, M>(self, init: I, step: F, merge: M) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
+    pub fn fold<Acc, I, F, M>(
+        self,
+        init: I,
+        step: F,
+        merge: M,
+    ) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
     where
         Acc: Clone + Send + 'static,
         I: Fn() -> Acc + Send + 'static,
@@ -248,7 +257,9 @@ where
     /// Hands ready results and late items to the sinks, then accounts the
     /// latency of the events they carry, as emitted now.
     fn deliver(&mut self) -> Result<(), RunError> {
-        let Some(window) = self.window.as_mut() else { return Ok(()) };
+        let Some(window) = self.window.as_mut() else {
+            return Ok(());
+        };
         window.take_results(&mut self.results);
         window.take_late(&mut self.late);
         if !self.results.is_empty() {
@@ -286,7 +297,13 @@ where
         let agg = self.agg.take().expect("a pipeline is opened once");
         info.value_field = agg.name();
         self.clock = clock;
-        self.window = Some(WindowOperator::new(self.config, agg, clock, immediate, !self.late_sinks.is_empty()));
+        self.window = Some(WindowOperator::new(
+            self.config,
+            agg,
+            clock,
+            immediate,
+            !self.late_sinks.is_empty(),
+        ));
         for sink in &mut self.sinks {
             sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
         }
@@ -298,7 +315,9 @@ where
     }
 
     fn push(&mut self, rec: Record<Line>) -> Result<(), RunError> {
-        let Some(window) = self.window.as_mut() else { return Ok(()) };
+        let Some(window) = self.window.as_mut() else {
+            return Ok(());
+        };
         self.stages.push(rec, &mut |kv| window.process(kv));
         self.deliver()
     }
@@ -348,7 +367,10 @@ where
     }
 
     fn counters(&self) -> WindowCounters {
-        self.window.as_ref().map(|w| w.counters()).unwrap_or_default()
+        self.window
+            .as_ref()
+            .map(|w| w.counters())
+            .unwrap_or_default()
     }
 
     fn latency(&self) -> &LatencyRecorder {

@@ -99,21 +99,40 @@ impl RunReport {
     /// A human-readable rendering, for stderr.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let interval = self.batch_interval_ms.map(|ms| format!(" ({ms} ms batches)")).unwrap_or_default();
-        let _ = writeln!(s, "── sluice run report: {}{} · window {} · {} time · {} output", self.mode, interval, self.window, self.time, self.output);
+        let interval = self
+            .batch_interval_ms
+            .map(|ms| format!(" ({ms} ms batches)"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "── sluice run report: {}{} · window {} · {} time · {} output",
+            self.mode, interval, self.window, self.time, self.output
+        );
         let _ = writeln!(
             s,
             "   events {}  bytes {}  elapsed {:.3} s  {:.0} events/s  {:.2} MB/s  ended by {}",
-            self.events, self.bytes, self.elapsed_s, self.events_per_s, self.mb_per_s, self.ended_by
+            self.events,
+            self.bytes,
+            self.elapsed_s,
+            self.events_per_s,
+            self.mb_per_s,
+            self.ended_by
         );
         let _ = writeln!(
             s,
             "   words {}  results {}  late events {} (items {})  cut lines {}  time fallbacks {}",
-            self.items, self.results, self.late_events, self.late_items, self.truncated_lines, self.event_time_fallbacks
+            self.items,
+            self.results,
+            self.late_events,
+            self.late_items,
+            self.truncated_lines,
+            self.event_time_fallbacks
         );
         let _ = writeln!(s, "   latency (µs)            count        min        p50        p90        p99      p99.9        max");
-        let mut row = |name: &str, l: &LatencySummary| {
-            let _ = writeln!(
+        let mut row =
+            |name: &str, l: &LatencySummary| {
+                let _ =
+                    writeln!(
                 s,
                 "   {name:<20} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}{}",
                 l.count,
@@ -125,7 +144,7 @@ impl RunReport {
                 l.max_us,
                 if l.clamped > 0 { format!("  ({} clamped)", l.clamped) } else { String::new() }
             );
-        };
+            };
         row("processing [mono]", &self.latency.processing);
         if let Some(l) = &self.latency.end_to_end {
             row("end-to-end [wall]", l);

@@ -211,10 +211,22 @@ mod tests {
     fn timestamps_by_magnitude_and_rfc3339() {
         let s = 1_700_000_000i64;
         assert_eq!(parse_timestamp(b"1700000000"), Some(s * 1_000_000_000));
-        assert_eq!(parse_timestamp(b"1700000000123"), Some(s * 1_000_000_000 + 123_000_000));
-        assert_eq!(parse_timestamp(b"1700000000123456"), Some(s * 1_000_000_000 + 123_456_000));
-        assert_eq!(parse_timestamp(b"1700000000123456789"), Some(s * 1_000_000_000 + 123_456_789));
-        assert_eq!(parse_timestamp(b"1700000000.5"), Some(s * 1_000_000_000 + 500_000_000));
+        assert_eq!(
+            parse_timestamp(b"1700000000123"),
+            Some(s * 1_000_000_000 + 123_000_000)
+        );
+        assert_eq!(
+            parse_timestamp(b"1700000000123456"),
+            Some(s * 1_000_000_000 + 123_456_000)
+        );
+        assert_eq!(
+            parse_timestamp(b"1700000000123456789"),
+            Some(s * 1_000_000_000 + 123_456_789)
+        );
+        assert_eq!(
+            parse_timestamp(b"1700000000.5"),
+            Some(s * 1_000_000_000 + 500_000_000)
+        );
         assert_eq!(
             parse_timestamp(b"2023-11-14T22:13:20.250Z"),
             Some(s * 1_000_000_000 + 250_000_000)

@@ -33,7 +33,10 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     /// let long_lines = sluice::lines().filter(|line| line.as_bytes().len() > 80);
     /// # let _ = long_lines;
     /// ```
-    pub fn filter<F: FnMut(&T) -> bool>(self, keep: F) -> Stream<T, Chain<S, Filter<F>, Record<T>>> {
+    pub fn filter<F: FnMut(&T) -> bool>(
+        self,
+        keep: F,
+    ) -> Stream<T, Chain<S, Filter<F>, Record<T>>> {
         self.then(Filter { keep })
     }
 }

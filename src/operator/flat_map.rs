@@ -44,6 +44,9 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     where
         F: FnMut(T, &mut dyn FnMut(U)),
     {
-        self.then(FlatMap { f, _out: PhantomData })
+        self.then(FlatMap {
+            f,
+            _out: PhantomData,
+        })
     }
 }

@@ -66,7 +66,10 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     ///     .key_by(|word: &Word| word.clone());
     /// # let _ = keyed;
     /// ```
-    pub fn key_by<K, F: FnMut(&T) -> K>(self, key_of: F) -> KeyedStream<K, T, Chain<S, KeyBy<F>, Record<T>>> {
+    pub fn key_by<K, F: FnMut(&T) -> K>(
+        self,
+        key_of: F,
+    ) -> KeyedStream<K, T, Chain<S, KeyBy<F>, Record<T>>> {
         KeyedStream {
             stages: Chain {
                 first: self.stages,

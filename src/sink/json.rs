@@ -75,7 +75,10 @@ impl<K: Serialize> JsonRow for LateEvent<K> {
         push_window(out, &self.window);
         out.push_str(",\"watermark\":");
         push_time(out, Some(self.watermark));
-        out.push_str(&format!(",\"input\":{},\"offset\":{}}}", self.pos.input, self.pos.offset));
+        out.push_str(&format!(
+            ",\"input\":{},\"offset\":{}}}",
+            self.pos.input, self.pos.offset
+        ));
     }
 }
 
@@ -111,7 +114,11 @@ impl JsonLines {
         JsonLines {
             out: Box::new(BufWriter::with_capacity(1 << 16, out)),
             name,
-            info: RunInfo { mode: "", batch_interval_ms: None, value_field: "value" },
+            info: RunInfo {
+                mode: "",
+                batch_interval_ms: None,
+                value_field: "value",
+            },
             line: String::with_capacity(256),
         }
     }

@@ -10,7 +10,11 @@ use super::{Feed, Source};
 use crate::error::RunError;
 
 /// Reads lines from `reader` and sends them until it ends or the run stops.
-pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) -> Result<(), RunError> {
+pub(crate) fn pump<R: Read>(
+    mut reader: LineReader<R>,
+    feed: &Feed,
+    name: &str,
+) -> Result<(), RunError> {
     let mut last_end = 0u64;
     let mut truncated = 0u64;
     loop {
@@ -23,7 +27,7 @@ pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) 
             Err(e) => {
                 return Err(RunError::Source {
                     source_name: name.to_string(),
-                    message: read_error(&e),
+                    message: describe_io(&e),
                 })
             }
         };
@@ -33,7 +37,11 @@ pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) 
         let cut = (stats.truncated - truncated) as u32;
         truncated = stats.truncated;
         if cut > 0 {
-            tracing::warn!(source = name, lines = cut, "cut lines longer than the maximum line length (--max-line-bytes)");
+            tracing::warn!(
+                source = name,
+                lines = cut,
+                "cut lines longer than the maximum line length (--max-line-bytes)"
+            );
         }
         if !feed.send_lines(chunk, bytes, cut) {
             return Ok(());
@@ -42,12 +50,16 @@ pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) 
 }
 
 /// A one-line description of a read error, with what to do.
-pub(crate) fn read_error(e: &io::Error) -> String {
+pub fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "no such file or directory; check the path".to_string(),
-        io::ErrorKind::PermissionDenied => "permission denied; check the file's permissions".to_string(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied; check the file's permissions".to_string()
+        }
         io::ErrorKind::IsADirectory => "is a directory; name a file".to_string(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => {
             format!("the connection was closed abruptly ({e}); results up to here were kept, check the sender")
         }
         _ => format!("{e}"),
@@ -79,7 +91,7 @@ impl Source for FileSource {
         let name = self.name();
         let file = File::open(&self.path).map_err(|e| RunError::Source {
             source_name: name.clone(),
-            message: format!("cannot open: {}", read_error(&e)),
+            message: format!("cannot open: {}", describe_io(&e)),
         })?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(RunError::Source {
@@ -111,6 +123,10 @@ impl Source for StdinSource {
     }
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
-        pump(LineReader::new(io::stdin().lock(), self.max_line), &feed, "stdin")
+        pump(
+            LineReader::new(io::stdin().lock(), self.max_line),
+            &feed,
+            "stdin",
+        )
     }
 }

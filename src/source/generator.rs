@@ -36,27 +36,201 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        GeneratorConfig { rate: None, words_per_line: 8, seed: 42, count: None, duration: None }
+        GeneratorConfig {
+            rate: None,
+            words_per_line: 8,
+            seed: 42,
+            count: None,
+            duration: None,
+        }
     }
 }
 
 /// A fixed vocabulary; rank order gives the Zipf frequencies.
 const VOCABULARY: &[&str] = &[
-    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
-    "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they",
-    "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when",
-    "will", "would", "who", "so", "no", "she", "other", "its", "may", "these", "about", "them", "what",
-    "some", "out", "time", "into", "only", "do", "could", "new", "up", "two", "than", "first", "then",
-    "any", "my", "like", "now", "over", "such", "our", "man", "me", "even", "most", "made", "after",
-    "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your", "way",
-    "well", "down", "should", "because", "each", "just", "those", "people", "how", "too", "little",
-    "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get",
-    "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know",
-    "while", "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go",
-    "came", "right", "used", "take", "three", "stream", "window", "batch", "event", "latency", "whale",
-    "sea", "ship", "captain", "harpoon", "ocean", "storm", "river", "sluice", "water", "gate", "flow",
-    "count", "word", "log", "topic", "broker", "partition", "offset", "watermark", "session", "tumble",
-    "slide", "sink", "source", "kafka", "spark", "spout", "micro", "second", "millisecond", "record",
+    "the",
+    "of",
+    "and",
+    "to",
+    "a",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "she",
+    "other",
+    "its",
+    "may",
+    "these",
+    "about",
+    "them",
+    "what",
+    "some",
+    "out",
+    "time",
+    "into",
+    "only",
+    "do",
+    "could",
+    "new",
+    "up",
+    "two",
+    "than",
+    "first",
+    "then",
+    "any",
+    "my",
+    "like",
+    "now",
+    "over",
+    "such",
+    "our",
+    "man",
+    "me",
+    "even",
+    "most",
+    "made",
+    "after",
+    "also",
+    "did",
+    "many",
+    "before",
+    "must",
+    "through",
+    "back",
+    "years",
+    "where",
+    "much",
+    "your",
+    "way",
+    "well",
+    "down",
+    "should",
+    "because",
+    "each",
+    "just",
+    "those",
+    "people",
+    "how",
+    "too",
+    "little",
+    "state",
+    "good",
+    "very",
+    "make",
+    "world",
+    "still",
+    "own",
+    "see",
+    "men",
+    "work",
+    "long",
+    "get",
+    "here",
+    "between",
+    "both",
+    "life",
+    "being",
+    "under",
+    "never",
+    "day",
+    "same",
+    "another",
+    "know",
+    "while",
+    "last",
+    "might",
+    "us",
+    "great",
+    "old",
+    "year",
+    "off",
+    "come",
+    "since",
+    "against",
+    "go",
+    "came",
+    "right",
+    "used",
+    "take",
+    "three",
+    "stream",
+    "window",
+    "batch",
+    "event",
+    "latency",
+    "whale",
+    "sea",
+    "ship",
+    "captain",
+    "harpoon",
+    "ocean",
+    "storm",
+    "river",
+    "sluice",
+    "water",
+    "gate",
+    "flow",
+    "count",
+    "word",
+    "log",
+    "topic",
+    "broker",
+    "partition",
+    "offset",
+    "watermark",
+    "session",
+    "tumble",
+    "slide",
+    "sink",
+    "source",
+    "kafka",
+    "spark",
+    "spout",
+    "micro",
+    "second",
+    "millisecond",
+    "record",
 ];
 
 /// Where the generator's lines come from.
@@ -91,7 +265,9 @@ impl Generator {
     /// Random words from the built-in vocabulary, each line prefixed with its
     /// intended send time in Unix ns.
     pub fn words(config: GeneratorConfig) -> Self {
-        let weights: Vec<f64> = (1..=VOCABULARY.len()).map(|r| 1.0 / (r as f64).powf(1.07)).collect();
+        let weights: Vec<f64> = (1..=VOCABULARY.len())
+            .map(|r| 1.0 / (r as f64).powf(1.07))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
         let cdf = weights
@@ -103,13 +279,23 @@ impl Generator {
             .collect();
         let rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let per_line = config.words_per_line;
-        Generator { config, lines: Lines::Words { cdf, rng, per_line }, name: "gen" }
+        Generator {
+            config,
+            lines: Lines::Words { cdf, rng, per_line },
+            name: "gen",
+        }
     }
 
     /// The bundled book, line by line, with the intended send time as event
     /// time (the text itself carries no time field).
     pub fn demo(config: GeneratorConfig) -> Self {
-        Generator { config, lines: Lines::Text { rest: DEMO_TEXT.trim_start_matches('\u{FEFF}') }, name: "demo" }
+        Generator {
+            config,
+            lines: Lines::Text {
+                rest: DEMO_TEXT.trim_start_matches('\u{FEFF}'),
+            },
+            name: "demo",
+        }
     }
 
     /// Appends one line to `buf` (without newline); returns the text's start
@@ -172,7 +358,10 @@ impl Source for Generator {
         let start = clock.now();
         let period = self.config.rate.map(|r| 1e9 / r);
         let limit = self.config.count.unwrap_or(u64::MAX);
-        let end = self.config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));
+        let end = self
+            .config
+            .duration
+            .map(|d| start.saturating_add(d.as_nanos() as u64));
         let mut i = 0u64;
         let mut offset = 0u64;
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -250,7 +439,11 @@ mod tests {
     #[test]
     fn words_follow_zipf_and_repeat_by_seed() {
         let draw = |seed| {
-            let mut g = Generator::words(GeneratorConfig { seed, words_per_line: 1000, ..Default::default() });
+            let mut g = Generator::words(GeneratorConfig {
+                seed,
+                words_per_line: 1000,
+                ..Default::default()
+            });
             let mut buf = BytesMut::new();
             let at = g.next_line(&mut buf, 1_700_000_000_000_000_000).unwrap();
             assert_eq!(&buf[..at - 1], b"1700000000000000000");

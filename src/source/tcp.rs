@@ -69,7 +69,12 @@ impl Read for Stoppable<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.stream.read(buf) {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if self.feed.stopping() {
                         return Ok(0);
                     }
@@ -94,6 +99,16 @@ impl Source for TcpSource {
         let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
         let _ = stream.set_nodelay(true);
         tracing::info!(source = %name, "connected");
-        pump(LineReader::new(Stoppable { stream, feed: &feed }, self.max_line), &feed, &name)
+        pump(
+            LineReader::new(
+                Stoppable {
+                    stream,
+                    feed: &feed,
+                },
+                self.max_line,
+            ),
+            &feed,
+            &name,
+        )
     }
 }

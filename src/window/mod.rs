@@ -49,7 +49,10 @@ impl FromStr for WindowSpec {
 
     fn from_str(s: &str) -> Result<Self, SpecError> {
         let bad = || SpecError::Window(s.to_string());
-        let shape = |why| SpecError::WindowShape { spec: s.to_string(), why };
+        let shape = |why| SpecError::WindowShape {
+            spec: s.to_string(),
+            why,
+        };
         let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
         let dur = |t: &str| -> Result<Duration, SpecError> {
             let d = parse_duration(t).map_err(|_| bad())?;
@@ -65,10 +68,14 @@ impl FromStr for WindowSpec {
                 let (size, slide) = rest.split_once(',').ok_or_else(bad)?;
                 let (size, slide) = (dur(size.trim())?, dur(slide.trim())?);
                 if slide > size {
-                    return Err(shape("the slide must not exceed the size, as in sliding:10s,2s"));
+                    return Err(shape(
+                        "the slide must not exceed the size, as in sliding:10s,2s",
+                    ));
                 }
                 if size.as_nanos() % slide.as_nanos() != 0 {
-                    return Err(shape("the size must be a whole multiple of the slide, as in sliding:10s,2s"));
+                    return Err(shape(
+                        "the size must be a whole multiple of the slide, as in sliding:10s,2s",
+                    ));
                 }
                 Ok(WindowSpec::Sliding { size, slide })
             }
@@ -84,7 +91,12 @@ impl fmt::Display for WindowSpec {
             WindowSpec::Global => write!(f, "global"),
             WindowSpec::Tumbling { size } => write!(f, "tumbling:{}", format_duration(*size)),
             WindowSpec::Sliding { size, slide } => {
-                write!(f, "sliding:{},{}", format_duration(*size), format_duration(*slide))
+                write!(
+                    f,
+                    "sliding:{},{}",
+                    format_duration(*size),
+                    format_duration(*slide)
+                )
             }
             WindowSpec::Session { gap } => write!(f, "session:{}", format_duration(*gap)),
         }
@@ -213,10 +225,27 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print() {
-        for s in ["global", "tumbling:10s", "sliding:10s,2s", "session:30s", "tumbling:500ms"] {
+        for s in [
+            "global",
+            "tumbling:10s",
+            "sliding:10s,2s",
+            "session:30s",
+            "tumbling:500ms",
+        ] {
             assert_eq!(s.parse::<WindowSpec>().unwrap().to_string(), s);
         }
-        for bad in ["", "tumbling", "tumbling:", "tumbling:0s", "sliding:10s", "sliding:2s,10s", "sliding:10s,3s", "hopping:1s", "session:x", "global:1s"] {
+        for bad in [
+            "",
+            "tumbling",
+            "tumbling:",
+            "tumbling:0s",
+            "sliding:10s",
+            "sliding:2s,10s",
+            "sliding:10s,3s",
+            "hopping:1s",
+            "session:x",
+            "global:1s",
+        ] {
             let e = bad.parse::<WindowSpec>().unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("window"), "{bad:?} gave {e}");
         }

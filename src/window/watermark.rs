@@ -98,13 +98,17 @@ mod tests {
     #[test]
     fn slowest_active_input_holds_it_back_until_idle() {
         let mut w = Watermarks::new(0, 1_000);
-        w.observe(0, 100, 0);
         w.observe(1, 50, 0);
+        w.observe(0, 100, 0);
         assert_eq!(w.get(), 50);
         w.observe(0, 200, 500);
         assert_eq!(w.get(), 50, "input 1 is not idle yet");
         w.observe(0, 300, 1_600);
-        assert_eq!(w.get(), 300, "input 1 went idle and stopped holding it back");
+        assert_eq!(
+            w.get(),
+            300,
+            "input 1 went idle and stopped holding it back"
+        );
         w.recompute(10_000);
         assert_eq!(w.get(), 300, "all idle: stays, never pushed forward");
         w.observe(1, 60, 10_001);

@@ -128,6 +128,12 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Stream offset of the first byte not yet handed out or skipped: where a
+    /// restarted reader would pick up.
+    pub fn resume_offset(&self) -> u64 {
+        self.pending_offset
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> FramingStats {
         self.stats
@@ -283,5 +289,134 @@ impl<R: Read> LineReader<R> {
         } else {
             Some(chunk)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that returns at most `step` bytes per read, to cut lines,
+    /// CRLFs and byte-order marks at every possible place.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn lines(
+        data: &[u8],
+        step: usize,
+        max: usize,
+    ) -> (Vec<(u64, Vec<u8>, bool)>, FramingStats, u64) {
+        let mut r = LineReader::new(Trickle { data, step }, max);
+        let mut out = Vec::new();
+        while let Some(c) = r.next_chunk().unwrap() {
+            for s in &c.lines {
+                out.push((s.offset, c.text(s).to_vec(), s.truncated));
+            }
+        }
+        (out, r.stats(), r.resume_offset())
+    }
+
+    #[test]
+    fn same_lines_whatever_the_read_sizes() {
+        let data = b"\xEF\xBB\xBFfirst\r\nsecond\n\nthird\r\nlast without newline";
+        let expect = vec![
+            (3, b"first".to_vec(), false),
+            (10, b"second".to_vec(), false),
+            (17, b"".to_vec(), false),
+            (18, b"third".to_vec(), false),
+            (25, b"last without newline".to_vec(), false),
+        ];
+        for step in 1..=data.len() {
+            let (got, stats, end) = lines(data, step, 1024);
+            assert_eq!(got, expect, "read size {step}");
+            assert_eq!(
+                (stats.lines, stats.bytes, end),
+                (5, data.len() as u64, data.len() as u64)
+            );
+        }
+    }
+
+    #[test]
+    fn bom_only_at_the_start_and_short_inputs() {
+        assert_eq!(lines(b"\xEF\xBB\xBF", 1, 10).0, vec![]);
+        assert_eq!(
+            lines(b"\xEF\xBB", 1, 10).0,
+            vec![(0, b"\xEF\xBB".to_vec(), false)]
+        );
+        assert_eq!(
+            lines(b"a\n\xEF\xBB\xBFb\n", 2, 10).0,
+            vec![
+                (0, b"a".to_vec(), false),
+                (2, b"\xEF\xBB\xBFb".to_vec(), false)
+            ]
+        );
+        assert_eq!(lines(b"", 4, 10).0, vec![]);
+        assert_eq!(lines(b"\n", 4, 10).0, vec![(0, b"".to_vec(), false)]);
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_and_counted() {
+        let mut data = vec![b'x'; 100];
+        data.extend_from_slice(b"\nshort\n");
+        data.extend(vec![b'y'; 50]);
+        for step in [1, 7, 64, 1000] {
+            let (got, stats, end) = lines(&data, step, 10);
+            assert_eq!(
+                got,
+                vec![
+                    (0, vec![b'x'; 10], true),
+                    (101, b"short".to_vec(), false),
+                    (107, vec![b'y'; 10], true)
+                ],
+                "read size {step}"
+            );
+            assert_eq!(stats.truncated, 2);
+            assert_eq!(end, data.len() as u64);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_nul_pass_through_as_bytes() {
+        let (got, _, _) = lines(b"a\x00b\xFF\nc", 3, 100);
+        assert_eq!(
+            got,
+            vec![
+                (0, b"a\x00b\xFF".to_vec(), false),
+                (5, b"c".to_vec(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn read_errors_are_returned_and_lines_before_them_kept() {
+        struct Broken(bool);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
+                }
+                self.0 = true;
+                buf[..4].copy_from_slice(b"ok\np");
+                Ok(4)
+            }
+        }
+        let mut r = LineReader::new(Broken(false), 10);
+        let c = r.next_chunk().unwrap().unwrap();
+        assert_eq!(c.lines.len(), 1);
+        assert_eq!(
+            r.next_chunk().unwrap_err().kind(),
+            io::ErrorKind::ConnectionReset
+        );
     }
 }

@@ -1,0 +1,78 @@
+//! The word-count pipeline the `sluice` command runs, built from
+//! [`Settings`] with the library API.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::config::{Settings, SinkSpec};
+use crate::error::RunError;
+use crate::executor::{run, RunOptions, RunOutcome};
+use crate::operator::lines;
+use crate::pipeline::Pipeline;
+use crate::sink::{JsonLines, Null, Sink, TopTable};
+use crate::tokenize::{tokenize, Word};
+use crate::window::operator::{LateEvent, WindowResult};
+
+fn open_jsonl(path: &std::path::Path) -> Result<JsonLines, RunError> {
+    JsonLines::create(path).map_err(|err| RunError::Sink {
+        sink: format!("jsonl:{}", path.display()),
+        err,
+    })
+}
+
+fn result_sink(
+    spec: &SinkSpec,
+    top: usize,
+) -> Result<Box<dyn Sink<WindowResult<Word, u64>>>, RunError> {
+    Ok(match spec {
+        SinkSpec::StdoutTable => Box::new(TopTable::stdout(top)),
+        SinkSpec::StdoutJson => Box::new(JsonLines::stdout()),
+        SinkSpec::Jsonl(path) => Box::new(open_jsonl(path)?),
+        SinkSpec::Null => Box::new(Null),
+    })
+}
+
+fn late_sink(spec: &SinkSpec) -> Result<Box<dyn Sink<LateEvent<Word>>>, RunError> {
+    Ok(match spec {
+        SinkSpec::StdoutTable | SinkSpec::StdoutJson => Box::new(JsonLines::stdout()),
+        SinkSpec::Jsonl(path) => Box::new(open_jsonl(path)?),
+        SinkSpec::Null => Box::new(Null),
+    })
+}
+
+/// The windowed word count: lines → words → keyed by word → window → count
+/// → every configured sink. Opening a file sink can fail.
+pub fn word_count(settings: &Settings) -> Result<Pipeline, RunError> {
+    let mut counted = lines()
+        .flat_map(|line, emit| tokenize(&line.text(), emit))
+        .key_by(|w: &Word| w.clone())
+        .window(settings.window)
+        .count();
+    for spec in &settings.sinks {
+        counted = counted.boxed_sink(result_sink(spec, settings.top)?);
+    }
+    if let Some(spec) = &settings.late_sink {
+        counted = counted.boxed_late_sink(late_sink(spec)?);
+    }
+    Ok(counted.build())
+}
+
+/// Runs the word count as `settings` say, until the input ends or
+/// `interrupt` is set.
+pub fn run_word_count(
+    settings: &Settings,
+    interrupt: Arc<AtomicBool>,
+) -> Result<RunOutcome, RunError> {
+    let pipeline = word_count(settings)?;
+    let source = settings
+        .source
+        .build(&settings.source_options)
+        .map_err(|e| RunError::Source {
+            source_name: format!("{:?}", settings.source),
+            message: e.to_string(),
+        })?;
+    let mut opts = RunOptions::new(settings.mode);
+    opts.event_time = settings.event_time;
+    opts.interrupt = interrupt;
+    Ok(run(pipeline, vec![source], &opts))
+}
