@@ -25,7 +25,7 @@ use crate::record::{Line, Meta, Position, Record};
 use crate::report::{LatencyReport, RunReport};
 use crate::sink::RunInfo;
 use crate::source::{EventTimeFormat, Feed, InputChunk, Message, Source};
-use crate::time::{format_duration, Clock};
+use crate::time::{Clock, NO_TIME};
 use crate::window::{OutputMode, TimeDomain};
 
 /// How the graph is driven.
@@ -103,6 +103,8 @@ struct Tally {
     fallbacks: u64,
     /// Batches run.
     batches: u64,
+    /// Per input, the latest event time delivered so far.
+    frontiers: Vec<i64>,
 }
 
 impl Tally {
@@ -112,7 +114,13 @@ impl Tally {
         self.truncated += chunk.truncated as u64;
         self.fallbacks += chunk.time_fallbacks as u64;
         out.reserve(chunk.lines.len());
+        let input = chunk.input as usize;
+        if self.frontiers.len() <= input {
+            self.frontiers.resize(input + 1, NO_TIME);
+        }
+        let frontier = &mut self.frontiers[input];
         for l in &chunk.lines {
+            *frontier = (*frontier).max(l.event_time);
             out.push(Record {
                 value: Line::new(chunk.data.slice(l.start as usize..l.end as usize)),
                 meta: Meta {
@@ -123,6 +131,7 @@ impl Tally {
                         input: chunk.input,
                         offset: l.offset,
                     },
+                    frontier: *frontier,
                 },
             });
             self.seq += 1;
@@ -233,7 +242,6 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         ended_by: ended_by.to_string(),
         latency: LatencyReport::from_recorder(graph.latency()),
     };
-    let _ = format_duration;
     RunOutcome { report, error }
 }
 

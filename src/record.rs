@@ -30,6 +30,11 @@ pub struct Meta {
     pub event_time: EpochNanos,
     /// Source position of the event.
     pub pos: Position,
+    /// The latest event time its input had delivered up to and including
+    /// this event, or [`NO_TIME`]. Watermarks follow it, so that events
+    /// which produce no items (blank lines) still move event time, the same
+    /// way in both modes.
+    pub frontier: EpochNanos,
 }
 
 impl Meta {

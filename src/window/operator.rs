@@ -210,7 +210,10 @@ where
             _ => self.clock.to_wall(meta.ingest),
         };
         match self.config.time {
-            TimeDomain::Event => self.watermarks.observe(meta.pos.input, t, meta.ingest),
+            TimeDomain::Event => {
+                self.watermarks
+                    .observe(meta.pos.input, t.max(meta.frontier), meta.ingest)
+            }
             TimeDomain::Processing => self.watermarks.raise(t),
         }
         let wm = self.watermarks.get();

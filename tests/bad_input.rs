@@ -1,0 +1,153 @@
+//! Bad input: one clear line, the right exit code, never a panic.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Runs sluice expecting failure with `code`; returns stderr.
+fn fails(args: &[&str], code: i32) -> String {
+    let out = sluice().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "sluice {args:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line in {stderr:?}");
+    errors[0].to_string()
+}
+
+#[test]
+fn a_missing_or_unreadable_file_is_a_runtime_error() {
+    let e = fails(
+        &["run", "--source", "file:/no/such/book.txt", "--no-follow"],
+        1,
+    );
+    assert!(
+        e.contains("/no/such/book.txt") && e.contains("no such file"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(
+        &[
+            "run",
+            "--source",
+            &format!("file:{}", dir.path().display()),
+            "--no-follow",
+        ],
+        1,
+    );
+    assert!(e.contains("directory"), "{e}");
+}
+
+#[test]
+fn malformed_durations_and_windows_are_usage_errors() {
+    let e = fails(&["run", "--source", "gen", "--batch-interval", "fast"], 2);
+    assert!(e.contains("--batch-interval") && e.contains("500ms"), "{e}");
+    let e = fails(&["run", "--source", "gen", "--batch-interval", "0ms"], 2);
+    assert!(e.contains("at least 1ms"), "{e}");
+    let e = fails(&["run", "--source", "gen", "--window", "tumbling:ten"], 2);
+    assert!(e.contains("--window") && e.contains("tumbling:10s"), "{e}");
+    let e = fails(&["run", "--source", "gen", "--window", "sliding:1s,3s"], 2);
+    assert!(e.contains("slide"), "{e}");
+    let e = fails(&["run", "--source", "gen", "--watermark-delay", "2 s x"], 2);
+    assert!(e.contains("--watermark-delay"), "{e}");
+    let e = fails(&["run", "--source", "carrier-pigeon"], 2);
+    assert!(e.contains("--source") && e.contains("file:PATH"), "{e}");
+    let e = fails(&["run", "--sink", "printer"], 2);
+    assert!(e.contains("jsonl:PATH"), "{e}");
+    fails(&["run", "--no-such-flag"], 2);
+}
+
+#[test]
+fn following_a_file_is_refused_until_the_tailer_lands() {
+    let e = fails(&["run", "--source", "file:whatever.txt"], 2);
+    assert!(e.contains("--no-follow"), "{e}");
+}
+
+#[test]
+fn a_refused_connection_fails_quickly_and_clearly() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start = Instant::now();
+    let e = fails(&["run", "--source", &format!("tcp:127.0.0.1:{port}")], 1);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(
+        e.contains("connection refused") && e.contains(&port.to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unwritable_sink_is_a_runtime_error() {
+    let e = fails(
+        &[
+            "run",
+            "--source",
+            "gen",
+            "--count",
+            "1",
+            "--sink",
+            "jsonl:/no/such/dir/out.jsonl",
+        ],
+        1,
+    );
+    assert!(e.contains("/no/such/dir/out.jsonl"), "{e}");
+}
+
+#[test]
+fn pipeline_files_are_validated_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "source = \"gen\"\nwindw = \"global\"\n").unwrap();
+    let e = fails(&["validate", bad.to_str().unwrap()], 2);
+    assert!(e.contains("bad.toml:2") && e.contains("windw"), "{e}");
+    let e = fails(&["run", bad.to_str().unwrap()], 2);
+    assert!(e.contains("bad.toml:2"), "{e}");
+
+    std::fs::write(&bad, "source = \"gen\"\n\n\nwatermark-delay = \"soon\"\n").unwrap();
+    let e = fails(&["validate", bad.to_str().unwrap()], 2);
+    assert!(
+        e.contains("bad.toml:4") && e.contains("watermark-delay") && e.contains("invalid duration"),
+        "{e}"
+    );
+
+    std::fs::write(&bad, "source = [\n").unwrap();
+    let e = fails(&["validate", bad.to_str().unwrap()], 2);
+    assert!(e.contains("bad.toml:"), "{e}");
+
+    let e = fails(&["validate", "/no/such/pipeline.toml"], 2);
+    assert!(e.contains("no such file"), "{e}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "source = \"gen:1000\"\nmode = \"per-event\"\nwindow = \"sliding:10s,2s\"\nsink = [\"null\"]\n").unwrap();
+    let out = run_ok(&["validate", good.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn flags_override_the_pipeline_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let report = dir.path().join("r.json");
+    std::fs::write(&file, "source = \"gen\"\ncount = 100\nmode = \"per-event\"\nwindow = \"global\"\nsink = \"null\"\n").unwrap();
+    run_ok(&[
+        "run",
+        file.to_str().unwrap(),
+        "--mode",
+        "micro-batch",
+        "--batch-interval",
+        "10ms",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let rep = read_report(&report);
+    assert_eq!(
+        (rep["mode"].as_str(), rep["events"].as_u64()),
+        (Some("micro-batch"), Some(100))
+    );
+}

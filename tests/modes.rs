@@ -1,0 +1,216 @@
+//! Both modes give identical event-time window results, and those results
+//! are right: checked against an independent simulation of the watermark.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::util::*;
+
+const BASE_MS: i64 = 1_700_000_000_000;
+const DELAY_MS: i64 = 100;
+
+/// The book with a millisecond timestamp before every line: 5 ms apart, and
+/// every 10th line or so 0–400 ms early, so some lines arrive out of order
+/// and a few are late.
+fn timestamped_book() -> (Vec<u8>, Vec<(i64, String)>) {
+    let text = std::fs::read(fixture("moby-dick.txt")).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    let mut rng: u64 = 7;
+    for (i, line) in text.split('\n').enumerate() {
+        if line.is_empty() && i > 0 && text.ends_with('\n') && i == text.split('\n').count() - 1 {
+            break;
+        }
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let jitter = if (rng >> 33) % 10 == 0 {
+            -(((rng >> 40) % 400) as i64)
+        } else {
+            0
+        };
+        let t = BASE_MS + i as i64 * 5 + jitter;
+        out.extend_from_slice(format!("{t} {line}\n").as_bytes());
+        lines.push((t, line.to_string()));
+    }
+    (out, lines)
+}
+
+/// What tumbling windows of `size_ms` must hold: the watermark is the
+/// latest time so far minus the delay, and a line whose window ended at or
+/// before it is late.
+fn expected_tumbling(lines: &[(i64, String)], size_ms: i64) -> (BTreeMap<(i64, String), u64>, u64) {
+    let mut counts = BTreeMap::new();
+    let mut max_t = i64::MIN;
+    let mut late = 0;
+    for (t, line) in lines {
+        max_t = max_t.max(*t);
+        let wm = max_t - DELAY_MS;
+        let start = t.div_euclid(size_ms) * size_ms;
+        let words = independent_count(line.as_bytes());
+        if start + size_ms <= wm {
+            if !words.is_empty() {
+                late += 1;
+            }
+            continue;
+        }
+        for (w, n) in words {
+            *counts.entry((start, w)).or_insert(0) += n;
+        }
+    }
+    (counts, late)
+}
+
+fn run_mode(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    mode: &str,
+    window: &str,
+    output: &str,
+) -> (Vec<Row>, Vec<String>, serde_json::Value) {
+    let name = format!("{mode}-{}-{output}", window.replace([':', ','], "_"));
+    let out = dir.join(format!("{name}.jsonl"));
+    let late = dir.join(format!("{name}.late.jsonl"));
+    let report = dir.join(format!("{name}.json"));
+    run_ok(&[
+        "run",
+        "--source",
+        &format!("file:{}", input.display()),
+        "--no-follow",
+        "--mode",
+        mode,
+        "--batch-interval",
+        "10ms",
+        "--time",
+        "event",
+        "--event-time",
+        "first-field",
+        "--watermark-delay",
+        &format!("{DELAY_MS}ms"),
+        "--window",
+        window,
+        "--output",
+        output,
+        "--sink",
+        &format!("jsonl:{}", out.display()),
+        "--late-sink",
+        &format!("jsonl:{}", late.display()),
+        "--report",
+        &report.display().to_string(),
+    ]);
+    let mut rows = read_rows(&out, mode);
+    rows.sort();
+    let mut late_lines: Vec<String> = std::fs::read_to_string(&late)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    late_lines.sort();
+    (rows, late_lines, read_report(&report))
+}
+
+fn epoch_ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[test]
+fn modes_agree_on_event_time_windows_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("timed.txt");
+    let (data, _) = timestamped_book();
+    std::fs::write(&input, data).unwrap();
+    for window in ["tumbling:1s", "sliding:2s,500ms", "session:40ms"] {
+        let (a, late_a, rep_a) = run_mode(dir.path(), &input, "per-event", window, "final");
+        let (b, late_b, rep_b) = run_mode(dir.path(), &input, "micro-batch", window, "final");
+        assert!(a.len() > 1000, "{window}: {} results", a.len());
+        assert_eq!(a, b, "{window}: per-event and micro-batch results differ");
+        assert_eq!(late_a, late_b, "{window}: late items differ");
+        assert_eq!(rep_a["late_events"], rep_b["late_events"]);
+        assert_eq!(rep_a["late_items"].as_u64().unwrap(), late_a.len() as u64);
+    }
+}
+
+#[test]
+fn tumbling_results_match_an_independent_simulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("timed.txt");
+    let (data, lines) = timestamped_book();
+    std::fs::write(&input, data).unwrap();
+    let (expected, late) = expected_tumbling(&lines, 1000);
+    assert!(
+        late > 10,
+        "the fixture must produce late events, got {late}"
+    );
+    for mode in ["per-event", "micro-batch"] {
+        let (rows, _, rep) = run_mode(dir.path(), &input, mode, "tumbling:1s", "final");
+        let got: BTreeMap<(i64, String), u64> = rows
+            .iter()
+            .map(|r| {
+                let start = epoch_ms(r.window_start.as_deref().unwrap());
+                assert_eq!(epoch_ms(r.window_end.as_deref().unwrap()) - start, 1000);
+                ((start, r.key.clone()), r.count)
+            })
+            .collect();
+        assert_eq!(
+            got.len(),
+            rows.len(),
+            "{mode}: one final result per window and key"
+        );
+        assert_same_map(&got, &expected, &format!("{mode}: window counts"));
+        assert_eq!(rep["late_events"], late, "{mode}: late events");
+        // max_event_time lies inside its window.
+        for r in &rows {
+            let t = epoch_ms(r.max_event_time.as_deref().unwrap());
+            assert!(
+                t >= epoch_ms(r.window_start.as_deref().unwrap())
+                    && t < epoch_ms(r.window_end.as_deref().unwrap())
+            );
+        }
+    }
+}
+
+#[test]
+fn update_output_converges_to_the_final_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("timed.txt");
+    let (data, _) = timestamped_book();
+    std::fs::write(&input, data).unwrap();
+    let (finals, _, _) = run_mode(dir.path(), &input, "per-event", "tumbling:1s", "final");
+    let finals: HashMap<(Option<String>, String), u64> = finals
+        .into_iter()
+        .map(|r| ((r.window_start, r.key), r.count))
+        .collect();
+    for mode in ["per-event", "micro-batch"] {
+        let (updates, _, rep) = run_mode(dir.path(), &input, mode, "tumbling:1s", "update");
+        // Running totals: the largest update of each window and key is its final count.
+        let mut last: HashMap<(Option<String>, String), u64> = HashMap::new();
+        for r in &updates {
+            let e = last
+                .entry((r.window_start.clone(), r.key.clone()))
+                .or_insert(0);
+            *e = (*e).max(r.count);
+        }
+        assert_eq!(
+            last, finals,
+            "{mode}: update totals end at the final counts"
+        );
+        if mode == "per-event" {
+            assert_eq!(
+                updates.len() as u64,
+                rep["items"].as_u64().unwrap() - rep["late_items"].as_u64().unwrap(),
+                "one update per counted word"
+            );
+        } else {
+            assert!(
+                (updates.len() as u64) < rep["items"].as_u64().unwrap(),
+                "micro-batch updates once per key per batch"
+            );
+        }
+        assert!(
+            rep["latency"].get("result").is_none(),
+            "result latency is for final output"
+        );
+    }
+}
