@@ -59,10 +59,7 @@ pub struct Sum<F, T> {
 impl<F, T> Sum<F, T> {
     /// Sums `of(value)` over the values.
     pub fn new(of: F) -> Self {
-        Sum {
-            of,
-            _t: PhantomData,
-        }
+        Sum { of, _t: PhantomData }
     }
 }
 
@@ -99,19 +96,11 @@ pub struct Extreme<F, T> {
 impl<F, T> Extreme<F, T> {
     /// The least `of(value)`.
     pub fn min(of: F) -> Self {
-        Extreme {
-            of,
-            greatest: false,
-            _t: PhantomData,
-        }
+        Extreme { of, greatest: false, _t: PhantomData }
     }
     /// The greatest `of(value)`.
     pub fn max(of: F) -> Self {
-        Extreme {
-            of,
-            greatest: true,
-            _t: PhantomData,
-        }
+        Extreme { of, greatest: true, _t: PhantomData }
     }
     fn keep<V: Ord>(&self, acc: &mut Option<V>, v: V) {
         let better = match acc {
@@ -170,12 +159,7 @@ pub struct Fold<A, I, F, M, T> {
 impl<A, I, F, M, T> Fold<A, I, F, M, T> {
     /// A fold from `init()`, adding with `step` and merging with `merge`.
     pub fn new(init: I, step: F, merge: M) -> Self {
-        Fold {
-            init,
-            step,
-            merge,
-            _t: PhantomData,
-        }
+        Fold { init, step, merge, _t: PhantomData }
     }
 }
 
@@ -236,11 +220,7 @@ mod tests {
         hi.merge(&mut b, Some(3));
         assert_eq!((lo.result(&a), hi.result(&b)), (Some(1), Some(9)));
 
-        let f = Fold::new(
-            Vec::new,
-            |acc: &mut Vec<u8>, v: &u8| acc.push(*v),
-            |a: &mut Vec<u8>, b| a.extend(b),
-        );
+        let f = Fold::new(Vec::new, |acc: &mut Vec<u8>, v: &u8| acc.push(*v), |a: &mut Vec<u8>, b| a.extend(b));
         let mut a = f.init();
         f.add(&mut a, &1);
         f.merge(&mut a, vec![2, 3]);

@@ -123,11 +123,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 impl RawSettings {
@@ -140,14 +136,7 @@ impl RawSettings {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
-            err(
-                None,
-                None,
-                format!(
-                    "cannot read the pipeline file: {}",
-                    crate::source::describe_io(&e)
-                ),
-            )
+            err(None, None, format!("cannot read the pipeline file: {}", crate::source::describe_io(&e)))
         })?;
         Self::from_toml(&text).map_err(|mut e| {
             e.file = Some(path.to_path_buf());
@@ -164,27 +153,17 @@ impl RawSettings {
                 let (name, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
                 format!(
                     "unknown key {name}; remove it or use one of{}",
-                    expected
-                        .trim_start_matches(" one of")
-                        .trim_start_matches(" one of")
+                    expected.trim_start_matches(" one of").trim_start_matches(" one of")
                 )
             } else {
                 format!("{msg}; see the pipeline file format in README.md")
             };
-            ConfigError {
-                file: None,
-                line,
-                key: None,
-                message,
-            }
+            ConfigError { file: None, line, key: None, message }
         })?;
         fn v<T>(text: &str, s: Option<toml::Spanned<T>>) -> Option<Val<T>> {
             s.map(|s| {
                 let line = Some(line_of(text, s.span().start));
-                Val {
-                    value: s.into_inner(),
-                    line,
-                }
+                Val { value: s.into_inner(), line }
             })
         }
         Ok(RawSettings {
@@ -303,17 +282,9 @@ impl Settings {
     /// Checks raw settings and fills in defaults.
     pub fn resolve(raw: &RawSettings) -> Result<Settings, ConfigError> {
         fn fail<T>(key: &str, line: Option<usize>, e: impl fmt::Display) -> Result<T, ConfigError> {
-            Err(ConfigError {
-                file: None,
-                line,
-                key: Some(key.to_string()),
-                message: e.to_string(),
-            })
+            Err(ConfigError { file: None, line, key: Some(key.to_string()), message: e.to_string() })
         }
-        fn parse<T: std::str::FromStr>(
-            key: &str,
-            v: &Option<Val<String>>,
-        ) -> Result<Option<T>, ConfigError>
+        fn parse<T: std::str::FromStr>(key: &str, v: &Option<Val<String>>) -> Result<Option<T>, ConfigError>
         where
             T::Err: fmt::Display,
         {
@@ -336,8 +307,7 @@ impl Settings {
         }
         let line = |v: &Option<Val<String>>| v.as_ref().and_then(|v| v.line);
 
-        let source: SourceSpec =
-            parse("source", &raw.source)?.unwrap_or(SourceSpec::Demo(Some(DEMO_RATE)));
+        let source: SourceSpec = parse("source", &raw.source)?.unwrap_or(SourceSpec::Demo(Some(DEMO_RATE)));
         let no_follow = raw.no_follow.as_ref().is_some_and(|v| v.value);
         if let SourceSpec::File(path) = &source {
             if !no_follow {
@@ -353,38 +323,27 @@ impl Settings {
         }
         let interval = duration("batch-interval", &raw.batch_interval)?;
         if interval.is_some_and(|d| d < Duration::from_millis(1)) {
-            return fail(
-                "batch-interval",
-                line(&raw.batch_interval),
-                "a batch interval must be at least 1ms",
-            );
+            return fail("batch-interval", line(&raw.batch_interval), "a batch interval must be at least 1ms");
         }
         let mode = match raw.mode.as_ref().map(|v| (v.value.as_str(), v.line)) {
-            None | Some(("micro-batch", _)) => Mode::MicroBatch {
-                interval: interval.unwrap_or(Duration::from_secs(1)),
-            },
+            None | Some(("micro-batch", _)) => {
+                Mode::MicroBatch { interval: interval.unwrap_or(Duration::from_secs(1)) }
+            }
             Some(("per-event", _)) => Mode::PerEvent,
             Some((other, l)) => {
-                return fail(
-                    "mode",
-                    l,
-                    format!("invalid mode {other:?}: use micro-batch or per-event"),
-                )
+                return fail("mode", l, format!("invalid mode {other:?}: use micro-batch or per-event"))
             }
         };
         let spec: WindowSpec = parse("window", &raw.window)?.unwrap_or(match source {
             SourceSpec::File(_) | SourceSpec::Stdin => WindowSpec::Global,
-            _ => WindowSpec::Tumbling {
-                size: Duration::from_secs(1),
-            },
+            _ => WindowSpec::Tumbling { size: Duration::from_secs(1) },
         });
         let generated = matches!(source, SourceSpec::Gen(_) | SourceSpec::Demo(_));
-        let event_time: EventTimeFormat =
-            parse("event-time", &raw.event_time)?.unwrap_or(if generated {
-                EventTimeFormat::FirstField
-            } else {
-                EventTimeFormat::None
-            });
+        let event_time: EventTimeFormat = parse("event-time", &raw.event_time)?.unwrap_or(if generated {
+            EventTimeFormat::FirstField
+        } else {
+            EventTimeFormat::None
+        });
         let has_event_time = generated || event_time != EventTimeFormat::None;
         let time: TimeDomain = parse("time", &raw.time)?.unwrap_or(if has_event_time {
             TimeDomain::Event
@@ -422,17 +381,9 @@ impl Settings {
         let late_sink = parse("late-sink", &raw.late_sink)?;
         let top = raw.top.as_ref().map(|v| v.value).unwrap_or(10);
         if top == 0 {
-            return fail(
-                "top",
-                raw.top.as_ref().and_then(|v| v.line),
-                "--top must be at least 1",
-            );
+            return fail("top", raw.top.as_ref().and_then(|v| v.line), "--top must be at least 1");
         }
-        let max_line = raw
-            .max_line_bytes
-            .as_ref()
-            .map(|v| v.value)
-            .unwrap_or(sluice_lines::DEFAULT_MAX_LINE as u64);
+        let max_line = raw.max_line_bytes.as_ref().map(|v| v.value).unwrap_or(sluice_lines::DEFAULT_MAX_LINE as u64);
         if max_line == 0 || max_line > u32::MAX as u64 / 2 {
             return fail(
                 "max-line-bytes",
@@ -457,11 +408,7 @@ impl Settings {
         };
         Ok(Settings {
             source,
-            source_options: SourceOptions {
-                no_follow,
-                max_line: max_line as usize,
-                generator,
-            },
+            source_options: SourceOptions { no_follow, max_line: max_line as usize, generator },
             ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
             mode,
             window,
@@ -484,13 +431,9 @@ mod tests {
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("unknown key `windw`"), "{e}");
 
-        let raw =
-            RawSettings::from_toml("source = \"gen\"\n\nbatch-interval = \"2 parsecs\"\n").unwrap();
+        let raw = RawSettings::from_toml("source = \"gen\"\n\nbatch-interval = \"2 parsecs\"\n").unwrap();
         let e = Settings::resolve(&raw).unwrap_err();
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(3), Some("batch-interval"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("batch-interval")));
         assert!(e.to_string().contains("invalid duration"), "{e}");
 
         let raw = RawSettings::from_toml("window = \"tumbling:0s\"").unwrap();
@@ -504,17 +447,9 @@ mod tests {
             "source = \"file:a.txt\"\nno-follow = true\nmode = \"per-event\"\nsink = \"null\"\n",
         )
         .unwrap();
-        let cli = RawSettings {
-            mode: Some(Val::from("micro-batch".to_string())),
-            ..Default::default()
-        };
+        let cli = RawSettings { mode: Some(Val::from("micro-batch".to_string())), ..Default::default() };
         let s = Settings::resolve(&file.overlay(cli)).unwrap();
-        assert_eq!(
-            s.mode,
-            Mode::MicroBatch {
-                interval: Duration::from_secs(1)
-            }
-        );
+        assert_eq!(s.mode, Mode::MicroBatch { interval: Duration::from_secs(1) });
         assert_eq!(s.window.spec, WindowSpec::Global);
         assert_eq!(s.window.time, TimeDomain::Processing);
         assert_eq!(s.sinks, vec![SinkSpec::Null]);

@@ -11,7 +11,9 @@ pub enum SpecError {
     #[error("invalid duration {0:?}: write a number and a unit, like 500ms, 2s or 1m")]
     Duration(String),
     /// A window spec that does not parse.
-    #[error("invalid window {0:?}: use global, tumbling:SIZE, sliding:SIZE,SLIDE or session:GAP (for example tumbling:10s)")]
+    #[error(
+        "invalid window {0:?}: use global, tumbling:SIZE, sliding:SIZE,SLIDE or session:GAP (for example tumbling:10s)"
+    )]
     Window(String),
     /// A window whose sizes do not make sense together.
     #[error("invalid window {spec:?}: {why}")]
@@ -22,9 +24,7 @@ pub enum SpecError {
         why: &'static str,
     },
     /// A source spec that does not parse.
-    #[error(
-        "invalid source {0:?}: use file:PATH, stdin, tcp:HOST:PORT, gen[:RATE] or demo[:RATE]"
-    )]
+    #[error("invalid source {0:?}: use file:PATH, stdin, tcp:HOST:PORT, gen[:RATE] or demo[:RATE]")]
     Source(String),
     /// A sink spec that does not parse.
     #[error("invalid sink {0:?}: use stdout, stdout:json, jsonl:PATH or null")]

@@ -127,10 +127,7 @@ impl Tally {
                     seq: self.seq,
                     ingest: chunk.ingest,
                     event_time: l.event_time,
-                    pos: Position {
-                        input: chunk.input,
-                        offset: l.offset,
-                    },
+                    pos: Position { input: chunk.input, offset: l.offset },
                     frontier: *frontier,
                 },
             });
@@ -150,15 +147,13 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time);
         let tx = tx.clone();
         let name = source.name();
-        let spawned = thread::Builder::new()
-            .name(format!("source-{i}"))
-            .spawn(move || {
-                let msg = match source.run(feed) {
-                    Ok(()) => Message::End(i as u32),
-                    Err(e) => Message::Failed(i as u32, e),
-                };
-                let _ = tx.send(msg);
-            });
+        let spawned = thread::Builder::new().name(format!("source-{i}")).spawn(move || {
+            let msg = match source.run(feed) {
+                Ok(()) => Message::End(i as u32),
+                Err(e) => Message::Failed(i as u32, e),
+            };
+            let _ = tx.send(msg);
+        });
         if let Err(e) = spawned {
             tracing::error!(source = %name, "cannot start a thread: {e}");
         }
@@ -169,21 +164,10 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         Mode::MicroBatch { interval } => (Some(interval.as_secs_f64() * 1e3), false),
         Mode::PerEvent => (None, true),
     };
-    let info = RunInfo {
-        mode: opts.mode.name(),
-        batch_interval_ms: interval_ms.map(|ms| ms as u64),
-        value_field: "",
-    };
+    let info = RunInfo { mode: opts.mode.name(), batch_interval_ms: interval_ms.map(|ms| ms as u64), value_field: "" };
     let mut tally = Tally::default();
-    let mut run = Runner {
-        graph: &mut *graph,
-        rx: &rx,
-        clock,
-        tally: &mut tally,
-        opts,
-        alive,
-        ended_by: "end-of-input",
-    };
+    let mut run =
+        Runner { graph: &mut *graph, rx: &rx, clock, tally: &mut tally, opts, alive, ended_by: "end-of-input" };
     let mut error = run.graph.open(info, clock, immediate).err();
     if error.is_none() {
         let result = match opts.mode {
@@ -211,16 +195,8 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         events: tally.seq,
         bytes: tally.bytes,
         elapsed_s: elapsed,
-        events_per_s: if elapsed > 0.0 {
-            tally.seq as f64 / elapsed
-        } else {
-            0.0
-        },
-        mb_per_s: if elapsed > 0.0 {
-            tally.bytes as f64 / elapsed / 1e6
-        } else {
-            0.0
-        },
+        events_per_s: if elapsed > 0.0 { tally.seq as f64 / elapsed } else { 0.0 },
+        mb_per_s: if elapsed > 0.0 { tally.bytes as f64 / elapsed / 1e6 } else { 0.0 },
         items: counters.items,
         results: counters.results,
         late_events: counters.late_events,
@@ -322,11 +298,7 @@ impl Runner<'_> {
         }
     }
 
-    fn per_event_chunk(
-        &mut self,
-        chunk: InputChunk,
-        records: &mut Vec<Record<Line>>,
-    ) -> Result<(), RunError> {
+    fn per_event_chunk(&mut self, chunk: InputChunk, records: &mut Vec<Record<Line>>) -> Result<(), RunError> {
         self.tally.records(chunk, records);
         for rec in records.drain(..) {
             self.graph.push(rec)?;
@@ -387,11 +359,7 @@ impl Runner<'_> {
         self.run_batch(&mut pending, &mut batch)
     }
 
-    fn run_batch(
-        &mut self,
-        pending: &mut Vec<InputChunk>,
-        batch: &mut Vec<Record<Line>>,
-    ) -> Result<(), RunError> {
+    fn run_batch(&mut self, pending: &mut Vec<InputChunk>, batch: &mut Vec<Record<Line>>) -> Result<(), RunError> {
         for chunk in pending.drain(..) {
             self.tally.records(chunk, batch);
         }

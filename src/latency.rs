@@ -45,8 +45,7 @@ impl LatencyHistogram {
     /// An empty histogram, 1 ns to one day, 3 significant digits.
     pub fn new() -> Self {
         LatencyHistogram {
-            hist: Histogram::new_with_bounds(1, MAX_NS, 3)
-                .expect("static histogram bounds are valid"),
+            hist: Histogram::new_with_bounds(1, MAX_NS, 3).expect("static histogram bounds are valid"),
             clamped: 0,
         }
     }
@@ -144,13 +143,7 @@ pub struct LatencyRecorder {
 impl LatencyRecorder {
     /// Records one event whose effect was emitted at (`emit_mono`, `emit_wall`).
     #[inline]
-    pub fn record_event(
-        &mut self,
-        ingest: u64,
-        event_time: EpochNanos,
-        emit_mono: u64,
-        emit_wall: EpochNanos,
-    ) {
+    pub fn record_event(&mut self, ingest: u64, event_time: EpochNanos, emit_mono: u64, emit_wall: EpochNanos) {
         self.processing.record(emit_mono as i64 - ingest as i64);
         if event_time != NO_TIME {
             self.end_to_end.record(emit_wall.saturating_sub(event_time));
@@ -177,12 +170,7 @@ impl WindowLatency {
     /// without a fixed start the first event's time).
     pub fn new(first_ingest: u64, base_time: EpochNanos) -> Self {
         let small = || Histogram::<u32>::new(2).expect("static histogram precision is valid");
-        WindowLatency {
-            first_ingest,
-            base_time,
-            ingest: small(),
-            event: small(),
-        }
+        WindowLatency { first_ingest, base_time, ingest: small(), event: small() }
     }
 
     /// Notes one event of the window.
@@ -200,15 +188,11 @@ impl WindowLatency {
     pub fn merge(&mut self, other: WindowLatency) {
         let shift_ingest = other.first_ingest.saturating_sub(self.first_ingest) / 1000;
         for v in other.ingest.iter_recorded() {
-            let _ = self
-                .ingest
-                .record_n(v.value_iterated_to() + shift_ingest, v.count_at_value());
+            let _ = self.ingest.record_n(v.value_iterated_to() + shift_ingest, v.count_at_value());
         }
         let shift_event = other.base_time.saturating_sub(self.base_time).max(0) as u64 / 1000;
         for v in other.event.iter_recorded() {
-            let _ = self
-                .event
-                .record_n(v.value_iterated_to() + shift_event, v.count_at_value());
+            let _ = self.event.record_n(v.value_iterated_to() + shift_event, v.count_at_value());
         }
         self.first_ingest = self.first_ingest.min(other.first_ingest);
     }
@@ -216,16 +200,12 @@ impl WindowLatency {
     /// Replays the window's events into `rec` as emitted at the given times.
     pub fn replay(&self, rec: &mut LatencyRecorder, emit_mono: u64, emit_wall: EpochNanos) {
         for v in self.ingest.iter_recorded() {
-            let ingest =
-                self.first_ingest + self.ingest.median_equivalent(v.value_iterated_to()) * 1000;
-            rec.processing
-                .record_n(emit_mono as i64 - ingest as i64, v.count_at_value() as u64);
+            let ingest = self.first_ingest + self.ingest.median_equivalent(v.value_iterated_to()) * 1000;
+            rec.processing.record_n(emit_mono as i64 - ingest as i64, v.count_at_value() as u64);
         }
         for v in self.event.iter_recorded() {
-            let t = self.base_time
-                + (self.event.median_equivalent(v.value_iterated_to()) * 1000) as i64;
-            rec.end_to_end
-                .record_n(emit_wall.saturating_sub(t), v.count_at_value() as u64);
+            let t = self.base_time + (self.event.median_equivalent(v.value_iterated_to()) * 1000) as i64;
+            rec.end_to_end.record_n(emit_wall.saturating_sub(t), v.count_at_value() as u64);
         }
     }
 }

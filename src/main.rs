@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run a pipeline. With no options: replay a bundled book as a live
     /// stream and show windowed counts and the latency report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a pipeline file and explain each error with its line.
     Validate {
         /// The pipeline file (TOML).
@@ -159,10 +159,7 @@ fn run(args: RunArgs) -> ExitCode {
         let _ = signal_hook::flag::register(signal, interrupt.clone());
     }
     if let Mode::MicroBatch { interval } = settings.mode {
-        tracing::info!(
-            interval_ms = interval.as_millis() as u64,
-            "micro-batch mode"
-        );
+        tracing::info!(interval_ms = interval.as_millis() as u64, "micro-batch mode");
     }
     let outcome = match run_word_count(&settings, interrupt) {
         Ok(o) => o,
@@ -176,11 +173,7 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(path) = &settings.report {
         let json = serde_json::to_string_pretty(&outcome.report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, json + "\n") {
-            eprintln!(
-                "error: cannot write the report to {}: {}",
-                path.display(),
-                sluice::source::describe_io(&e)
-            );
+            eprintln!("error: cannot write the report to {}: {}", path.display(), sluice::source::describe_io(&e));
             code = ExitCode::from(FAILURE);
         }
     }
@@ -192,10 +185,7 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 fn validate(file: PathBuf) -> ExitCode {
-    let args = RunArgs {
-        file: Some(file.clone()),
-        ..Default::default()
-    };
+    let args = RunArgs { file: Some(file.clone()), ..Default::default() };
     match settings(&args) {
         Ok(s) => {
             println!(
@@ -204,16 +194,8 @@ fn validate(file: PathBuf) -> ExitCode {
                 s.source,
                 s.mode.name(),
                 s.window.spec,
-                if s.window.time == sluice::TimeDomain::Event {
-                    "event"
-                } else {
-                    "processing"
-                },
-                if s.window.output == sluice::OutputMode::Final {
-                    "final"
-                } else {
-                    "update"
-                },
+                if s.window.time == sluice::TimeDomain::Event { "event" } else { "processing" },
+                if s.window.output == sluice::OutputMode::Final { "final" } else { "update" },
                 s.sinks.len()
             );
             ExitCode::SUCCESS
@@ -242,7 +224,7 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Validate { file } => validate(file),
     }
 }

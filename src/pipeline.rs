@@ -24,11 +24,7 @@ where
 {
     /// Groups the keyed values into windows.
     pub fn window(self, config: WindowConfig) -> WindowedStream<K, T, S> {
-        WindowedStream {
-            stages: self.into_stages(),
-            config,
-            _t: std::marker::PhantomData,
-        }
+        WindowedStream { stages: self.into_stages(), config, _t: std::marker::PhantomData }
     }
 }
 
@@ -50,13 +46,7 @@ where
 {
     /// Aggregates with any [`Aggregate`].
     pub fn aggregate<A: Aggregate<T>>(self, agg: A) -> Aggregated<K, T, S, A> {
-        Aggregated {
-            stages: self.stages,
-            config: self.config,
-            agg,
-            sinks: Vec::new(),
-            late_sinks: Vec::new(),
-        }
+        Aggregated { stages: self.stages, config: self.config, agg, sinks: Vec::new(), late_sinks: Vec::new() }
     }
 
     /// Counts the values per key and window.
@@ -89,12 +79,7 @@ where
 
     /// A user fold: `init()` per key and window, `step` per value, `merge`
     /// when session windows join.
-    pub fn fold<Acc, I, F, M>(
-        self,
-        init: I,
-        step: F,
-        merge: M,
-    ) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
+    pub fn fold<Acc, I, F, M>(self, init: I, step: F, merge: M) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
     where
         Acc: Clone + Send + 'static,
         I: Fn() -> Acc + Send + 'static,
@@ -297,13 +282,7 @@ where
         let agg = self.agg.take().expect("a pipeline is opened once");
         info.value_field = agg.name();
         self.clock = clock;
-        self.window = Some(WindowOperator::new(
-            self.config,
-            agg,
-            clock,
-            immediate,
-            !self.late_sinks.is_empty(),
-        ));
+        self.window = Some(WindowOperator::new(self.config, agg, clock, immediate, !self.late_sinks.is_empty()));
         for sink in &mut self.sinks {
             sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
         }
@@ -367,10 +346,7 @@ where
     }
 
     fn counters(&self) -> WindowCounters {
-        self.window
-            .as_ref()
-            .map(|w| w.counters())
-            .unwrap_or_default()
+        self.window.as_ref().map(|w| w.counters()).unwrap_or_default()
     }
 
     fn latency(&self) -> &LatencyRecorder {

@@ -7,9 +7,7 @@ use bytes::Bytes;
 use crate::time::{EpochNanos, NO_TIME};
 
 /// Where an event came from, so that a checkpoint can resume after it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// Which input of the run (a file, a socket, later a Kafka partition).
     pub input: u32,

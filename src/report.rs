@@ -86,11 +86,7 @@ impl LatencyReport {
             processing: rec.processing.summary(),
             end_to_end: some(&rec.end_to_end),
             result: some(&rec.result),
-            clocks: Clocks {
-                processing: "monotonic".into(),
-                end_to_end: "wall".into(),
-                result: "wall".into(),
-            },
+            clocks: Clocks { processing: "monotonic".into(), end_to_end: "wall".into(), result: "wall".into() },
         }
     }
 }
@@ -99,10 +95,7 @@ impl RunReport {
     /// A human-readable rendering, for stderr.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let interval = self
-            .batch_interval_ms
-            .map(|ms| format!(" ({ms} ms batches)"))
-            .unwrap_or_default();
+        let interval = self.batch_interval_ms.map(|ms| format!(" ({ms} ms batches)")).unwrap_or_default();
         let _ = writeln!(
             s,
             "── sluice run report: {}{} · window {} · {} time · {} output",
@@ -111,12 +104,7 @@ impl RunReport {
         let _ = writeln!(
             s,
             "   events {}  bytes {}  elapsed {:.3} s  {:.0} events/s  {:.2} MB/s  ended by {}",
-            self.events,
-            self.bytes,
-            self.elapsed_s,
-            self.events_per_s,
-            self.mb_per_s,
-            self.ended_by
+            self.events, self.bytes, self.elapsed_s, self.events_per_s, self.mb_per_s, self.ended_by
         );
         let _ = writeln!(
             s,
@@ -128,11 +116,12 @@ impl RunReport {
             self.truncated_lines,
             self.event_time_fallbacks
         );
-        let _ = writeln!(s, "   latency (µs)            count        min        p50        p90        p99      p99.9        max");
-        let mut row =
-            |name: &str, l: &LatencySummary| {
-                let _ =
-                    writeln!(
+        let _ = writeln!(
+            s,
+            "   latency (µs)            count        min        p50        p90        p99      p99.9        max"
+        );
+        let mut row = |name: &str, l: &LatencySummary| {
+            let _ = writeln!(
                 s,
                 "   {name:<20} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}{}",
                 l.count,
@@ -144,7 +133,7 @@ impl RunReport {
                 l.max_us,
                 if l.clamped > 0 { format!("  ({} clamped)", l.clamped) } else { String::new() }
             );
-            };
+        };
         row("processing [mono]", &self.latency.processing);
         if let Some(l) = &self.latency.end_to_end {
             row("end-to-end [wall]", l);

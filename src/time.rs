@@ -41,10 +41,7 @@ impl Clock {
     pub fn new() -> Self {
         let anchor = Instant::now();
         let anchor_wall = wall_now();
-        Clock {
-            anchor,
-            anchor_wall,
-        }
+        Clock { anchor, anchor_wall }
     }
 
     /// Monotonic nanoseconds since this clock was made.
@@ -73,10 +70,7 @@ impl Clock {
 
 /// The wall clock now, in ns since the Unix epoch.
 pub fn wall_now() -> EpochNanos {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// Parses a duration written as a number and a unit: `500ms`, `2s`, `1m`,
@@ -85,9 +79,7 @@ pub fn wall_now() -> EpochNanos {
 pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
     let bad = || SpecError::Duration(text.to_string());
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(bad());
@@ -114,13 +106,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
 /// largest unit that keeps it whole.
 pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
-    for (unit, size) in [
-        ("h", 3_600_000_000_000u128),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-    ] {
+    for (unit, size) in
+        [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)]
+    {
         if ns >= size && ns % size == 0 {
             return format!("{}{}", ns / size, unit);
         }
@@ -168,9 +156,7 @@ pub fn parse_timestamp(field: &[u8]) -> Option<EpochNanos> {
         }
     }
     if text.len() >= 20 && text.as_bytes()[4] == b'-' {
-        return chrono::DateTime::parse_from_rfc3339(text)
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt());
+        return chrono::DateTime::parse_from_rfc3339(text).ok().and_then(|t| t.timestamp_nanos_opt());
     }
     None
 }
@@ -211,30 +197,12 @@ mod tests {
     fn timestamps_by_magnitude_and_rfc3339() {
         let s = 1_700_000_000i64;
         assert_eq!(parse_timestamp(b"1700000000"), Some(s * 1_000_000_000));
-        assert_eq!(
-            parse_timestamp(b"1700000000123"),
-            Some(s * 1_000_000_000 + 123_000_000)
-        );
-        assert_eq!(
-            parse_timestamp(b"1700000000123456"),
-            Some(s * 1_000_000_000 + 123_456_000)
-        );
-        assert_eq!(
-            parse_timestamp(b"1700000000123456789"),
-            Some(s * 1_000_000_000 + 123_456_789)
-        );
-        assert_eq!(
-            parse_timestamp(b"1700000000.5"),
-            Some(s * 1_000_000_000 + 500_000_000)
-        );
-        assert_eq!(
-            parse_timestamp(b"2023-11-14T22:13:20.250Z"),
-            Some(s * 1_000_000_000 + 250_000_000)
-        );
-        assert_eq!(
-            parse_timestamp(b"2023-11-15T00:13:20+02:00"),
-            Some(s * 1_000_000_000)
-        );
+        assert_eq!(parse_timestamp(b"1700000000123"), Some(s * 1_000_000_000 + 123_000_000));
+        assert_eq!(parse_timestamp(b"1700000000123456"), Some(s * 1_000_000_000 + 123_456_000));
+        assert_eq!(parse_timestamp(b"1700000000123456789"), Some(s * 1_000_000_000 + 123_456_789));
+        assert_eq!(parse_timestamp(b"1700000000.5"), Some(s * 1_000_000_000 + 500_000_000));
+        assert_eq!(parse_timestamp(b"2023-11-14T22:13:20.250Z"), Some(s * 1_000_000_000 + 250_000_000));
+        assert_eq!(parse_timestamp(b"2023-11-15T00:13:20+02:00"), Some(s * 1_000_000_000));
         assert_eq!(parse_timestamp(b"hello"), None);
         assert_eq!(parse_timestamp(b""), None);
         assert_eq!(parse_timestamp(b"99999999999999999999999"), None);

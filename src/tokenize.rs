@@ -97,10 +97,7 @@ mod tests {
     /// A second, deliberately naive implementation of the contract.
     fn reference(s: &str) -> Vec<String> {
         s.split(|c: char| c.is_whitespace() || c == '\u{FEFF}')
-            .map(|t| {
-                t.trim_matches(|c: char| !c.is_alphanumeric())
-                    .to_lowercase()
-            })
+            .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
             .filter(|t| !t.is_empty())
             .collect()
     }
@@ -118,10 +115,7 @@ mod tests {
 
     #[test]
     fn accents_and_case() {
-        assert_eq!(
-            words("Les Misérables PÈRE-LACHAISE"),
-            ["les", "misérables", "père-lachaise"]
-        );
+        assert_eq!(words("Les Misérables PÈRE-LACHAISE"), ["les", "misérables", "père-lachaise"]);
         assert_eq!(words("ΟΔΥΣΣΕΥΣ"), ["οδυσσευς"]);
         assert_eq!(words("İstanbul"), ["i̇stanbul"]);
         assert_eq!(words("ǅemal"), ["ǆemal"]);
@@ -131,18 +125,14 @@ mod tests {
     fn whitespace_kinds_and_empty_lines() {
         assert!(words("").is_empty());
         assert!(words("   \t  ").is_empty());
-        assert_eq!(
-            words("a\u{00A0}b\u{2003}c\u{3000}d\te"),
-            ["a", "b", "c", "d", "e"]
-        );
+        assert_eq!(words("a\u{00A0}b\u{2003}c\u{3000}d\te"), ["a", "b", "c", "d", "e"]);
         assert_eq!(words("a\x0Bb\x0Cc"), ["a", "b", "c"]);
     }
 
     #[test]
     fn invalid_utf8_is_replaced_not_an_error() {
         // U+FFFD is not alphanumeric, so it is trimmed at the edges of a word.
-        let line =
-            crate::record::Line::new(bytes::Bytes::from_static(b"caf\xE9 ok \xFF\xFEx ca\xE9f"));
+        let line = crate::record::Line::new(bytes::Bytes::from_static(b"caf\xE9 ok \xFF\xFEx ca\xE9f"));
         assert_eq!(words(&line.text()), ["caf", "ok", "x", "ca\u{FFFD}f"]);
     }
 

@@ -14,16 +14,10 @@ use crate::tokenize::{tokenize, Word};
 use crate::window::operator::{LateEvent, WindowResult};
 
 fn open_jsonl(path: &std::path::Path) -> Result<JsonLines, RunError> {
-    JsonLines::create(path).map_err(|err| RunError::Sink {
-        sink: format!("jsonl:{}", path.display()),
-        err,
-    })
+    JsonLines::create(path).map_err(|err| RunError::Sink { sink: format!("jsonl:{}", path.display()), err })
 }
 
-fn result_sink(
-    spec: &SinkSpec,
-    top: usize,
-) -> Result<Box<dyn Sink<WindowResult<Word, u64>>>, RunError> {
+fn result_sink(spec: &SinkSpec, top: usize) -> Result<Box<dyn Sink<WindowResult<Word, u64>>>, RunError> {
     Ok(match spec {
         SinkSpec::StdoutTable => Box::new(TopTable::stdout(top)),
         SinkSpec::StdoutJson => Box::new(JsonLines::stdout()),
@@ -59,18 +53,12 @@ pub fn word_count(settings: &Settings) -> Result<Pipeline, RunError> {
 
 /// Runs the word count as `settings` say, until the input ends or
 /// `interrupt` is set.
-pub fn run_word_count(
-    settings: &Settings,
-    interrupt: Arc<AtomicBool>,
-) -> Result<RunOutcome, RunError> {
+pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result<RunOutcome, RunError> {
     let pipeline = word_count(settings)?;
     let source = settings
         .source
         .build(&settings.source_options)
-        .map_err(|e| RunError::Source {
-            source_name: format!("{:?}", settings.source),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| RunError::Source { source_name: format!("{:?}", settings.source), message: e.to_string() })?;
     let mut opts = RunOptions::new(settings.mode);
     opts.event_time = settings.event_time;
     opts.interrupt = interrupt;

@@ -10,10 +10,7 @@ fn fails(args: &[&str], code: i32) -> String {
     let out = sluice().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(code), "sluice {args:?}: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "exactly one error line in {stderr:?}");
     errors[0].to_string()
@@ -21,24 +18,10 @@ fn fails(args: &[&str], code: i32) -> String {
 
 #[test]
 fn a_missing_or_unreadable_file_is_a_runtime_error() {
-    let e = fails(
-        &["run", "--source", "file:/no/such/book.txt", "--no-follow"],
-        1,
-    );
-    assert!(
-        e.contains("/no/such/book.txt") && e.contains("no such file"),
-        "{e}"
-    );
+    let e = fails(&["run", "--source", "file:/no/such/book.txt", "--no-follow"], 1);
+    assert!(e.contains("/no/such/book.txt") && e.contains("no such file"), "{e}");
     let dir = tempfile::tempdir().unwrap();
-    let e = fails(
-        &[
-            "run",
-            "--source",
-            &format!("file:{}", dir.path().display()),
-            "--no-follow",
-        ],
-        1,
-    );
+    let e = fails(&["run", "--source", &format!("file:{}", dir.path().display()), "--no-follow"], 1);
     assert!(e.contains("directory"), "{e}");
 }
 
@@ -76,26 +59,12 @@ fn a_refused_connection_fails_quickly_and_clearly() {
     let start = Instant::now();
     let e = fails(&["run", "--source", &format!("tcp:127.0.0.1:{port}")], 1);
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert!(
-        e.contains("connection refused") && e.contains(&port.to_string()),
-        "{e}"
-    );
+    assert!(e.contains("connection refused") && e.contains(&port.to_string()), "{e}");
 }
 
 #[test]
 fn an_unwritable_sink_is_a_runtime_error() {
-    let e = fails(
-        &[
-            "run",
-            "--source",
-            "gen",
-            "--count",
-            "1",
-            "--sink",
-            "jsonl:/no/such/dir/out.jsonl",
-        ],
-        1,
-    );
+    let e = fails(&["run", "--source", "gen", "--count", "1", "--sink", "jsonl:/no/such/dir/out.jsonl"], 1);
     assert!(e.contains("/no/such/dir/out.jsonl"), "{e}");
 }
 
@@ -111,10 +80,7 @@ fn pipeline_files_are_validated_with_key_and_line() {
 
     std::fs::write(&bad, "source = \"gen\"\n\n\nwatermark-delay = \"soon\"\n").unwrap();
     let e = fails(&["validate", bad.to_str().unwrap()], 2);
-    assert!(
-        e.contains("bad.toml:4") && e.contains("watermark-delay") && e.contains("invalid duration"),
-        "{e}"
-    );
+    assert!(e.contains("bad.toml:4") && e.contains("watermark-delay") && e.contains("invalid duration"), "{e}");
 
     std::fs::write(&bad, "source = [\n").unwrap();
     let e = fails(&["validate", bad.to_str().unwrap()], 2);
@@ -124,7 +90,11 @@ fn pipeline_files_are_validated_with_key_and_line() {
     assert!(e.contains("no such file"), "{e}");
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "source = \"gen:1000\"\nmode = \"per-event\"\nwindow = \"sliding:10s,2s\"\nsink = [\"null\"]\n").unwrap();
+    std::fs::write(
+        &good,
+        "source = \"gen:1000\"\nmode = \"per-event\"\nwindow = \"sliding:10s,2s\"\nsink = [\"null\"]\n",
+    )
+    .unwrap();
     let out = run_ok(&["validate", good.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
@@ -134,7 +104,11 @@ fn flags_override_the_pipeline_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.toml");
     let report = dir.path().join("r.json");
-    std::fs::write(&file, "source = \"gen\"\ncount = 100\nmode = \"per-event\"\nwindow = \"global\"\nsink = \"null\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "source = \"gen\"\ncount = 100\nmode = \"per-event\"\nwindow = \"global\"\nsink = \"null\"\n",
+    )
+    .unwrap();
     run_ok(&[
         "run",
         file.to_str().unwrap(),
@@ -146,8 +120,5 @@ fn flags_override_the_pipeline_file() {
         report.to_str().unwrap(),
     ]);
     let rep = read_report(&report);
-    assert_eq!(
-        (rep["mode"].as_str(), rep["events"].as_u64()),
-        (Some("micro-batch"), Some(100))
-    );
+    assert_eq!((rep["mode"].as_str(), rep["events"].as_u64()), (Some("micro-batch"), Some(100)));
 }

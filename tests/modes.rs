@@ -21,14 +21,8 @@ fn timestamped_book() -> (Vec<u8>, Vec<(i64, String)>) {
         if line.is_empty() && i > 0 && text.ends_with('\n') && i == text.split('\n').count() - 1 {
             break;
         }
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let jitter = if (rng >> 33) % 10 == 0 {
-            -(((rng >> 40) % 400) as i64)
-        } else {
-            0
-        };
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let jitter = if (rng >> 33) % 10 == 0 { -(((rng >> 40) % 400) as i64) } else { 0 };
         let t = BASE_MS + i as i64 * 5 + jitter;
         out.extend_from_slice(format!("{t} {line}\n").as_bytes());
         lines.push((t, line.to_string()));
@@ -100,19 +94,13 @@ fn run_mode(
     ]);
     let mut rows = read_rows(&out, mode);
     rows.sort();
-    let mut late_lines: Vec<String> = std::fs::read_to_string(&late)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let mut late_lines: Vec<String> = std::fs::read_to_string(&late).unwrap().lines().map(str::to_string).collect();
     late_lines.sort();
     (rows, late_lines, read_report(&report))
 }
 
 fn epoch_ms(rfc3339: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .unwrap()
-        .timestamp_millis()
+    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
 }
 
 #[test]
@@ -139,10 +127,7 @@ fn tumbling_results_match_an_independent_simulation() {
     let (data, lines) = timestamped_book();
     std::fs::write(&input, data).unwrap();
     let (expected, late) = expected_tumbling(&lines, 1000);
-    assert!(
-        late > 10,
-        "the fixture must produce late events, got {late}"
-    );
+    assert!(late > 10, "the fixture must produce late events, got {late}");
     for mode in ["per-event", "micro-batch"] {
         let (rows, _, rep) = run_mode(dir.path(), &input, mode, "tumbling:1s", "final");
         let got: BTreeMap<(i64, String), u64> = rows
@@ -153,19 +138,14 @@ fn tumbling_results_match_an_independent_simulation() {
                 ((start, r.key.clone()), r.count)
             })
             .collect();
-        assert_eq!(
-            got.len(),
-            rows.len(),
-            "{mode}: one final result per window and key"
-        );
+        assert_eq!(got.len(), rows.len(), "{mode}: one final result per window and key");
         assert_same_map(&got, &expected, &format!("{mode}: window counts"));
         assert_eq!(rep["late_events"], late, "{mode}: late events");
         // max_event_time lies inside its window.
         for r in &rows {
             let t = epoch_ms(r.max_event_time.as_deref().unwrap());
             assert!(
-                t >= epoch_ms(r.window_start.as_deref().unwrap())
-                    && t < epoch_ms(r.window_end.as_deref().unwrap())
+                t >= epoch_ms(r.window_start.as_deref().unwrap()) && t < epoch_ms(r.window_end.as_deref().unwrap())
             );
         }
     }
@@ -178,24 +158,17 @@ fn update_output_converges_to_the_final_results() {
     let (data, _) = timestamped_book();
     std::fs::write(&input, data).unwrap();
     let (finals, _, _) = run_mode(dir.path(), &input, "per-event", "tumbling:1s", "final");
-    let finals: HashMap<(Option<String>, String), u64> = finals
-        .into_iter()
-        .map(|r| ((r.window_start, r.key), r.count))
-        .collect();
+    let finals: HashMap<(Option<String>, String), u64> =
+        finals.into_iter().map(|r| ((r.window_start, r.key), r.count)).collect();
     for mode in ["per-event", "micro-batch"] {
         let (updates, _, rep) = run_mode(dir.path(), &input, mode, "tumbling:1s", "update");
         // Running totals: the largest update of each window and key is its final count.
         let mut last: HashMap<(Option<String>, String), u64> = HashMap::new();
         for r in &updates {
-            let e = last
-                .entry((r.window_start.clone(), r.key.clone()))
-                .or_insert(0);
+            let e = last.entry((r.window_start.clone(), r.key.clone())).or_insert(0);
             *e = (*e).max(r.count);
         }
-        assert_eq!(
-            last, finals,
-            "{mode}: update totals end at the final counts"
-        );
+        assert_eq!(last, finals, "{mode}: update totals end at the final counts");
         if mode == "per-event" {
             assert_eq!(
                 updates.len() as u64,
@@ -208,9 +181,6 @@ fn update_output_converges_to_the_final_results() {
                 "micro-batch updates once per key per batch"
             );
         }
-        assert!(
-            rep["latency"].get("result").is_none(),
-            "result latency is for final output"
-        );
+        assert!(rep["latency"].get("result").is_none(), "result latency is for final output");
     }
 }

@@ -19,15 +19,7 @@ fn tcp_source_reads_lines_until_the_peer_closes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tcp.jsonl");
     let mut child = sluice()
-        .args([
-            "run",
-            "--source",
-            &format!("tcp:127.0.0.1:{port}"),
-            "--mode",
-            "per-event",
-            "--window",
-            "global",
-        ])
+        .args(["run", "--source", &format!("tcp:127.0.0.1:{port}"), "--mode", "per-event", "--window", "global"])
         .args(["--sink", &format!("jsonl:{}", out.display())])
         .stderr(Stdio::piped())
         .spawn()
@@ -40,10 +32,7 @@ fn tcp_source_reads_lines_until_the_peer_closes() {
     drop(conn);
     let status = child.wait().unwrap();
     assert!(status.success());
-    assert_eq!(
-        counts(read_rows(&out, "per-event")),
-        independent_count(&book)
-    );
+    assert_eq!(counts(read_rows(&out, "per-event")), independent_count(&book));
 }
 
 #[test]
@@ -51,13 +40,7 @@ fn stdin_source_reads_until_end_of_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("stdin.jsonl");
     let mut child = sluice()
-        .args([
-            "run",
-            "--source",
-            "stdin",
-            "--sink",
-            &format!("jsonl:{}", out.display()),
-        ])
+        .args(["run", "--source", "stdin", "--sink", &format!("jsonl:{}", out.display())])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -65,10 +48,7 @@ fn stdin_source_reads_until_end_of_input() {
     let text = b"to be or not to be\r\nthat is the question";
     child.stdin.take().unwrap().write_all(text).unwrap();
     assert!(child.wait().unwrap().success());
-    assert_eq!(
-        counts(read_rows(&out, "micro-batch")),
-        independent_count(text)
-    );
+    assert_eq!(counts(read_rows(&out, "micro-batch")), independent_count(text));
 }
 
 #[test]
@@ -78,58 +58,30 @@ fn sigterm_flushes_open_windows_reports_and_exits_zero() {
     let report = dir.path().join("gen.json");
     for mode in ["per-event", "micro-batch"] {
         let mut child = sluice()
-            .args([
-                "run",
-                "--source",
-                "gen:2000",
-                "--mode",
-                mode,
-                "--batch-interval",
-                "100ms",
-                "--window",
-                "global",
-            ])
-            .args([
-                "--sink",
-                &format!("jsonl:{}", out.display()),
-                "--report",
-                &report.display().to_string(),
-            ])
+            .args(["run", "--source", "gen:2000", "--mode", mode, "--batch-interval", "100ms", "--window", "global"])
+            .args(["--sink", &format!("jsonl:{}", out.display()), "--report", &report.display().to_string()])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
+        let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
         assert!(killed.success());
         let start = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "sluice did not stop after SIGTERM"
-            );
+            assert!(start.elapsed() < Duration::from_secs(10), "sluice did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         };
         let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
         assert!(status.success(), "{mode}: {status:?}\n{stderr}");
-        assert!(
-            stderr.contains("sluice run report"),
-            "the report is printed: {stderr}"
-        );
+        assert!(stderr.contains("sluice run report"), "the report is printed: {stderr}");
         let rep = read_report(&report);
         assert_eq!(rep["ended_by"], "stopped");
         let events = rep["events"].as_u64().unwrap();
         assert!(events > 100, "{mode}: {events} events in 1.5 s at 2000/s");
         let total: u64 = read_rows(&out, mode).iter().map(|r| r.count).sum();
-        assert_eq!(
-            total,
-            events * 8,
-            "{mode}: the open global window was flushed with every accepted word"
-        );
+        assert_eq!(total, events * 8, "{mode}: the open global window was flushed with every accepted word");
     }
 }

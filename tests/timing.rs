@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use sluice::source::EventTimeFormat;
 use sluice::source::{Feed, Source};
 use sluice::{
-    lines, run, tokenize, Mode, OutputMode, RunError, RunOptions, WindowConfig, WindowResult,
-    WindowSpec, Word,
+    lines, run, tokenize, Mode, OutputMode, RunError, RunOptions, WindowConfig, WindowResult, WindowSpec, Word,
 };
 
 use crate::util::*;
@@ -41,11 +40,7 @@ fn start(
     mode: Mode,
     config: WindowConfig,
     event_time: bool,
-) -> (
-    Sender<String>,
-    Results,
-    thread::JoinHandle<sluice::RunOutcome>,
-) {
+) -> (Sender<String>, Results, thread::JoinHandle<sluice::RunOutcome>) {
     let (line_tx, line_rx) = channel();
     let (res_tx, res_rx) = channel();
     let pipeline = lines()
@@ -69,12 +64,8 @@ fn start(
 const WAIT: Duration = Duration::from_secs(10);
 
 fn expect(rx: &Results, n: usize) -> Vec<(String, u64, bool)> {
-    let mut got: Vec<_> = (0..n)
-        .map(|i| {
-            rx.recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("result {i} of {n} never came"))
-        })
-        .collect();
+    let mut got: Vec<_> =
+        (0..n).map(|i| rx.recv_timeout(WAIT).unwrap_or_else(|_| panic!("result {i} of {n} never came"))).collect();
     got.sort();
     got
 }
@@ -85,18 +76,13 @@ fn r(k: &str, n: u64, f: bool) -> (String, u64, bool) {
 
 #[test]
 fn per_event_emits_each_event_before_the_next_arrives() {
-    let config = WindowConfig::new(WindowSpec::Tumbling {
-        size: Duration::from_secs(3600),
-    })
-    .event_time(Duration::ZERO)
-    .output(OutputMode::Update);
+    let config = WindowConfig::new(WindowSpec::Tumbling { size: Duration::from_secs(3600) })
+        .event_time(Duration::ZERO)
+        .output(OutputMode::Update);
     let (tx, rx, handle) = start(Mode::PerEvent, config, true);
     tx.send("1700000000000 hello world\n".into()).unwrap();
     // Nothing else is sent until these arrive: no timer, no other event.
-    assert_eq!(
-        expect(&rx, 2),
-        vec![r("hello", 1, false), r("world", 1, false)]
-    );
+    assert_eq!(expect(&rx, 2), vec![r("hello", 1, false), r("world", 1, false)]);
     tx.send("1700000000001 hello\n".into()).unwrap();
     assert_eq!(expect(&rx, 1), vec![r("hello", 2, false)]);
     drop(tx);
@@ -108,21 +94,14 @@ fn per_event_emits_each_event_before_the_next_arrives() {
 
 #[test]
 fn per_event_final_results_leave_as_soon_as_the_watermark_passes() {
-    let config = WindowConfig::new(WindowSpec::Tumbling {
-        size: Duration::from_secs(1),
-    })
-    .event_time(Duration::ZERO);
+    let config = WindowConfig::new(WindowSpec::Tumbling { size: Duration::from_secs(1) }).event_time(Duration::ZERO);
     let (tx, rx, handle) = start(Mode::PerEvent, config, true);
     tx.send("1700000000100 a a\n".into()).unwrap();
     tx.send("1700000002000 b\n".into()).unwrap();
     // The second event moved the watermark past the first window's end.
     assert_eq!(expect(&rx, 1), vec![r("a", 2, true)]);
     drop(tx);
-    assert_eq!(
-        expect(&rx, 1),
-        vec![r("b", 1, true)],
-        "end of input closes the rest"
-    );
+    assert_eq!(expect(&rx, 1), vec![r("b", 1, true)], "end of input closes the rest");
     let outcome = handle.join().unwrap();
     assert_eq!(outcome.report.latency.result.unwrap().count, 2);
 }
@@ -130,19 +109,10 @@ fn per_event_final_results_leave_as_soon_as_the_watermark_passes() {
 #[test]
 fn micro_batch_emits_only_at_batch_boundaries() {
     let config = WindowConfig::new(WindowSpec::Global).output(OutputMode::Update);
-    let (tx, rx, handle) = start(
-        Mode::MicroBatch {
-            interval: Duration::from_secs(3600),
-        },
-        config,
-        false,
-    );
+    let (tx, rx, handle) = start(Mode::MicroBatch { interval: Duration::from_secs(3600) }, config, false);
     tx.send("one two\n".into()).unwrap();
     thread::sleep(Duration::from_millis(500));
-    assert!(
-        rx.try_recv().is_err(),
-        "nothing may leave before the boundary"
-    );
+    assert!(rx.try_recv().is_err(), "nothing may leave before the boundary");
     drop(tx);
     assert_eq!(expect(&rx, 2), vec![r("one", 1, false), r("two", 1, false)]);
     let outcome = handle.join().unwrap();
@@ -150,13 +120,7 @@ fn micro_batch_emits_only_at_batch_boundaries() {
 
     // With a short interval, results come at the next boundary without any
     // further input, and one batch's changes come together.
-    let (tx, rx, handle) = start(
-        Mode::MicroBatch {
-            interval: Duration::from_millis(200),
-        },
-        config,
-        false,
-    );
+    let (tx, rx, handle) = start(Mode::MicroBatch { interval: Duration::from_millis(200) }, config, false);
     let sent = Instant::now();
     tx.send("x x y\n".into()).unwrap();
     assert_eq!(expect(&rx, 2), vec![r("x", 2, false), r("y", 1, false)]);
@@ -168,15 +132,8 @@ fn micro_batch_emits_only_at_batch_boundaries() {
 
 #[test]
 fn processing_time_windows_close_without_further_events_in_both_modes() {
-    for mode in [
-        Mode::PerEvent,
-        Mode::MicroBatch {
-            interval: Duration::from_millis(50),
-        },
-    ] {
-        let config = WindowConfig::new(WindowSpec::Tumbling {
-            size: Duration::from_millis(300),
-        });
+    for mode in [Mode::PerEvent, Mode::MicroBatch { interval: Duration::from_millis(50) }] {
+        let config = WindowConfig::new(WindowSpec::Tumbling { size: Duration::from_millis(300) });
         let (tx, rx, handle) = start(mode, config, false);
         tx.send("tick\n".into()).unwrap();
         // No more input: only the passing of time can close the window.
@@ -190,11 +147,7 @@ fn processing_time_windows_close_without_further_events_in_both_modes() {
 fn late_events_are_counted_routed_and_never_added() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("late.txt");
-    std::fs::write(
-        &input,
-        "1700000010500 a b\n1700000012100 c\n1700000010700 late\n1700000012200 c\n",
-    )
-    .unwrap();
+    std::fs::write(&input, "1700000010500 a b\n1700000012100 c\n1700000010700 late\n1700000012200 c\n").unwrap();
     for mode in ["per-event", "micro-batch"] {
         let out = dir.path().join(format!("{mode}.jsonl"));
         let late = dir.path().join(format!("{mode}.late.jsonl"));
@@ -217,10 +170,8 @@ fn late_events_are_counted_routed_and_never_added() {
             "--report",
             &report.display().to_string(),
         ]);
-        let mut rows: Vec<(String, String, u64)> = read_rows(&out, mode)
-            .into_iter()
-            .map(|r| (r.window_start.unwrap(), r.key, r.count))
-            .collect();
+        let mut rows: Vec<(String, String, u64)> =
+            read_rows(&out, mode).into_iter().map(|r| (r.window_start.unwrap(), r.key, r.count)).collect();
         rows.sort();
         assert_eq!(
             rows,
@@ -233,19 +184,10 @@ fn late_events_are_counted_routed_and_never_added() {
         );
         let late_text = std::fs::read_to_string(&late).unwrap();
         let v: serde_json::Value = serde_json::from_str(late_text.trim()).unwrap();
-        assert_eq!(
-            (v["key"].as_str(), v["window_end"].as_str()),
-            (Some("late"), Some("2023-11-14T22:13:31.000Z"))
-        );
+        assert_eq!((v["key"].as_str(), v["window_end"].as_str()), (Some("late"), Some("2023-11-14T22:13:31.000Z")));
         assert_eq!(v["watermark"], "2023-11-14T22:13:32.100Z");
         let rep = read_report(&report);
-        assert_eq!(
-            (rep["late_events"].as_u64(), rep["late_items"].as_u64()),
-            (Some(1), Some(1))
-        );
-        assert_eq!(
-            rep["latency"]["processing"]["count"], 3,
-            "late events have no emitted effect"
-        );
+        assert_eq!((rep["late_events"].as_u64(), rep["late_items"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(rep["latency"]["processing"]["count"], 3, "late events have no emitted effect");
     }
 }

@@ -12,9 +12,7 @@ pub fn sluice() -> Command {
 
 /// A fixture file.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Runs `sluice` with `args`, failing the test with its stderr if it fails.
@@ -44,8 +42,7 @@ pub fn read_rows(path: &Path, mode: &str) -> Vec<Row> {
     let text = std::fs::read_to_string(path).expect("results file");
     text.lines()
         .map(|l| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}"));
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}"));
             assert_eq!(v["mode"], mode, "{l}");
             for field in ["window_start", "window_end", "key", "count"] {
                 assert!(v.get(field).is_some(), "{field} missing in {l}");
@@ -64,8 +61,7 @@ pub fn read_rows(path: &Path, mode: &str) -> Vec<Row> {
 
 /// Reads a JSON report.
 pub fn read_report(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("report file"))
-        .expect("report is JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report file")).expect("report is JSON")
 }
 
 /// Counts words the way the tokenizer contract says, written independently
@@ -75,9 +71,7 @@ pub fn independent_count(bytes: &[u8]) -> HashMap<String, u64> {
     let text = String::from_utf8_lossy(bytes);
     let mut counts = HashMap::new();
     for raw in text.split(|c: char| c.is_whitespace() || c == '\u{FEFF}') {
-        let word = raw
-            .trim_matches(|c: char| !c.is_alphanumeric())
-            .to_lowercase();
+        let word = raw.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
         if !word.is_empty() {
             *counts.entry(word).or_insert(0) += 1;
         }

@@ -1,6 +1,6 @@
 //! `filter`: keeps the values a predicate accepts.
 
-use super::{Chain, Stage, Stream};
+use super::{Stage, Stream, Then};
 use crate::record::{Line, Record};
 
 /// The stage behind [`Stream::filter`].
@@ -33,10 +33,7 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     /// let long_lines = sluice::lines().filter(|line| line.as_bytes().len() > 80);
     /// # let _ = long_lines;
     /// ```
-    pub fn filter<F: FnMut(&T) -> bool>(
-        self,
-        keep: F,
-    ) -> Stream<T, Chain<S, Filter<F>, Record<T>>> {
+    pub fn filter<F: FnMut(&T) -> bool>(self, keep: F) -> Stream<T, Then<S, Filter<F>, T>> {
         self.then(Filter { keep })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Chain, Stage, Stream};
+use super::{Stage, Stream, Then};
 use crate::record::{Line, Record};
 
 /// The stage behind [`Stream::flat_map`].
@@ -40,13 +40,10 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     /// let words = sluice::lines().flat_map(|line, emit| sluice::tokenize(&line.text(), emit));
     /// # let _ = words;
     /// ```
-    pub fn flat_map<U, F>(self, f: F) -> Stream<U, Chain<S, FlatMap<F, U>, Record<T>>>
+    pub fn flat_map<U, F>(self, f: F) -> Stream<U, Then<S, FlatMap<F, U>, T>>
     where
         F: FnMut(T, &mut dyn FnMut(U)),
     {
-        self.then(FlatMap {
-            f,
-            _out: PhantomData,
-        })
+        self.then(FlatMap { f, _out: PhantomData })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Chain, Stage, Stream};
+use super::{Chain, Stage, Stream, Then};
 use crate::record::{Line, Record};
 
 /// A value with its key.
@@ -26,18 +26,12 @@ impl<T, K, F: FnMut(&T) -> K> Stage<Record<T>> for KeyBy<F> {
 
     #[inline]
     fn push<O: FnMut(Keyed<K, T>)>(&mut self, record: Record<T>, out: &mut O) {
-        out(Keyed {
-            key: (self.key_of)(&record.value),
-            record,
-        })
+        out(Keyed { key: (self.key_of)(&record.value), record })
     }
 
     fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Keyed<K, T>>) {
         let key_of = &mut self.key_of;
-        out.extend(items.drain(..).map(|record| Keyed {
-            key: key_of(&record.value),
-            record,
-        }));
+        out.extend(items.drain(..).map(|record| Keyed { key: key_of(&record.value), record }));
     }
 }
 
@@ -66,16 +60,9 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     ///     .key_by(|word: &Word| word.clone());
     /// # let _ = keyed;
     /// ```
-    pub fn key_by<K, F: FnMut(&T) -> K>(
-        self,
-        key_of: F,
-    ) -> KeyedStream<K, T, Chain<S, KeyBy<F>, Record<T>>> {
+    pub fn key_by<K, F: FnMut(&T) -> K>(self, key_of: F) -> KeyedStream<K, T, Then<S, KeyBy<F>, T>> {
         KeyedStream {
-            stages: Chain {
-                first: self.stages,
-                then: KeyBy { key_of },
-                middle: Vec::new(),
-            },
+            stages: Chain { first: self.stages, then: KeyBy { key_of }, middle: Vec::new() },
             _types: PhantomData,
         }
     }

@@ -1,6 +1,6 @@
 //! `map`: one output per input.
 
-use super::{Chain, Stage, Stream};
+use super::{Stage, Stream, Then};
 use crate::record::{Line, Record};
 
 /// The stage behind [`Stream::map`].
@@ -15,17 +15,11 @@ impl<T, U, F: FnMut(T) -> U> Stage<Record<T>> for Map<F> {
 
     #[inline]
     fn push<O: FnMut(Record<U>)>(&mut self, item: Record<T>, out: &mut O) {
-        out(Record {
-            value: (self.f)(item.value),
-            meta: item.meta,
-        })
+        out(Record { value: (self.f)(item.value), meta: item.meta })
     }
 
     fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Record<U>>) {
-        out.extend(items.drain(..).map(|r| Record {
-            value: (self.f)(r.value),
-            meta: r.meta,
-        }));
+        out.extend(items.drain(..).map(|r| Record { value: (self.f)(r.value), meta: r.meta }));
     }
 }
 
@@ -36,7 +30,7 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     /// let lengths = sluice::lines().map(|line| line.as_bytes().len());
     /// # let _ = lengths;
     /// ```
-    pub fn map<U, F: FnMut(T) -> U>(self, f: F) -> Stream<U, Chain<S, Map<F>, Record<T>>> {
+    pub fn map<U, F: FnMut(T) -> U>(self, f: F) -> Stream<U, Then<S, Map<F>, T>> {
         self.then(Map { f })
     }
 }

@@ -63,6 +63,10 @@ impl Stage<Record<Line>> for Input {
     }
 }
 
+/// A chain whose middle batch holds records of `T`: what each operator
+/// method returns.
+pub type Then<S, B, T> = Chain<S, B, Record<T>>;
+
 /// Two stages, one after the other.
 #[derive(Debug)]
 pub struct Chain<A, B, M> {
@@ -115,22 +119,15 @@ pub fn lines() -> Stream<Line, Input> {
 
 impl<T, S> Stream<T, S> {
     pub(crate) fn new(stages: S) -> Self {
-        Stream {
-            stages,
-            _item: PhantomData,
-        }
+        Stream { stages, _item: PhantomData }
     }
 
     /// Appends a stage.
-    pub(crate) fn then<U, B>(self, stage: B) -> Stream<U, Chain<S, B, Record<T>>>
+    pub(crate) fn then<U, B>(self, stage: B) -> Stream<U, Then<S, B, T>>
     where
         S: Stage<Record<Line>, Out = Record<T>>,
         B: Stage<Record<T>, Out = Record<U>>,
     {
-        Stream::new(Chain {
-            first: self.stages,
-            then: stage,
-            middle: Vec::new(),
-        })
+        Stream::new(Chain { first: self.stages, then: stage, middle: Vec::new() })
     }
 }

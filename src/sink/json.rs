@@ -75,10 +75,7 @@ impl<K: Serialize> JsonRow for LateEvent<K> {
         push_window(out, &self.window);
         out.push_str(",\"watermark\":");
         push_time(out, Some(self.watermark));
-        out.push_str(&format!(
-            ",\"input\":{},\"offset\":{}}}",
-            self.pos.input, self.pos.offset
-        ));
+        out.push_str(&format!(",\"input\":{},\"offset\":{}}}", self.pos.input, self.pos.offset));
     }
 }
 
@@ -103,10 +100,7 @@ impl JsonLines {
     /// JSON lines in a file, truncated when the sink is created.
     pub fn create(path: &Path) -> io::Result<Self> {
         let file = File::create(path)?;
-        Ok(Self::to_writer(
-            Box::new(BufWriter::with_capacity(1 << 16, file)),
-            format!("jsonl:{}", path.display()),
-        ))
+        Ok(Self::to_writer(Box::new(BufWriter::with_capacity(1 << 16, file)), format!("jsonl:{}", path.display())))
     }
 
     /// JSON lines to any writer.
@@ -114,11 +108,7 @@ impl JsonLines {
         JsonLines {
             out: Box::new(BufWriter::with_capacity(1 << 16, out)),
             name,
-            info: RunInfo {
-                mode: "",
-                batch_interval_ms: None,
-                value_field: "value",
-            },
+            info: RunInfo { mode: "", batch_interval_ms: None, value_field: "value" },
             line: String::with_capacity(256),
         }
     }

@@ -33,12 +33,7 @@ impl TopTable<io::Stdout> {
 impl<W: Write + Send> TopTable<W> {
     /// A table of the top `top` keys per window, written to `out`.
     pub fn new(out: W, top: usize) -> Self {
-        TopTable {
-            out,
-            top: top.max(1),
-            pending: BTreeMap::new(),
-            mode: "",
-        }
+        TopTable { out, top: top.max(1), pending: BTreeMap::new(), mode: "" }
     }
 }
 
@@ -71,17 +66,8 @@ impl<K: Display, W: Write + Send> Sink<WindowResult<K, u64>> for TopTable<W> {
                 text.push_str(" .. ");
                 write_rfc3339_ms(&mut text, w.end);
             }
-            text.push_str(&format!(
-                " · {} · top {}\n",
-                self.mode,
-                rows.len().min(self.top)
-            ));
-            let width = rows
-                .iter()
-                .take(self.top)
-                .map(|r| r.1.chars().count())
-                .max()
-                .unwrap_or(0);
+            text.push_str(&format!(" · {} · top {}\n", self.mode, rows.len().min(self.top)));
+            let width = rows.iter().take(self.top).map(|r| r.1.chars().count()).max().unwrap_or(0);
             for (count, key) in rows.iter().take(self.top) {
                 text.push_str(&format!("  {key:<width$}  {count:>10}\n"));
             }

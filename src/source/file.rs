@@ -10,11 +10,7 @@ use super::{Feed, Source};
 use crate::error::RunError;
 
 /// Reads lines from `reader` and sends them until it ends or the run stops.
-pub(crate) fn pump<R: Read>(
-    mut reader: LineReader<R>,
-    feed: &Feed,
-    name: &str,
-) -> Result<(), RunError> {
+pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) -> Result<(), RunError> {
     let mut last_end = 0u64;
     let mut truncated = 0u64;
     loop {
@@ -24,12 +20,7 @@ pub(crate) fn pump<R: Read>(
         let chunk = match reader.next_chunk() {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return Ok(()),
-            Err(e) => {
-                return Err(RunError::Source {
-                    source_name: name.to_string(),
-                    message: describe_io(&e),
-                })
-            }
+            Err(e) => return Err(RunError::Source { source_name: name.to_string(), message: describe_io(&e) }),
         };
         let stats = reader.stats();
         let bytes = chunk.end_offset - last_end;
@@ -53,13 +44,9 @@ pub(crate) fn pump<R: Read>(
 pub fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "no such file or directory; check the path".to_string(),
-        io::ErrorKind::PermissionDenied => {
-            "permission denied; check the file's permissions".to_string()
-        }
+        io::ErrorKind::PermissionDenied => "permission denied; check the file's permissions".to_string(),
         io::ErrorKind::IsADirectory => "is a directory; name a file".to_string(),
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
             format!("the connection was closed abruptly ({e}); results up to here were kept, check the sender")
         }
         _ => format!("{e}"),
@@ -94,10 +81,7 @@ impl Source for FileSource {
             message: format!("cannot open: {}", describe_io(&e)),
         })?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(RunError::Source {
-                source_name: name,
-                message: "is a directory; name a file".to_string(),
-            });
+            return Err(RunError::Source { source_name: name, message: "is a directory; name a file".to_string() });
         }
         pump(LineReader::new(file, self.max_line), &feed, &name)
     }
@@ -123,10 +107,6 @@ impl Source for StdinSource {
     }
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
-        pump(
-            LineReader::new(io::stdin().lock(), self.max_line),
-            &feed,
-            "stdin",
-        )
+        pump(LineReader::new(io::stdin().lock(), self.max_line), &feed, "stdin")
     }
 }

@@ -36,13 +36,7 @@ pub struct GeneratorConfig {
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        GeneratorConfig {
-            rate: None,
-            words_per_line: 8,
-            seed: 42,
-            count: None,
-            duration: None,
-        }
+        GeneratorConfig { rate: None, words_per_line: 8, seed: 42, count: None, duration: None }
     }
 }
 
@@ -265,9 +259,7 @@ impl Generator {
     /// Random words from the built-in vocabulary, each line prefixed with its
     /// intended send time in Unix ns.
     pub fn words(config: GeneratorConfig) -> Self {
-        let weights: Vec<f64> = (1..=VOCABULARY.len())
-            .map(|r| 1.0 / (r as f64).powf(1.07))
-            .collect();
+        let weights: Vec<f64> = (1..=VOCABULARY.len()).map(|r| 1.0 / (r as f64).powf(1.07)).collect();
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
         let cdf = weights
@@ -279,23 +271,13 @@ impl Generator {
             .collect();
         let rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let per_line = config.words_per_line;
-        Generator {
-            config,
-            lines: Lines::Words { cdf, rng, per_line },
-            name: "gen",
-        }
+        Generator { config, lines: Lines::Words { cdf, rng, per_line }, name: "gen" }
     }
 
     /// The bundled book, line by line, with the intended send time as event
     /// time (the text itself carries no time field).
     pub fn demo(config: GeneratorConfig) -> Self {
-        Generator {
-            config,
-            lines: Lines::Text {
-                rest: DEMO_TEXT.trim_start_matches('\u{FEFF}'),
-            },
-            name: "demo",
-        }
+        Generator { config, lines: Lines::Text { rest: DEMO_TEXT.trim_start_matches('\u{FEFF}') }, name: "demo" }
     }
 
     /// Appends one line to `buf` (without newline); returns the text's start
@@ -358,10 +340,7 @@ impl Source for Generator {
         let start = clock.now();
         let period = self.config.rate.map(|r| 1e9 / r);
         let limit = self.config.count.unwrap_or(u64::MAX);
-        let end = self
-            .config
-            .duration
-            .map(|d| start.saturating_add(d.as_nanos() as u64));
+        let end = self.config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));
         let mut i = 0u64;
         let mut offset = 0u64;
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -439,11 +418,7 @@ mod tests {
     #[test]
     fn words_follow_zipf_and_repeat_by_seed() {
         let draw = |seed| {
-            let mut g = Generator::words(GeneratorConfig {
-                seed,
-                words_per_line: 1000,
-                ..Default::default()
-            });
+            let mut g = Generator::words(GeneratorConfig { seed, words_per_line: 1000, ..Default::default() });
             let mut buf = BytesMut::new();
             let at = g.next_line(&mut buf, 1_700_000_000_000_000_000).unwrap();
             assert_eq!(&buf[..at - 1], b"1700000000000000000");

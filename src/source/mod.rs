@@ -91,9 +91,7 @@ impl FromStr for SourceSpec {
             "file" if !arg.is_empty() => Ok(SourceSpec::File(PathBuf::from(arg))),
             "stdin" | "-" if arg.is_empty() => Ok(SourceSpec::Stdin),
             "tcp" => {
-                let ok = arg
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                let ok = arg.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
                 if !ok {
                     return Err(SpecError::Invalid(format!(
                         "invalid source {s:?}: write tcp:HOST:PORT, like tcp:127.0.0.1:9999"
@@ -182,13 +180,7 @@ impl Feed {
         input: u32,
         event_time: EventTimeFormat,
     ) -> Self {
-        Feed {
-            tx,
-            clock,
-            stop,
-            input,
-            event_time,
-        }
+        Feed { tx, clock, stop, input, event_time }
     }
 
     /// The run's clock.
@@ -215,12 +207,7 @@ impl Feed {
             .lines
             .iter()
             .map(|span| {
-                let mut line = InputLine {
-                    start: span.start,
-                    end: span.end,
-                    offset: span.offset,
-                    event_time: NO_TIME,
-                };
+                let mut line = InputLine { start: span.start, end: span.end, offset: span.offset, event_time: NO_TIME };
                 if self.event_time == EventTimeFormat::FirstField {
                     let text = chunk.text(span);
                     match split_time_field(text) {
@@ -257,10 +244,7 @@ impl Feed {
 /// Splits a leading timestamp field off `text`: its time, and how many bytes
 /// the field and the blanks after it take.
 pub fn split_time_field(text: &[u8]) -> Option<(EpochNanos, usize)> {
-    let end = text
-        .iter()
-        .position(|b| b.is_ascii_whitespace())
-        .unwrap_or(text.len());
+    let end = text.iter().position(|b| b.is_ascii_whitespace()).unwrap_or(text.len());
     let t = parse_timestamp(&text[..end])?;
     let mut skip = end;
     while skip < text.len() && (text[skip] == b' ' || text[skip] == b'\t') {
@@ -306,14 +290,12 @@ impl SourceSpec {
             }
             SourceSpec::Stdin => Box::new(StdinSource::new(opts.max_line)),
             SourceSpec::Tcp(addr) => Box::new(TcpSource::new(addr.clone(), opts.max_line)),
-            SourceSpec::Gen(rate) => Box::new(Generator::words(GeneratorConfig {
-                rate: *rate,
-                ..opts.generator.clone()
-            })),
-            SourceSpec::Demo(rate) => Box::new(Generator::demo(GeneratorConfig {
-                rate: *rate,
-                ..opts.generator.clone()
-            })),
+            SourceSpec::Gen(rate) => {
+                Box::new(Generator::words(GeneratorConfig { rate: *rate, ..opts.generator.clone() }))
+            }
+            SourceSpec::Demo(rate) => {
+                Box::new(Generator::demo(GeneratorConfig { rate: *rate, ..opts.generator.clone() }))
+            }
         })
     }
 }
@@ -324,47 +306,21 @@ mod tests {
 
     #[test]
     fn source_specs() {
-        assert_eq!(
-            "file:a.txt".parse::<SourceSpec>().unwrap(),
-            SourceSpec::File("a.txt".into())
-        );
+        assert_eq!("file:a.txt".parse::<SourceSpec>().unwrap(), SourceSpec::File("a.txt".into()));
         assert_eq!("stdin".parse::<SourceSpec>().unwrap(), SourceSpec::Stdin);
-        assert_eq!(
-            "tcp:localhost:9".parse::<SourceSpec>().unwrap(),
-            SourceSpec::Tcp("localhost:9".into())
-        );
+        assert_eq!("tcp:localhost:9".parse::<SourceSpec>().unwrap(), SourceSpec::Tcp("localhost:9".into()));
         assert_eq!("gen".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(None));
-        assert_eq!(
-            "gen:50k".parse::<SourceSpec>().unwrap(),
-            SourceSpec::Gen(Some(50_000.0))
-        );
-        for bad in [
-            "file:",
-            "tcp:host",
-            "tcp:host:http",
-            "gen:-5",
-            "gen:fast",
-            "kafka",
-            "ftp:x",
-        ] {
+        assert_eq!("gen:50k".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(Some(50_000.0)));
+        for bad in ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "kafka", "ftp:x"] {
             assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn time_field_is_split_off() {
-        assert_eq!(
-            split_time_field(b"1700000000 hello"),
-            Some((1_700_000_000_000_000_000, 11))
-        );
-        assert_eq!(
-            split_time_field(b"1700000000\t\thello"),
-            Some((1_700_000_000_000_000_000, 12))
-        );
-        assert_eq!(
-            split_time_field(b"1700000000"),
-            Some((1_700_000_000_000_000_000, 10))
-        );
+        assert_eq!(split_time_field(b"1700000000 hello"), Some((1_700_000_000_000_000_000, 11)));
+        assert_eq!(split_time_field(b"1700000000\t\thello"), Some((1_700_000_000_000_000_000, 12)));
+        assert_eq!(split_time_field(b"1700000000"), Some((1_700_000_000_000_000_000, 10)));
         assert_eq!(split_time_field(b"hello 1700000000"), None);
     }
 }

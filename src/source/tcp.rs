@@ -69,12 +69,7 @@ impl Read for Stoppable<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.stream.read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if self.feed.stopping() {
                         return Ok(0);
                     }
@@ -92,23 +87,10 @@ impl Source for TcpSource {
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
-        let stream = self.connect().map_err(|message| RunError::Source {
-            source_name: name.clone(),
-            message,
-        })?;
+        let stream = self.connect().map_err(|message| RunError::Source { source_name: name.clone(), message })?;
         let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
         let _ = stream.set_nodelay(true);
         tracing::info!(source = %name, "connected");
-        pump(
-            LineReader::new(
-                Stoppable {
-                    stream,
-                    feed: &feed,
-                },
-                self.max_line,
-            ),
-            &feed,
-            &name,
-        )
+        pump(LineReader::new(Stoppable { stream, feed: &feed }, self.max_line), &feed, &name)
     }
 }

@@ -49,10 +49,7 @@ impl FromStr for WindowSpec {
 
     fn from_str(s: &str) -> Result<Self, SpecError> {
         let bad = || SpecError::Window(s.to_string());
-        let shape = |why| SpecError::WindowShape {
-            spec: s.to_string(),
-            why,
-        };
+        let shape = |why| SpecError::WindowShape { spec: s.to_string(), why };
         let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
         let dur = |t: &str| -> Result<Duration, SpecError> {
             let d = parse_duration(t).map_err(|_| bad())?;
@@ -68,14 +65,10 @@ impl FromStr for WindowSpec {
                 let (size, slide) = rest.split_once(',').ok_or_else(bad)?;
                 let (size, slide) = (dur(size.trim())?, dur(slide.trim())?);
                 if slide > size {
-                    return Err(shape(
-                        "the slide must not exceed the size, as in sliding:10s,2s",
-                    ));
+                    return Err(shape("the slide must not exceed the size, as in sliding:10s,2s"));
                 }
                 if size.as_nanos() % slide.as_nanos() != 0 {
-                    return Err(shape(
-                        "the size must be a whole multiple of the slide, as in sliding:10s,2s",
-                    ));
+                    return Err(shape("the size must be a whole multiple of the slide, as in sliding:10s,2s"));
                 }
                 Ok(WindowSpec::Sliding { size, slide })
             }
@@ -91,12 +84,7 @@ impl fmt::Display for WindowSpec {
             WindowSpec::Global => write!(f, "global"),
             WindowSpec::Tumbling { size } => write!(f, "tumbling:{}", format_duration(*size)),
             WindowSpec::Sliding { size, slide } => {
-                write!(
-                    f,
-                    "sliding:{},{}",
-                    format_duration(*size),
-                    format_duration(*slide)
-                )
+                write!(f, "sliding:{},{}", format_duration(*size), format_duration(*slide))
             }
             WindowSpec::Session { gap } => write!(f, "session:{}", format_duration(*gap)),
         }
@@ -120,9 +108,7 @@ impl FromStr for TimeDomain {
         match s {
             "processing" => Ok(TimeDomain::Processing),
             "event" => Ok(TimeDomain::Event),
-            _ => Err(SpecError::Invalid(format!(
-                "invalid time {s:?}: use processing or event"
-            ))),
+            _ => Err(SpecError::Invalid(format!("invalid time {s:?}: use processing or event"))),
         }
     }
 }
@@ -145,9 +131,7 @@ impl FromStr for OutputMode {
         match s {
             "final" => Ok(OutputMode::Final),
             "update" => Ok(OutputMode::Update),
-            _ => Err(SpecError::Invalid(format!(
-                "invalid output {s:?}: use final or update"
-            ))),
+            _ => Err(SpecError::Invalid(format!("invalid output {s:?}: use final or update"))),
         }
     }
 }
@@ -208,10 +192,7 @@ pub struct Window {
 
 impl Window {
     /// The window of the global window spec.
-    pub const GLOBAL: Window = Window {
-        start: EpochNanos::MIN,
-        end: EpochNanos::MAX,
-    };
+    pub const GLOBAL: Window = Window { start: EpochNanos::MIN, end: EpochNanos::MAX };
 
     /// True for the global window.
     pub fn is_global(&self) -> bool {
@@ -225,13 +206,7 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print() {
-        for s in [
-            "global",
-            "tumbling:10s",
-            "sliding:10s,2s",
-            "session:30s",
-            "tumbling:500ms",
-        ] {
+        for s in ["global", "tumbling:10s", "sliding:10s,2s", "session:30s", "tumbling:500ms"] {
             assert_eq!(s.parse::<WindowSpec>().unwrap().to_string(), s);
         }
         for bad in [

@@ -146,13 +146,7 @@ where
 {
     /// An operator for `config` aggregating with `agg`; `immediate` for
     /// per-event mode, `keep_late` when a late sink is attached.
-    pub fn new(
-        config: WindowConfig,
-        agg: A,
-        clock: Clock,
-        immediate: bool,
-        keep_late: bool,
-    ) -> Self {
+    pub fn new(config: WindowConfig, agg: A, clock: Clock, immediate: bool, keep_late: bool) -> Self {
         WindowOperator {
             watermarks: Watermarks::new(
                 config.watermark_delay.as_nanos().min(i64::MAX as u128) as i64,
@@ -210,10 +204,7 @@ where
             _ => self.clock.to_wall(meta.ingest),
         };
         match self.config.time {
-            TimeDomain::Event => {
-                self.watermarks
-                    .observe(meta.pos.input, t.max(meta.frontier), meta.ingest)
-            }
+            TimeDomain::Event => self.watermarks.observe(meta.pos.input, t.max(meta.frontier), meta.ingest),
             TimeDomain::Processing => self.watermarks.raise(t),
         }
         let wm = self.watermarks.get();
@@ -222,10 +213,7 @@ where
             WindowSpec::Tumbling { size } => {
                 let size = size.as_nanos() as i64;
                 let start = t.div_euclid(size) * size;
-                let w = Window {
-                    start,
-                    end: start.saturating_add(size),
-                };
+                let w = Window { start, end: start.saturating_add(size) };
                 if w.end <= wm {
                     self.late(key, t, w, wm, &meta);
                 } else {
@@ -243,26 +231,17 @@ where
                     start += slide;
                 }
                 if start != first {
-                    let missed = Window {
-                        start: first,
-                        end: first.saturating_add(size),
-                    };
+                    let missed = Window { start: first, end: first.saturating_add(size) };
                     self.late(key.clone(), t, missed, wm, &meta);
                 }
                 while start <= last {
-                    let w = Window {
-                        start,
-                        end: start.saturating_add(size),
-                    };
+                    let w = Window { start, end: start.saturating_add(size) };
                     self.add_to_pane(w, key.clone(), &record.value, &meta);
                     start += slide;
                 }
             }
             WindowSpec::Session { gap } => {
-                let w = Window {
-                    start: t,
-                    end: t.saturating_add(gap.as_nanos() as i64),
-                };
+                let w = Window { start: t, end: t.saturating_add(gap.as_nanos() as i64) };
                 if w.end <= wm {
                     self.late(key, t, w, wm, &meta);
                 } else {
@@ -312,10 +291,7 @@ where
             if let Some(pane) = self.panes.get_mut(&wkey) {
                 if let Some(e) = pane.keys.get_mut(&key) {
                     e.dirty = false;
-                    let window = Window {
-                        start: wkey.1,
-                        end: wkey.0,
-                    };
+                    let window = Window { start: wkey.1, end: wkey.0 };
                     self.results.push(result(&self.agg, window, key, e, false));
                 }
             }
@@ -324,8 +300,7 @@ where
             if let Some(list) = self.sessions.get_mut(&key) {
                 for s in list.iter_mut().filter(|s| s.entry.dirty) {
                     s.entry.dirty = false;
-                    self.results
-                        .push(result(&self.agg, s.window, key.clone(), &s.entry, false));
+                    self.results.push(result(&self.agg, s.window, key.clone(), &s.entry, false));
                 }
             }
         }
@@ -351,12 +326,7 @@ where
 
     /// Records the latency of every event whose first effect was among the
     /// results just handed to the sinks, as emitted at these times.
-    pub fn account_emitted(
-        &mut self,
-        rec: &mut LatencyRecorder,
-        emit_mono: u64,
-        emit_wall: EpochNanos,
-    ) {
+    pub fn account_emitted(&mut self, rec: &mut LatencyRecorder, emit_mono: u64, emit_wall: EpochNanos) {
         for (ingest, et) in self.pending_events.drain(..) {
             rec.record_event(ingest, et, emit_mono, emit_wall);
         }
@@ -365,8 +335,7 @@ where
                 lat.replay(rec, emit_mono, emit_wall);
             }
             if !window.is_global() && self.config.output == OutputMode::Final {
-                rec.result
-                    .record_n(emit_wall.saturating_sub(window.end), results);
+                rec.result.record_n(emit_wall.saturating_sub(window.end), results);
             }
         }
     }
@@ -380,46 +349,26 @@ where
         first
     }
 
-    fn late(
-        &mut self,
-        key: K,
-        time: EpochNanos,
-        window: Window,
-        watermark: EpochNanos,
-        meta: &Meta,
-    ) {
+    fn late(&mut self, key: K, time: EpochNanos, window: Window, watermark: EpochNanos, meta: &Meta) {
         self.counters.late_items += 1;
         if self.late_seq != meta.seq {
             self.late_seq = meta.seq;
             self.counters.late_events += 1;
         }
         if self.keep_late {
-            self.late.push(LateEvent {
-                key,
-                time,
-                window,
-                watermark,
-                pos: meta.pos,
-            });
+            self.late.push(LateEvent { key, time, window, watermark, pos: meta.pos });
         }
     }
 
     fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
         let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
-        let pane = self.panes.entry((w.end, w.start)).or_insert_with(|| Pane {
-            keys: FxHashMap::default(),
-            lat: None,
-        });
+        let pane = self.panes.entry((w.end, w.start)).or_insert_with(|| Pane { keys: FxHashMap::default(), lat: None });
         if first {
             if update {
                 self.pending_events.push((meta.ingest, meta.event_time));
             } else {
-                let base = if w.is_global() {
-                    meta.event_time
-                } else {
-                    w.start
-                };
+                let base = if w.is_global() { meta.event_time } else { w.start };
                 pane.lat
                     .get_or_insert_with(|| WindowLatency::new(meta.ingest, base))
                     .note(meta.ingest, meta.event_time);
@@ -428,11 +377,8 @@ where
         // Only update output needs the key after it went into the map.
         let key_copy = update.then(|| key.clone());
         let agg = &self.agg;
-        let entry = pane.keys.entry(key).or_insert_with(|| Entry {
-            acc: agg.init(),
-            max_event_time: NO_TIME,
-            dirty: false,
-        });
+        let entry =
+            pane.keys.entry(key).or_insert_with(|| Entry { acc: agg.init(), max_event_time: NO_TIME, dirty: false });
         self.agg.add(&mut entry.acc, value);
         entry.max_event_time = entry.max_event_time.max(meta.event_time);
         if let Some(key) = key_copy {
@@ -452,11 +398,7 @@ where
         let list = self.sessions.entry(key.clone()).or_default();
         let mut merged = Session {
             window: w,
-            entry: Entry {
-                acc: self.agg.init(),
-                max_event_time: NO_TIME,
-                dirty: false,
-            },
+            entry: Entry { acc: self.agg.init(), max_event_time: NO_TIME, dirty: false },
             lat: None,
         };
         // Merge every open session this event touches. Sessions whose end the
@@ -464,16 +406,14 @@ where
         let mut i = 0;
         while i < list.len() {
             let s = &list[i];
-            let touches =
-                s.window.start <= merged.window.end && merged.window.start <= s.window.end;
+            let touches = s.window.start <= merged.window.end && merged.window.start <= s.window.end;
             if s.window.end > wm && touches {
                 let s = list.swap_remove(i);
                 self.session_ends.remove(&(s.window.end, key.clone()));
                 merged.window.start = merged.window.start.min(s.window.start);
                 merged.window.end = merged.window.end.max(s.window.end);
                 self.agg.merge(&mut merged.entry.acc, s.entry.acc);
-                merged.entry.max_event_time =
-                    merged.entry.max_event_time.max(s.entry.max_event_time);
+                merged.entry.max_event_time = merged.entry.max_event_time.max(s.entry.max_event_time);
                 merged.entry.dirty |= s.entry.dirty;
                 merged.lat = match (merged.lat.take(), s.lat) {
                     (Some(mut a), Some(b)) => {
@@ -501,13 +441,7 @@ where
         self.session_ends.insert((merged.window.end, key.clone()));
         if update {
             if self.immediate {
-                self.results.push(result(
-                    &self.agg,
-                    merged.window,
-                    key.clone(),
-                    &merged.entry,
-                    false,
-                ));
+                self.results.push(result(&self.agg, merged.window, key.clone(), &merged.entry, false));
             } else if !merged.entry.dirty {
                 merged.entry.dirty = true;
                 self.dirty_sessions.push(key);
@@ -555,8 +489,7 @@ where
                 self.sessions.remove(&key);
             }
             if final_output {
-                self.results
-                    .push(result(&self.agg, s.window, key, &s.entry, true));
+                self.results.push(result(&self.agg, s.window, key, &s.entry, true));
             }
             self.pending_windows.push((s.window, s.lat, 1));
         }

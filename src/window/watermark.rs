@@ -26,12 +26,7 @@ pub struct Watermarks {
 impl Watermarks {
     /// A tracker with this delay and idle timeout, in ns.
     pub fn new(delay: i64, idle: u64) -> Self {
-        Watermarks {
-            delay,
-            idle,
-            inputs: Vec::new(),
-            value: EpochNanos::MIN,
-        }
+        Watermarks { delay, idle, inputs: Vec::new(), value: EpochNanos::MIN }
     }
 
     /// The current watermark; `i64::MIN` before any event.
@@ -104,11 +99,7 @@ mod tests {
         w.observe(0, 200, 500);
         assert_eq!(w.get(), 50, "input 1 is not idle yet");
         w.observe(0, 300, 1_600);
-        assert_eq!(
-            w.get(),
-            300,
-            "input 1 went idle and stopped holding it back"
-        );
+        assert_eq!(w.get(), 300, "input 1 went idle and stopped holding it back");
         w.recompute(10_000);
         assert_eq!(w.get(), 300, "all idle: stays, never pushed forward");
         w.observe(1, 60, 10_001);

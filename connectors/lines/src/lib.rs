@@ -209,22 +209,13 @@ impl<R: Read> LineReader<R> {
             return None;
         }
         let head = self.pending.split_to(self.max_line).freeze();
-        let span = LineSpan {
-            start: 0,
-            end: self.max_line as u32,
-            offset: self.pending_offset,
-            truncated: true,
-        };
+        let span = LineSpan { start: 0, end: self.max_line as u32, offset: self.pending_offset, truncated: true };
         self.pending_offset += (self.max_line + self.pending.len()) as u64;
         self.pending.clear();
         self.skipping = true;
         self.stats.truncated += 1;
         self.stats.lines += 1;
-        Some(Chunk {
-            data: head,
-            lines: vec![span],
-            end_offset: self.pending_offset,
-        })
+        Some(Chunk { data: head, lines: vec![span], end_offset: self.pending_offset })
     }
 
     /// Splits `data` into lines; every line but possibly the last ends in `\n`.
@@ -254,21 +245,12 @@ impl<R: Read> LineReader<R> {
                 end = start + self.max_line;
                 self.stats.truncated += 1;
             }
-            lines.push(LineSpan {
-                start: start as u32,
-                end: end as u32,
-                offset: base + start as u64,
-                truncated,
-            });
+            lines.push(LineSpan { start: start as u32, end: end as u32, offset: base + start as u64, truncated });
             start = next;
         }
         self.stats.lines += lines.len() as u64;
         self.pending_offset = base + len as u64;
-        Chunk {
-            data,
-            lines,
-            end_offset: self.pending_offset,
-        }
+        Chunk { data, lines, end_offset: self.pending_offset }
     }
 
     /// At end of input: the last line without a newline, if any.
@@ -312,11 +294,7 @@ mod tests {
         }
     }
 
-    fn lines(
-        data: &[u8],
-        step: usize,
-        max: usize,
-    ) -> (Vec<(u64, Vec<u8>, bool)>, FramingStats, u64) {
+    fn lines(data: &[u8], step: usize, max: usize) -> (Vec<(u64, Vec<u8>, bool)>, FramingStats, u64) {
         let mut r = LineReader::new(Trickle { data, step }, max);
         let mut out = Vec::new();
         while let Some(c) = r.next_chunk().unwrap() {
@@ -340,26 +318,17 @@ mod tests {
         for step in 1..=data.len() {
             let (got, stats, end) = lines(data, step, 1024);
             assert_eq!(got, expect, "read size {step}");
-            assert_eq!(
-                (stats.lines, stats.bytes, end),
-                (5, data.len() as u64, data.len() as u64)
-            );
+            assert_eq!((stats.lines, stats.bytes, end), (5, data.len() as u64, data.len() as u64));
         }
     }
 
     #[test]
     fn bom_only_at_the_start_and_short_inputs() {
         assert_eq!(lines(b"\xEF\xBB\xBF", 1, 10).0, vec![]);
-        assert_eq!(
-            lines(b"\xEF\xBB", 1, 10).0,
-            vec![(0, b"\xEF\xBB".to_vec(), false)]
-        );
+        assert_eq!(lines(b"\xEF\xBB", 1, 10).0, vec![(0, b"\xEF\xBB".to_vec(), false)]);
         assert_eq!(
             lines(b"a\n\xEF\xBB\xBFb\n", 2, 10).0,
-            vec![
-                (0, b"a".to_vec(), false),
-                (2, b"\xEF\xBB\xBFb".to_vec(), false)
-            ]
+            vec![(0, b"a".to_vec(), false), (2, b"\xEF\xBB\xBFb".to_vec(), false)]
         );
         assert_eq!(lines(b"", 4, 10).0, vec![]);
         assert_eq!(lines(b"\n", 4, 10).0, vec![(0, b"".to_vec(), false)]);
@@ -374,11 +343,7 @@ mod tests {
             let (got, stats, end) = lines(&data, step, 10);
             assert_eq!(
                 got,
-                vec![
-                    (0, vec![b'x'; 10], true),
-                    (101, b"short".to_vec(), false),
-                    (107, vec![b'y'; 10], true)
-                ],
+                vec![(0, vec![b'x'; 10], true), (101, b"short".to_vec(), false), (107, vec![b'y'; 10], true)],
                 "read size {step}"
             );
             assert_eq!(stats.truncated, 2);
@@ -389,13 +354,7 @@ mod tests {
     #[test]
     fn invalid_utf8_and_nul_pass_through_as_bytes() {
         let (got, _, _) = lines(b"a\x00b\xFF\nc", 3, 100);
-        assert_eq!(
-            got,
-            vec![
-                (0, b"a\x00b\xFF".to_vec(), false),
-                (5, b"c".to_vec(), false)
-            ]
-        );
+        assert_eq!(got, vec![(0, b"a\x00b\xFF".to_vec(), false), (5, b"c".to_vec(), false)]);
     }
 
     #[test]
@@ -414,9 +373,6 @@ mod tests {
         let mut r = LineReader::new(Broken(false), 10);
         let c = r.next_chunk().unwrap().unwrap();
         assert_eq!(c.lines.len(), 1);
-        assert_eq!(
-            r.next_chunk().unwrap_err().kind(),
-            io::ErrorKind::ConnectionReset
-        );
+        assert_eq!(r.next_chunk().unwrap_err().kind(), io::ErrorKind::ConnectionReset);
     }
 }
