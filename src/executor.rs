@@ -239,6 +239,9 @@ struct Runner<'a> {
     ended_by: &'static str,
 }
 
+/// Lines per slice when a micro-batch goes through the operators.
+const BATCH_SLICE: usize = 4096;
+
 /// The longest the executors block without looking at the interrupt flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -360,8 +363,16 @@ impl Runner<'_> {
     }
 
     fn run_batch(&mut self, pending: &mut Vec<InputChunk>, batch: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+        // The batch goes through the operators slice by slice, as Spark runs
+        // a stage's narrow operators over a partition: the results are the
+        // same as for the whole batch at once (operators keep the order and
+        // nothing leaves before the boundary), without materializing every
+        // intermediate item of the batch at the same time.
         for chunk in pending.drain(..) {
             self.tally.records(chunk, batch);
+            if batch.len() >= BATCH_SLICE {
+                self.graph.push_batch(batch);
+            }
         }
         self.graph.push_batch(batch);
         self.graph.advance(self.clock.now())?;
