@@ -148,7 +148,7 @@ impl RawSettings {
     pub fn from_toml(text: &str) -> Result<RawSettings, ConfigError> {
         let file: FileSettings = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            let msg = e.message().trim().to_string();
+            let msg = e.message().trim().replace('\n', "; ");
             let message = if let Some(rest) = msg.strip_prefix("unknown field ") {
                 let (name, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
                 format!(
