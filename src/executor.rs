@@ -166,15 +166,25 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     };
     let info = RunInfo { mode: opts.mode.name(), batch_interval_ms: interval_ms.map(|ms| ms as u64), value_field: "" };
     let mut tally = Tally::default();
-    let mut run =
-        Runner { graph: &mut *graph, rx: &rx, clock, tally: &mut tally, opts, alive, ended_by: "end-of-input" };
+    let mut run = Runner {
+        graph: &mut *graph,
+        rx: &rx,
+        clock,
+        tally: &mut tally,
+        opts,
+        alive,
+        stop: &stop,
+        failure: None,
+        ended_by: "end-of-input",
+    };
     let mut error = run.graph.open(info, clock, immediate).err();
     if error.is_none() {
         let result = match opts.mode {
             Mode::PerEvent => run.per_event(),
             Mode::MicroBatch { interval } => run.micro_batch(interval),
         };
-        error = result.err();
+        // A failing source ends the run after what was accepted is processed.
+        error = result.err().or(run.failure.take());
     }
     let mut ended_by = run.ended_by;
     stop.store(true, Ordering::Relaxed);
@@ -235,6 +245,10 @@ struct Runner<'a> {
     opts: &'a RunOptions,
     /// Sources still running.
     alive: usize,
+    /// Tells the sources to stop.
+    stop: &'a AtomicBool,
+    /// The first source failure; the run ends after draining.
+    failure: Option<RunError>,
     /// How the run ended.
     ended_by: &'static str,
 }
@@ -250,15 +264,35 @@ impl Runner<'_> {
         self.opts.interrupt.load(Ordering::Relaxed)
     }
 
-    /// Handles a source's end or failure; true when no source is left.
-    fn source_done(&mut self, msg: Message) -> Result<bool, RunError> {
-        match msg {
-            Message::Failed(_, e) => Err(e),
-            _ => {
-                self.alive -= 1;
-                Ok(self.alive == 0)
+    /// Handles a source's end or failure; true when the run should end:
+    /// no source is left, or one failed (then the others are stopped).
+    fn source_done(&mut self, msg: Message) -> bool {
+        self.alive -= 1;
+        if let Message::Failed(_, e) = msg {
+            self.failure.get_or_insert(e);
+            self.stop.store(true, Ordering::Relaxed);
+            self.ended_by = "failed";
+            return true;
+        }
+        self.alive == 0
+    }
+
+    /// Stops the sources and collects what they had already handed over,
+    /// so that nothing accepted is lost. A source blocked in a read that
+    /// cannot be interrupted (stdin) is not waited for longer than a moment.
+    fn drain(&mut self) -> Vec<InputChunk> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut chunks = Vec::new();
+        while self.alive > 0 {
+            match self.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(Message::Chunk(c)) => chunks.push(c),
+                Ok(msg) => {
+                    self.source_done(msg);
+                }
+                Err(_) => break,
             }
         }
+        chunks
     }
 
     fn per_event(&mut self) -> Result<(), RunError> {
@@ -270,7 +304,7 @@ impl Runner<'_> {
             if self.interrupted() {
                 self.ended_by = "stopped";
                 // Input already queued was accepted: process it.
-                while let Ok(Message::Chunk(c)) = self.rx.try_recv() {
+                for c in self.drain() {
                     self.per_event_chunk(c, &mut records)?;
                 }
                 return Ok(());
@@ -288,7 +322,10 @@ impl Runner<'_> {
                     }
                 }
                 Ok(msg) => {
-                    if self.source_done(msg)? {
+                    if self.source_done(msg) {
+                        for c in self.drain() {
+                            self.per_event_chunk(c, &mut records)?;
+                        }
                         return Ok(());
                     }
                 }
@@ -319,9 +356,7 @@ impl Runner<'_> {
         while !done {
             if self.interrupted() {
                 self.ended_by = "stopped";
-                while let Ok(Message::Chunk(c)) = self.rx.try_recv() {
-                    pending.push(c);
-                }
+                pending.extend(self.drain());
                 break;
             }
             let now = self.clock.now();
@@ -347,12 +382,10 @@ impl Runner<'_> {
                     pending.push(c);
                 }
                 Ok(msg) => {
-                    let result = self.source_done(msg);
-                    if result.is_err() {
-                        // Deliver what arrived before the failure.
-                        self.run_batch(&mut pending, &mut batch)?;
+                    if self.source_done(msg) {
+                        pending.extend(self.drain());
+                        done = true;
                     }
-                    done = result?;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => done = true,

@@ -232,6 +232,19 @@ fn sink_err(name: String, err: io::Error) -> RunError {
     RunError::Sink { sink: name, err }
 }
 
+/// Writes every item to every sink, stopping at the first failure.
+fn write_all<R>(sinks: &mut [Box<dyn Sink<R>>], items: &[R]) -> Result<(), RunError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    for sink in sinks {
+        for item in items {
+            sink.write(item).map_err(|e| sink_err(sink.name(), e))?;
+        }
+    }
+    Ok(())
+}
+
 impl<K, T, S, A> Job<K, T, S, A>
 where
     K: Key,
@@ -247,22 +260,12 @@ where
         };
         window.take_results(&mut self.results);
         window.take_late(&mut self.late);
-        if !self.results.is_empty() {
-            for sink in &mut self.sinks {
-                for r in &self.results {
-                    sink.write(r).map_err(|e| sink_err(sink.name(), e))?;
-                }
-            }
-            self.results.clear();
-        }
-        if !self.late.is_empty() {
-            for sink in &mut self.late_sinks {
-                for r in &self.late {
-                    sink.write(r).map_err(|e| sink_err(sink.name(), e))?;
-                }
-            }
-            self.late.clear();
-        }
+        // Handed over once, even when a sink fails part-way: a retry at
+        // finish must not write them again to the sinks that took them.
+        let written = write_all(&mut self.sinks, &self.results).and(write_all(&mut self.late_sinks, &self.late));
+        self.results.clear();
+        self.late.clear();
+        written?;
         if window.has_pending_latency() {
             let now = self.clock.now();
             window.account_emitted(&mut self.latency, now, self.clock.to_wall(now));

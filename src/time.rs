@@ -20,6 +20,14 @@ pub type EpochNanos = i64;
 /// Marks a missing event time.
 pub const NO_TIME: EpochNanos = i64::MIN;
 
+/// The latest (and, negated, the earliest) timestamp sluice accepts: 2^62 ns
+/// from the epoch, about the years 1824 to 2116. Keeping times and durations
+/// well inside `i64` makes every window computation free of overflow.
+pub const MAX_ABS_TIME: EpochNanos = 1 << 62;
+
+/// The longest duration sluice accepts: 3650 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 /// A pair of clock readings taken together at start, so that every later
 /// monotonic reading can be expressed both as "ns since start" and as wall time.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +83,7 @@ pub fn wall_now() -> EpochNanos {
 
 /// Parses a duration written as a number and a unit: `500ms`, `2s`, `1m`,
 /// `1h`, `250us`, `100ns`, or `1.5s`. Zero is allowed; callers that need a
-/// positive value check for it.
+/// positive value check for it. More than [`MAX_DURATION`] is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
     let bad = || SpecError::Duration(text.to_string());
     let t = text.trim();
@@ -96,8 +104,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
         _ => return Err(bad()),
     };
     let ns = value * unit_ns;
-    if !ns.is_finite() || ns > 1e19 {
-        return Err(bad());
+    if !ns.is_finite() || ns > MAX_DURATION.as_nanos() as f64 {
+        return Err(SpecError::Invalid(format!("duration {text:?} is too long: the limit is 3650d")));
     }
     Ok(Duration::from_nanos(ns.round() as u64))
 }
@@ -119,8 +127,13 @@ pub fn format_duration(d: Duration) -> String {
 /// Parses a timestamp field: an integer or decimal Unix time whose unit is
 /// told by magnitude (below 10^11 seconds, below 10^14 milliseconds, below
 /// 10^17 microseconds, else nanoseconds), or an RFC 3339 date-time.
-/// Returns `None` when the field is neither.
+/// Returns `None` when the field is neither, or is a time further than
+/// [`MAX_ABS_TIME`] from the epoch.
 pub fn parse_timestamp(field: &[u8]) -> Option<EpochNanos> {
+    parse_timestamp_any(field).filter(|t| t.unsigned_abs() <= MAX_ABS_TIME as u64)
+}
+
+fn parse_timestamp_any(field: &[u8]) -> Option<EpochNanos> {
     if field.is_empty() {
         return None;
     }
@@ -132,9 +145,9 @@ pub fn parse_timestamp(field: &[u8]) -> Option<EpochNanos> {
         let ns = if v < 100_000_000_000 {
             v.checked_mul(1_000_000_000)?
         } else if v < 100_000_000_000_000 {
-            v * 1_000_000
+            v.checked_mul(1_000_000)?
         } else if v < 100_000_000_000_000_000 {
-            v * 1_000
+            v.checked_mul(1_000)?
         } else {
             v
         };
@@ -174,6 +187,19 @@ pub fn write_rfc3339_ms(out: &mut String, t: EpochNanos) {
     }
 }
 
+/// Like [`write_rfc3339_ms`], into bytes.
+pub fn write_rfc3339_ms_bytes(out: &mut Vec<u8>, t: EpochNanos) {
+    use std::io::Write;
+    let secs = t.div_euclid(1_000_000_000);
+    let nanos = t.rem_euclid(1_000_000_000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(dt) => {
+            let _ = write!(out, "{}", dt.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        }
+        None => out.extend_from_slice(b"out-of-range"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +211,8 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
-        for bad in ["", "s", "10", "ten s", "5 parsecs", "-1s", "1e999s"] {
+        assert!(parse_duration("3650d").is_ok());
+        for bad in ["", "s", "10", "ten s", "5 parsecs", "-1s", "1e999s", "3651d", "110000d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
         for d in ["1h", "90s", "200ms", "7us", "3ns", "2m"] {
@@ -206,6 +233,11 @@ mod tests {
         assert_eq!(parse_timestamp(b"hello"), None);
         assert_eq!(parse_timestamp(b""), None);
         assert_eq!(parse_timestamp(b"99999999999999999999999"), None);
+        // Far outside 1824..2116, or overflowing on the way: refused.
+        assert_eq!(parse_timestamp(b"99999999999999"), None);
+        assert_eq!(parse_timestamp(b"9223372036000000000"), None);
+        assert_eq!(parse_timestamp(b"1690-01-01T00:00:00Z"), None);
+        assert!(parse_timestamp(b"2100-01-01T00:00:00Z").is_some());
     }
 
     #[test]

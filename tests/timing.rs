@@ -191,3 +191,37 @@ fn late_events_are_counted_routed_and_never_added() {
         assert_eq!(rep["latency"]["processing"]["count"], 3, "late events have no emitted effect");
     }
 }
+
+#[test]
+fn lines_without_a_time_never_move_the_watermark() {
+    // A header and blank lines in a historical log: with wall-clock time in
+    // the watermark, everything after them would be late.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hist.txt");
+    std::fs::write(&input, "# exported log\n1700000010500 a\n\n1700000010600 b\n").unwrap();
+    let out = dir.path().join("o.jsonl");
+    let report = dir.path().join("r.json");
+    run_ok(&[
+        "run",
+        "--source",
+        &format!("file:{}", input.display()),
+        "--no-follow",
+        "--mode",
+        "per-event",
+        "--event-time",
+        "first-field",
+        "--window",
+        "tumbling:1s",
+        "--sink",
+        &format!("jsonl:{}", out.display()),
+        "--report",
+        &report.display().to_string(),
+    ]);
+    let rep = read_report(&report);
+    assert_eq!(rep["late_events"], 0);
+    assert_eq!(rep["event_time_fallbacks"], 1, "the header; blank lines are not fallbacks");
+    let rows = read_rows(&out, "per-event");
+    let ab: Vec<_> = rows.iter().filter(|r| r.key == "a" || r.key == "b").collect();
+    assert_eq!(ab.len(), 2);
+    assert!(ab.iter().all(|r| r.window_start.as_deref() == Some("2023-11-14T22:13:30.000Z")));
+}

@@ -7,75 +7,78 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{RunInfo, Sink};
-use crate::time::{write_rfc3339_ms, EpochNanos};
+use crate::time::{write_rfc3339_ms_bytes, EpochNanos};
 use crate::window::operator::{LateEvent, WindowResult};
 use crate::window::Window;
 
 /// Something that can be written as one JSON object.
 pub trait JsonRow {
     /// Appends this item as one JSON object (no newline) to `out`.
-    fn write_json(&self, info: &RunInfo, out: &mut String);
+    fn write_json(&self, info: &RunInfo, out: &mut Vec<u8>);
 }
 
-fn push_time(out: &mut String, t: Option<EpochNanos>) {
+// Everything below writes into a reused buffer: no allocation per result.
+
+fn push_time(out: &mut Vec<u8>, t: Option<EpochNanos>) {
     match t {
         Some(t) => {
-            out.push('"');
-            write_rfc3339_ms(out, t);
-            out.push('"');
+            out.push(b'"');
+            write_rfc3339_ms_bytes(out, t);
+            out.push(b'"');
         }
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
-fn push_json<V: Serialize + ?Sized>(out: &mut String, v: &V) {
-    match serde_json::to_string(v) {
-        Ok(s) => out.push_str(&s),
-        Err(_) => out.push_str("null"),
+fn push_json<V: Serialize + ?Sized>(out: &mut Vec<u8>, v: &V) {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
     }
 }
 
-fn push_window(out: &mut String, w: &Window) {
+fn push_window(out: &mut Vec<u8>, w: &Window) {
     let global = w.is_global();
-    out.push_str("\"window_start\":");
+    out.extend_from_slice(b"\"window_start\":");
     push_time(out, (!global).then_some(w.start));
-    out.push_str(",\"window_end\":");
+    out.extend_from_slice(b",\"window_end\":");
     push_time(out, (!global).then_some(w.end));
 }
 
 impl<K: Serialize, O: Serialize> JsonRow for WindowResult<K, O> {
-    fn write_json(&self, info: &RunInfo, out: &mut String) {
-        out.push('{');
+    fn write_json(&self, info: &RunInfo, out: &mut Vec<u8>) {
+        out.push(b'{');
         push_window(out, &self.window);
-        out.push_str(",\"key\":");
+        out.extend_from_slice(b",\"key\":");
         push_json(out, &self.key);
-        out.push_str(",\"");
-        out.push_str(info.value_field);
-        out.push_str("\":");
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(info.value_field.as_bytes());
+        out.extend_from_slice(b"\":");
         push_json(out, &self.value);
-        out.push_str(",\"mode\":\"");
-        out.push_str(info.mode);
-        out.push_str("\",\"final\":");
-        out.push_str(if self.is_final { "true" } else { "false" });
+        out.extend_from_slice(b",\"mode\":\"");
+        out.extend_from_slice(info.mode.as_bytes());
+        out.extend_from_slice(b"\",\"final\":");
+        out.extend_from_slice(if self.is_final { b"true" } else { b"false" });
         if let Some(t) = self.max_event_time {
-            out.push_str(",\"max_event_time\":");
+            out.extend_from_slice(b",\"max_event_time\":");
             push_time(out, Some(t));
         }
-        out.push('}');
+        out.push(b'}');
     }
 }
 
 impl<K: Serialize> JsonRow for LateEvent<K> {
-    fn write_json(&self, _info: &RunInfo, out: &mut String) {
-        out.push_str("{\"late\":true,\"key\":");
+    fn write_json(&self, _info: &RunInfo, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"late\":true,\"key\":");
         push_json(out, &self.key);
-        out.push_str(",\"time\":");
+        out.extend_from_slice(b",\"time\":");
         push_time(out, Some(self.time));
-        out.push(',');
+        out.push(b',');
         push_window(out, &self.window);
-        out.push_str(",\"watermark\":");
+        out.extend_from_slice(b",\"watermark\":");
         push_time(out, Some(self.watermark));
-        out.push_str(&format!(",\"input\":{},\"offset\":{}}}", self.pos.input, self.pos.offset));
+        let _ = write!(out, ",\"input\":{},\"offset\":{}}}", self.pos.input, self.pos.offset);
     }
 }
 
@@ -88,7 +91,7 @@ pub struct JsonLines {
     /// Set at open.
     info: RunInfo,
     /// Reused for formatting, so a line costs no allocation.
-    line: String,
+    line: Vec<u8>,
 }
 
 impl JsonLines {
@@ -109,7 +112,7 @@ impl JsonLines {
             out: Box::new(BufWriter::with_capacity(1 << 16, out)),
             name,
             info: RunInfo { mode: "", batch_interval_ms: None, value_field: "value" },
-            line: String::with_capacity(256),
+            line: Vec::with_capacity(256),
         }
     }
 
@@ -127,8 +130,8 @@ impl<R: JsonRow> Sink<R> for JsonLines {
     fn write(&mut self, item: &R) -> io::Result<()> {
         self.line.clear();
         item.write_json(&self.info, &mut self.line);
-        self.line.push('\n');
-        self.out.write_all(self.line.as_bytes())
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()

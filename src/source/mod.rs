@@ -33,8 +33,9 @@ pub enum EventTimeFormat {
     None,
     /// The first whitespace-separated field is a Unix timestamp (s, ms, µs or
     /// ns, told apart by magnitude) or an RFC 3339 time; it is not part of
-    /// the text. A line whose first field is neither keeps it as text and
-    /// falls back to its ingest time, and is counted.
+    /// the text. A line whose first field is neither keeps it as text, is
+    /// placed by its ingest time without moving the watermark, and is
+    /// counted.
     FirstField,
 }
 
@@ -76,9 +77,9 @@ fn parse_rate(spec: &str, text: &str) -> Result<Option<f64>, SpecError> {
         _ => (text, 1.0),
     };
     match num.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(Some(r * mult)),
+        Ok(r) if (0.01..=1e9).contains(&(r * mult)) => Ok(Some(r * mult)),
         _ => Err(SpecError::Invalid(format!(
-            "invalid rate in {spec:?}: give lines per second as a positive number, like gen:10000 or gen:50k"
+            "invalid rate in {spec:?}: give lines per second from 0.01 to 1e9, like gen:10000 or gen:50k"
         ))),
     }
 }
@@ -215,9 +216,13 @@ impl Feed {
                             line.event_time = t;
                             line.start += skip as u32;
                         }
+                        // No time: the line keeps its ingest time for window
+                        // assignment, but never moves the watermark. Blank
+                        // lines have nothing to count and are not fallbacks.
                         None => {
-                            fallbacks += 1;
-                            line.event_time = self.clock.to_wall(ingest);
+                            if !text.iter().all(u8::is_ascii_whitespace) {
+                                fallbacks += 1;
+                            }
                         }
                     }
                 }
@@ -311,7 +316,9 @@ mod tests {
         assert_eq!("tcp:localhost:9".parse::<SourceSpec>().unwrap(), SourceSpec::Tcp("localhost:9".into()));
         assert_eq!("gen".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(None));
         assert_eq!("gen:50k".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(Some(50_000.0)));
-        for bad in ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "kafka", "ftp:x"] {
+        for bad in
+            ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "gen:1e-12", "gen:5000M", "kafka", "ftp:x"]
+        {
             assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
         }
     }

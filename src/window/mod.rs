@@ -52,7 +52,9 @@ impl FromStr for WindowSpec {
         let shape = |why| SpecError::WindowShape { spec: s.to_string(), why };
         let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
         let dur = |t: &str| -> Result<Duration, SpecError> {
-            let d = parse_duration(t).map_err(|_| bad())?;
+            // A duration that is too long says so; any other problem gets the
+            // window syntax.
+            let d = parse_duration(t).map_err(|e| if matches!(e, SpecError::Invalid(_)) { e } else { bad() })?;
             if d.is_zero() {
                 return Err(shape("a window length must be positive, like 10s"));
             }

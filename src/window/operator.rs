@@ -200,13 +200,25 @@ where
         let meta = record.meta;
         self.counters.items += 1;
         let t = match self.config.time {
-            TimeDomain::Event if meta.event_time != NO_TIME => meta.event_time,
-            _ => self.clock.to_wall(meta.ingest),
+            TimeDomain::Event => {
+                // The watermark follows the input's event-time frontier, which
+                // lines without a time of their own never move.
+                if meta.frontier != NO_TIME {
+                    self.watermarks.observe(meta.pos.input, meta.frontier, meta.ingest);
+                }
+                match meta.event_time {
+                    NO_TIME => self.clock.to_wall(meta.ingest),
+                    t => t,
+                }
+            }
+            TimeDomain::Processing => {
+                // Processing time is never late: an item that waited in a
+                // queue while its window closed goes to the earliest open one.
+                let t = self.clock.to_wall(meta.ingest).max(self.watermarks.get());
+                self.watermarks.raise(t);
+                t
+            }
         };
-        match self.config.time {
-            TimeDomain::Event => self.watermarks.observe(meta.pos.input, t.max(meta.frontier), meta.ingest),
-            TimeDomain::Processing => self.watermarks.raise(t),
-        }
         let wm = self.watermarks.get();
         match self.config.spec {
             WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, &meta),
@@ -242,11 +254,7 @@ where
             }
             WindowSpec::Session { gap } => {
                 let w = Window { start: t, end: t.saturating_add(gap.as_nanos() as i64) };
-                if w.end <= wm {
-                    self.late(key, t, w, wm, &meta);
-                } else {
-                    self.add_to_session(w, key, &record.value, &meta);
-                }
+                self.add_to_session(w, key, &record.value, &meta);
             }
         }
         if self.immediate {
@@ -392,21 +400,30 @@ where
     }
 
     fn add_to_session(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
-        let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
         let wm = self.watermarks.get();
+        // An event is late when neither its own session nor any open session
+        // it joins ends after the watermark.
+        let open_touching = |s: &Session<A::Acc>| s.window.end > wm && s.window.start < w.end && w.start < s.window.end;
+        let joins_open = self.sessions.get(&key).is_some_and(|list| list.iter().any(open_touching));
+        if w.end <= wm && !joins_open {
+            self.late(key, w.start, w, wm, meta);
+            return;
+        }
+        let first = self.first_effect(meta);
         let list = self.sessions.entry(key.clone()).or_default();
         let mut merged = Session {
             window: w,
             entry: Entry { acc: self.agg.init(), max_event_time: NO_TIME, dirty: false },
             lat: None,
         };
-        // Merge every open session this event touches. Sessions whose end the
-        // watermark passed are closed, even if not emitted yet.
+        // Merge every open session this event touches: events less than the
+        // gap apart. Sessions whose end the watermark passed are closed, even
+        // if not emitted yet.
         let mut i = 0;
         while i < list.len() {
             let s = &list[i];
-            let touches = s.window.start <= merged.window.end && merged.window.start <= s.window.end;
+            let touches = s.window.start < merged.window.end && merged.window.start < s.window.end;
             if s.window.end > wm && touches {
                 let s = list.swap_remove(i);
                 self.session_ends.remove(&(s.window.end, key.clone()));
@@ -509,5 +526,135 @@ fn result<K, T, A: Aggregate<T>>(
         value: agg.result(&e.acc),
         max_event_time: (e.max_event_time != NO_TIME).then_some(e.max_event_time),
         is_final,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::aggregate::Count;
+    use crate::record::Record;
+
+    /// Feeds (key, event time in ms) items in order, as one input would.
+    struct Feeder {
+        op: WindowOperator<String, (), Count>,
+        seq: u64,
+        frontier: EpochNanos,
+        out: Vec<WindowResult<String, u64>>,
+    }
+
+    impl Feeder {
+        fn new(spec: WindowSpec, delay_ms: u64) -> Self {
+            let config = WindowConfig::new(spec).event_time(Duration::from_millis(delay_ms));
+            Feeder {
+                op: WindowOperator::new(config, Count, Clock::new(), true, true),
+                seq: 0,
+                frontier: NO_TIME,
+                out: Vec::new(),
+            }
+        }
+
+        fn push(&mut self, key: &str, t_ms: i64) {
+            let t = t_ms * 1_000_000;
+            self.frontier = self.frontier.max(t);
+            let meta = Meta {
+                seq: self.seq,
+                ingest: self.seq,
+                event_time: t,
+                pos: Position::default(),
+                frontier: self.frontier,
+            };
+            self.seq += 1;
+            self.op.process(Keyed { key: key.to_string(), record: Record { value: (), meta } });
+            self.op.take_results(&mut self.out);
+        }
+
+        fn finish(mut self) -> (Vec<(i64, i64, String, u64)>, WindowCounters) {
+            self.op.finish();
+            self.op.take_results(&mut self.out);
+            let mut v: Vec<_> = self
+                .out
+                .iter()
+                .map(|r| (r.window.start / 1_000_000, r.window.end / 1_000_000, r.key.clone(), r.value))
+                .collect();
+            v.sort();
+            (v, self.op.counters())
+        }
+    }
+
+    #[test]
+    fn out_of_order_event_inside_an_open_session_joins_it() {
+        let mut f = Feeder::new(WindowSpec::Session { gap: Duration::from_millis(10) }, 5);
+        for t in [0, 5, 100] {
+            f.push("k", t);
+        }
+        // Session [100, 110) is open and the watermark is 95. Events at 98
+        // and 90 arrive out of order; their own windows end after the
+        // watermark and touch the open session, so they join it.
+        f.push("k", 98);
+        f.push("k", 90);
+        let (results, counters) = f.finish();
+        assert_eq!(results, vec![(0, 15, "k".into(), 2), (90, 110, "k".into(), 3)]);
+        assert_eq!(counters.late_items, 0);
+    }
+
+    #[test]
+    fn session_lateness_is_judged_after_merging() {
+        let mut f = Feeder::new(WindowSpec::Session { gap: Duration::from_millis(10) }, 0);
+        f.push("k", 100);
+        f.push("k", 105); // session [100, 115), watermark 105
+        f.push("k", 94); // own window [94, 104) ended at the watermark, but it touches the open session
+        f.push("k", 50); // [50, 60): closed and touching nothing open: late
+        let (results, counters) = f.finish();
+        assert_eq!(results, vec![(94, 115, "k".into(), 3)]);
+        assert_eq!(counters.late_items, 1);
+    }
+
+    #[test]
+    fn events_exactly_one_gap_apart_are_separate_sessions() {
+        let mut f = Feeder::new(WindowSpec::Session { gap: Duration::from_millis(10) }, 100);
+        f.push("k", 0);
+        f.push("k", 10);
+        f.push("k", 19);
+        let (results, _) = f.finish();
+        assert_eq!(results, vec![(0, 10, "k".into(), 1), (10, 29, "k".into(), 2)]);
+    }
+
+    #[test]
+    fn sliding_windows_take_an_item_in_every_open_window() {
+        let mut f =
+            Feeder::new(WindowSpec::Sliding { size: Duration::from_millis(30), slide: Duration::from_millis(10) }, 0);
+        f.push("a", 25);
+        f.push("b", 41); // watermark 41: windows ending at 30 and 40 closed
+        f.push("a", 29); // its windows end at 30, 40, 50: only [20, 50) is open
+        let (results, counters) = f.finish();
+        assert_eq!(
+            results,
+            vec![
+                (0, 30, "a".into(), 1),
+                (10, 40, "a".into(), 1),
+                (20, 50, "a".into(), 2),
+                (20, 50, "b".into(), 1),
+                (30, 60, "b".into(), 1),
+                (40, 70, "b".into(), 1),
+            ]
+        );
+        assert_eq!((counters.late_items, counters.late_events), (1, 1));
+    }
+
+    #[test]
+    fn negative_and_extreme_times_do_not_overflow() {
+        let mut f = Feeder::new(
+            WindowSpec::Sliding { size: Duration::from_secs(3650 * 86_400), slide: Duration::from_secs(86_400) },
+            0,
+        );
+        f.push("old", -(crate::time::MAX_ABS_TIME / 1_000_000));
+        f.push("new", crate::time::MAX_ABS_TIME / 1_000_000);
+        let (results, counters) = f.finish();
+        // 3650 windows each, the earliest and the latest times sluice accepts.
+        assert_eq!(results.len(), 2 * 3650);
+        assert_eq!(counters.late_items, 0);
     }
 }
