@@ -294,7 +294,10 @@ mod tests {
         }
     }
 
-    fn lines(data: &[u8], step: usize, max: usize) -> (Vec<(u64, Vec<u8>, bool)>, FramingStats, u64) {
+    /// (offset, text, truncated) of each line.
+    type Lines = Vec<(u64, Vec<u8>, bool)>;
+
+    fn lines(data: &[u8], step: usize, max: usize) -> (Lines, FramingStats, u64) {
         let mut r = LineReader::new(Trickle { data, step }, max);
         let mut out = Vec::new();
         while let Some(c) = r.next_chunk().unwrap() {
