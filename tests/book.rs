@@ -74,7 +74,7 @@ fn generator_report_counts_equal_what_was_sent() {
     let out = dir.path().join("g.jsonl");
     let report = dir.path().join("g.json");
     for mode in ["per-event", "micro-batch"] {
-        run_ok(&[
+        let output = run_ok(&[
             "run",
             "--source",
             "gen",
@@ -95,6 +95,14 @@ fn generator_report_counts_equal_what_was_sent() {
             "--report",
             &report.display().to_string(),
         ]);
+        assert!(output.stdout.is_empty(), "stdout carries only what --sink stdout writes");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("sluice run report"), "the report goes to stderr");
+        assert_eq!(
+            stderr.contains("--batch-interval is ignored in per-event mode"),
+            mode == "per-event",
+            "a batch interval with per-event mode is accepted with a warning: {stderr}"
+        );
         let rep = read_report(&report);
         assert_eq!(rep["events"], 20_000);
         assert_eq!(rep["items"], 100_000);
