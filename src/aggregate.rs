@@ -2,13 +2,17 @@
 
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 /// An aggregation: how values of one key in one window combine.
 ///
 /// `merge` is needed because session windows merge when an event bridges two
 /// of them.
 pub trait Aggregate<T>: Send + 'static {
-    /// The running state for one key in one window.
-    type Acc: Clone + Send + 'static;
+    /// The running state for one key in one window; serializable so that
+    /// window state can be checkpointed.
+    type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
     /// What a window result carries.
     type Out: Send + 'static;
     /// The name of the result's value field in JSON output (`count`, `sum`...).
@@ -115,7 +119,7 @@ impl<F, T> Extreme<F, T> {
 
 impl<T: 'static, V, F> Aggregate<T> for Extreme<F, T>
 where
-    V: Ord + Clone + Send + 'static,
+    V: Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
     F: Fn(&T) -> V + Send + 'static,
 {
     type Acc = Option<V>;
@@ -166,7 +170,7 @@ impl<A, I, F, M, T> Fold<A, I, F, M, T> {
 impl<A, I, F, M, T> Aggregate<T> for Fold<A, I, F, M, T>
 where
     T: 'static,
-    A: Clone + Send + 'static,
+    A: Clone + Send + Serialize + DeserializeOwned + 'static,
     I: Fn() -> A + Send + 'static,
     F: Fn(&mut A, &T) + Send + 'static,
     M: Fn(&mut A, A) + Send + 'static,

@@ -152,7 +152,9 @@ impl LatencyRecorder {
 }
 
 /// The per-window summary of event times that final output replays at emit.
-#[derive(Debug, Clone)]
+/// It serializes as its recorded (value, count) pairs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(into = "WindowLatencyState", from = "WindowLatencyState")]
 pub struct WindowLatency {
     /// Ingest time of the window's first event (monotonic ns).
     first_ingest: u64,
@@ -162,6 +164,47 @@ pub struct WindowLatency {
     ingest: Histogram<u32>,
     /// Event-time offsets from `base_time`, µs; empty without event times.
     event: Histogram<u32>,
+}
+
+/// The serialized form of a [`WindowLatency`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct WindowLatencyState {
+    /// See [`WindowLatency`].
+    first_ingest: u64,
+    /// See [`WindowLatency`].
+    base_time: EpochNanos,
+    /// Ingest offsets, µs, with their counts.
+    ingest: Vec<(u64, u64)>,
+    /// Event-time offsets, µs, with their counts.
+    event: Vec<(u64, u64)>,
+}
+
+fn pairs(h: &Histogram<u32>) -> Vec<(u64, u64)> {
+    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value() as u64)).collect()
+}
+
+impl From<WindowLatency> for WindowLatencyState {
+    fn from(w: WindowLatency) -> Self {
+        WindowLatencyState {
+            first_ingest: w.first_ingest,
+            base_time: w.base_time,
+            ingest: pairs(&w.ingest),
+            event: pairs(&w.event),
+        }
+    }
+}
+
+impl From<WindowLatencyState> for WindowLatency {
+    fn from(s: WindowLatencyState) -> Self {
+        let mut w = WindowLatency::new(s.first_ingest, s.base_time);
+        for (v, n) in s.ingest {
+            let _ = w.ingest.record_n(v, n.min(u32::MAX as u64) as u32);
+        }
+        for (v, n) in s.event {
+            let _ = w.event.record_n(v, n.min(u32::MAX as u64) as u32);
+        }
+        w
+    }
 }
 
 impl WindowLatency {

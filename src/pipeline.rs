@@ -4,6 +4,9 @@
 use std::hash::Hash;
 use std::io;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::aggregate::{Aggregate, Count, Extreme, Fold, Sum};
 use crate::error::RunError;
 use crate::latency::LatencyRecorder;
@@ -14,9 +17,10 @@ use crate::time::Clock;
 use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
 use crate::window::WindowConfig;
 
-/// Keys usable in windows.
-pub trait Key: Hash + Eq + Ord + Clone + Send + 'static {}
-impl<K: Hash + Eq + Ord + Clone + Send + 'static> Key for K {}
+/// Keys usable in windows: hashable, ordered, and serializable so that
+/// window state can be checkpointed.
+pub trait Key: Hash + Eq + Ord + Clone + Send + Serialize + DeserializeOwned + 'static {}
+impl<K: Hash + Eq + Ord + Clone + Send + Serialize + DeserializeOwned + 'static> Key for K {}
 
 impl<K, T, S> KeyedStream<K, T, S>
 where
@@ -62,7 +66,7 @@ where
     /// The least `of(value)` per key and window.
     pub fn min<V, F>(self, of: F) -> Aggregated<K, T, S, Extreme<F, T>>
     where
-        V: Ord + Clone + Send + 'static,
+        V: Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
         F: Fn(&T) -> V + Send + 'static,
     {
         self.aggregate(Extreme::min(of))
@@ -71,7 +75,7 @@ where
     /// The greatest `of(value)` per key and window.
     pub fn max<V, F>(self, of: F) -> Aggregated<K, T, S, Extreme<F, T>>
     where
-        V: Ord + Clone + Send + 'static,
+        V: Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
         F: Fn(&T) -> V + Send + 'static,
     {
         self.aggregate(Extreme::max(of))
@@ -81,7 +85,7 @@ where
     /// when session windows join.
     pub fn fold<Acc, I, F, M>(self, init: I, step: F, merge: M) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
     where
-        Acc: Clone + Send + 'static,
+        Acc: Clone + Send + Serialize + DeserializeOwned + 'static,
         I: Fn() -> Acc + Send + 'static,
         F: Fn(&mut Acc, &T) + Send + 'static,
         M: Fn(&mut Acc, Acc) + Send + 'static,

@@ -184,7 +184,7 @@ impl WindowConfig {
 
 /// A window: the half-open interval `[start, end)` of wall-clock ns.
 /// The global window is `[i64::MIN, i64::MAX)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// First instant in the window.
     pub start: EpochNanos,

@@ -10,7 +10,7 @@ use crate::time::EpochNanos;
 /// timeout stops holding the watermark back, but it never pushes it forward:
 /// if every input is idle, the watermark stays where it is. The watermark
 /// never goes back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Watermarks {
     /// Allowed out-of-orderness, ns.
     delay: i64,
