@@ -97,13 +97,24 @@ pub struct Session<A> {
     lat: Option<WindowLatency>,
 }
 
+/// One open tumbling, sliding or global window in a [`WindowState`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PaneState<K, A> {
+    /// The window.
+    pub window: Window,
+    /// Each key's state in it.
+    pub keys: Vec<(K, Entry<A>)>,
+    /// Latency summary of its events (final output).
+    lat: Option<WindowLatency>,
+}
+
 /// Everything a window operator must keep across a restart: the open
 /// windows with their per-key state, and the watermark. Taken between
 /// batches (or events), when nothing is waiting to be emitted.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WindowState<K, A> {
     /// Open tumbling, sliding and global windows, with their keys' state.
-    pub panes: Vec<(Window, Vec<(K, Entry<A>)>, Option<WindowLatency>)>,
+    pub panes: Vec<PaneState<K, A>>,
     /// Open sessions per key.
     pub sessions: Vec<(K, Vec<Session<A>>)>,
     /// Event-time progress.
@@ -211,7 +222,7 @@ where
                 .iter()
                 .map(|(&(end, start), p)| {
                     let keys = p.keys.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
-                    (Window { start, end }, keys, p.lat.clone())
+                    PaneState { window: Window { start, end }, keys, lat: p.lat.clone() }
                 })
                 .collect(),
             sessions: self.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -224,7 +235,7 @@ where
         self.panes = state
             .panes
             .into_iter()
-            .map(|(w, keys, lat)| ((w.end, w.start), Pane { keys: keys.into_iter().collect(), lat }))
+            .map(|p| ((p.window.end, p.window.start), Pane { keys: p.keys.into_iter().collect(), lat: p.lat }))
             .collect();
         self.session_ends =
             state.sessions.iter().flat_map(|(k, list)| list.iter().map(move |s| (s.window.end, k.clone()))).collect();
