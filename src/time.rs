@@ -58,11 +58,6 @@ impl Clock {
         self.anchor.elapsed().as_nanos() as u64
     }
 
-    /// The monotonic instant for a reading of [`Clock::now`].
-    pub fn instant(&self, mono: u64) -> Instant {
-        self.anchor + Duration::from_nanos(mono)
-    }
-
     /// The wall-clock time that corresponds to a monotonic reading.
     #[inline]
     pub fn to_wall(&self, mono: u64) -> EpochNanos {

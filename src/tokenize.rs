@@ -48,13 +48,6 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
     }
 }
 
-/// The number of words in `text`, by the same contract as [`tokenize`].
-pub fn count_words(text: &str) -> usize {
-    let mut n = 0;
-    tokenize(text, |_| n += 1);
-    n
-}
-
 #[inline]
 fn ascii_lower(t: &str) -> Word {
     if !t.bytes().any(|b| b.is_ascii_uppercase()) {

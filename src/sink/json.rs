@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -114,11 +114,6 @@ impl JsonLines {
             info: RunInfo { mode: "", batch_interval_ms: None, value_field: "value" },
             line: Vec::with_capacity(256),
         }
-    }
-
-    /// The path of a `jsonl:` sink, for messages.
-    pub fn path_of(spec: &str) -> Option<PathBuf> {
-        spec.strip_prefix("jsonl:").map(PathBuf::from)
     }
 }
 

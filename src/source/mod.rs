@@ -107,13 +107,6 @@ impl FromStr for SourceSpec {
     }
 }
 
-impl SourceSpec {
-    /// True for sources that end by themselves.
-    pub fn is_bounded(&self) -> bool {
-        matches!(self, SourceSpec::File(_))
-    }
-}
-
 /// One line of an [`InputChunk`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputLine {
