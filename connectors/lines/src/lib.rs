@@ -148,28 +148,62 @@ impl<R: Read> LineReader<R> {
             if self.eof {
                 return Ok(self.finish());
             }
-            let old_len = self.pending.len();
-            self.pending.resize(old_len + READ_SIZE, 0);
-            let n = loop {
-                match self.inner.read(&mut self.pending[old_len..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.pending.truncate(old_len);
-                        return Err(e);
-                    }
-                }
-            };
-            self.pending.truncate(old_len + n);
-            self.stats.bytes += n as u64;
+            let (scanned, n) = self.read_once()?;
             if n == 0 {
                 self.eof = true;
                 continue;
             }
-            if let Some(chunk) = self.take_complete(old_len) {
+            if let Some(chunk) = self.take_complete(scanned) {
                 return Ok(Some(chunk));
             }
         }
+    }
+
+    /// For an input that keeps growing (a followed file): the complete lines
+    /// available now, or `None` at the current end. Reaching the end is not
+    /// final here: an incomplete last line stays pending, and a later call
+    /// picks up whatever was appended since.
+    pub fn read_available(&mut self) -> io::Result<Option<Chunk>> {
+        loop {
+            let (scanned, n) = self.read_once()?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if let Some(chunk) = self.take_complete(scanned) {
+                return Ok(Some(chunk));
+            }
+        }
+    }
+
+    /// Hands out the incomplete last line, if there is one, as a line of its
+    /// own: for a followed file that went idle or was rotated away.
+    pub fn take_partial(&mut self) -> Option<Chunk> {
+        self.finish()
+    }
+
+    /// Bytes of an incomplete line held back.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// One read into `pending`: returns how many bytes were there before
+    /// (known to hold no newline) and how many arrived.
+    fn read_once(&mut self) -> io::Result<(usize, usize)> {
+        let old_len = self.pending.len();
+        self.pending.resize(old_len + READ_SIZE, 0);
+        let n = loop {
+            match self.inner.read(&mut self.pending[old_len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.pending.truncate(old_len);
+                    return Err(e);
+                }
+            }
+        };
+        self.pending.truncate(old_len + n);
+        self.stats.bytes += n as u64;
+        Ok((old_len, n))
     }
 
     /// Splits off every complete line in `pending`; `scanned` bytes at its
@@ -352,6 +386,50 @@ mod tests {
             assert_eq!(stats.truncated, 2);
             assert_eq!(end, data.len() as u64);
         }
+    }
+
+    #[test]
+    fn a_growing_input_keeps_its_partial_line_until_told() {
+        let data = std::rc::Rc::new(std::cell::RefCell::new(Vec::<u8>::new()));
+        struct Growing(std::rc::Rc<std::cell::RefCell<Vec<u8>>>, usize);
+        impl Read for Growing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let d = self.0.borrow();
+                let n = (d.len() - self.1).min(buf.len());
+                buf[..n].copy_from_slice(&d[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let mut r = LineReader::new(Growing(data.clone(), 0), 100);
+        data.borrow_mut().extend_from_slice(
+            b"one
+tw",
+        );
+        let c = r.read_available().unwrap().unwrap();
+        assert_eq!(c.lines.len(), 1);
+        assert!(r.read_available().unwrap().is_none());
+        assert_eq!(r.pending_len(), 2);
+        data.borrow_mut().extend_from_slice(
+            b"o
+thr",
+        );
+        let c = r.read_available().unwrap().unwrap();
+        assert_eq!((c.text(&c.lines[0]), c.lines[0].offset), (&b"two"[..], 4));
+        assert!(r.read_available().unwrap().is_none());
+        let c = r.take_partial().unwrap();
+        assert_eq!((c.text(&c.lines[0]), c.lines[0].offset), (&b"thr"[..], 8));
+        assert!(r.take_partial().is_none());
+        data.borrow_mut().extend_from_slice(
+            b"ee
+",
+        );
+        let c = r.read_available().unwrap().unwrap();
+        assert_eq!(
+            (c.text(&c.lines[0]), c.lines[0].offset),
+            (&b"ee"[..], 11),
+            "after a forced partial, the rest is a line of its own"
+        );
     }
 
     #[test]
