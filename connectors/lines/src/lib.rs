@@ -134,6 +134,11 @@ impl<R: Read> LineReader<R> {
         self.pending_offset
     }
 
+    /// The inner reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> FramingStats {
         self.stats
