@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::error::SpecError;
 use crate::executor::Mode;
-use crate::source::{EventTimeFormat, GeneratorConfig, SourceOptions, SourceSpec};
+use crate::source::{EventTimeFormat, FollowOptions, GeneratorConfig, SourceOptions, SourceSpec};
 use crate::time::parse_duration;
 use crate::window::{OutputMode, TimeDomain, WindowConfig, WindowSpec};
 
@@ -39,6 +39,9 @@ impl<T> From<T> for Val<T> {
 pub struct RawSettings {
     pub source: Option<Val<String>>,
     pub no_follow: Option<Val<bool>>,
+    pub from: Option<Val<String>>,
+    pub poll_interval: Option<Val<String>>,
+    pub idle_flush: Option<Val<String>>,
     pub mode: Option<Val<String>>,
     pub batch_interval: Option<Val<String>>,
     pub window: Option<Val<String>>,
@@ -72,6 +75,9 @@ enum OneOrMany {
 struct FileSettings {
     source: Option<toml::Spanned<String>>,
     no_follow: Option<toml::Spanned<bool>>,
+    from: Option<toml::Spanned<String>>,
+    poll_interval: Option<toml::Spanned<String>>,
+    idle_flush: Option<toml::Spanned<String>>,
     mode: Option<toml::Spanned<String>>,
     batch_interval: Option<toml::Spanned<String>>,
     window: Option<toml::Spanned<String>>,
@@ -169,6 +175,9 @@ impl RawSettings {
         Ok(RawSettings {
             source: v(text, file.source),
             no_follow: v(text, file.no_follow),
+            from: v(text, file.from),
+            poll_interval: v(text, file.poll_interval),
+            idle_flush: v(text, file.idle_flush),
             mode: v(text, file.mode),
             batch_interval: v(text, file.batch_interval),
             window: v(text, file.window),
@@ -203,6 +212,9 @@ impl RawSettings {
         pick!(
             source,
             no_follow,
+            from,
+            poll_interval,
+            idle_flush,
             mode,
             batch_interval,
             window,
@@ -309,17 +321,20 @@ impl Settings {
 
         let source: SourceSpec = parse("source", &raw.source)?.unwrap_or(SourceSpec::Demo(Some(DEMO_RATE)));
         let no_follow = raw.no_follow.as_ref().is_some_and(|v| v.value);
-        if let SourceSpec::File(path) = &source {
-            if !no_follow {
-                return fail(
-                    "source",
-                    line(&raw.source),
-                    format!(
-                        "following file:{} like tail -F is not available yet: add --no-follow to read it to the end and stop",
-                        path.display()
-                    ),
-                );
+        let mut follow = FollowOptions::default();
+        match raw.from.as_ref().map(|v| (v.value.as_str(), v.line)) {
+            None | Some(("end", _)) => {}
+            Some(("beginning", _)) => follow.from_beginning = true,
+            Some((other, l)) => return fail("from", l, format!("invalid start {other:?}: use beginning or end")),
+        }
+        if let Some(d) = duration("poll-interval", &raw.poll_interval)? {
+            if d < Duration::from_millis(1) {
+                return fail("poll-interval", line(&raw.poll_interval), "the poll interval must be at least 1ms");
             }
+            follow.poll_interval = d;
+        }
+        if let Some(d) = duration("idle-flush", &raw.idle_flush)? {
+            follow.idle_flush = d;
         }
         let interval = duration("batch-interval", &raw.batch_interval)?;
         if interval.is_some_and(|d| d < Duration::from_millis(1)) {
@@ -408,7 +423,7 @@ impl Settings {
         };
         Ok(Settings {
             source,
-            source_options: SourceOptions { no_follow, max_line: max_line as usize, generator },
+            source_options: SourceOptions { no_follow, follow, max_line: max_line as usize, generator },
             ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
             mode,
             window,

@@ -40,9 +40,18 @@ struct RunArgs {
     /// file:PATH | stdin | tcp:HOST:PORT | gen[:RATE] | demo[:RATE]  [default: demo:4000]
     #[arg(long)]
     source: Option<String>,
-    /// Read a file to its end and stop, rather than follow it.
+    /// Read a file to its end and stop, rather than follow it like tail -F.
     #[arg(long)]
     no_follow: bool,
+    /// Where to start following a file that exists at start: beginning | end  [default: end]
+    #[arg(long)]
+    from: Option<String>,
+    /// How often a followed file is looked at without a notification  [default: 250ms]
+    #[arg(long)]
+    poll_interval: Option<String>,
+    /// How long a followed file's last line may wait for its newline  [default: 5s]
+    #[arg(long)]
+    idle_flush: Option<String>,
     /// micro-batch | per-event  [default: micro-batch]
     #[arg(long)]
     mode: Option<String>,
@@ -102,6 +111,9 @@ impl RunArgs {
         RawSettings {
             source: s(&self.source),
             no_follow: self.no_follow.then_some(Val::from(true)),
+            from: s(&self.from),
+            poll_interval: s(&self.poll_interval),
+            idle_flush: s(&self.idle_flush),
             mode: s(&self.mode),
             batch_interval: s(&self.batch_interval),
             window: s(&self.window),

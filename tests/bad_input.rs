@@ -45,12 +45,6 @@ fn malformed_durations_and_windows_are_usage_errors() {
 }
 
 #[test]
-fn following_a_file_is_refused_until_the_tailer_lands() {
-    let e = fails(&["run", "--source", "file:whatever.txt"], 2);
-    assert!(e.contains("--no-follow"), "{e}");
-}
-
-#[test]
 fn a_refused_connection_fails_quickly_and_clearly() {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod book;
+mod follow;
 mod modes;
 mod sources;
 mod timing;

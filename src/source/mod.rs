@@ -18,10 +18,12 @@ use crate::error::{RunError, SpecError};
 use crate::time::{parse_timestamp, Clock, EpochNanos, NO_TIME};
 
 mod file;
+mod follow;
 mod generator;
 mod tcp;
 
 pub use file::{describe_io, FileSource, StdinSource};
+pub use follow::{FollowOptions, FollowSource};
 pub use generator::{Generator, GeneratorConfig, DEMO_TEXT};
 pub use tcp::TcpSource;
 
@@ -187,6 +189,11 @@ impl Feed {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// The flag behind [`Feed::stopping`], for mechanisms that poll it.
+    pub fn stop_flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+
     /// This source's input number.
     pub fn input(&self) -> u32 {
         self.input
@@ -266,6 +273,8 @@ pub trait Source: Send + 'static {
 pub struct SourceOptions {
     /// Stop at the end of a file rather than follow it.
     pub no_follow: bool,
+    /// How to follow a file.
+    pub follow: FollowOptions,
     /// Longest line before it is cut, in bytes.
     pub max_line: usize,
     /// The generator's settings (also used by `demo`).
@@ -273,19 +282,12 @@ pub struct SourceOptions {
 }
 
 impl SourceSpec {
-    /// Makes the running source. A `file:` source without `no_follow` is
-    /// refused until following lands.
-    pub fn build(&self, opts: &SourceOptions) -> Result<Box<dyn Source>, SpecError> {
-        Ok(match self {
-            SourceSpec::File(path) => {
-                if !opts.no_follow {
-                    return Err(SpecError::Invalid(format!(
-                        "following file:{} like tail -F is not available yet: add --no-follow to read it to the end and stop",
-                        path.display()
-                    )));
-                }
-                Box::new(FileSource::new(path.clone(), opts.max_line))
-            }
+    /// Makes the running source: a `file:` source follows the file unless
+    /// `no_follow` is set.
+    pub fn build(&self, opts: &SourceOptions) -> Box<dyn Source> {
+        match self {
+            SourceSpec::File(path) if opts.no_follow => Box::new(FileSource::new(path.clone(), opts.max_line)),
+            SourceSpec::File(path) => Box::new(FollowSource::new(path.clone(), opts.follow, opts.max_line)),
             SourceSpec::Stdin => Box::new(StdinSource::new(opts.max_line)),
             SourceSpec::Tcp(addr) => Box::new(TcpSource::new(addr.clone(), opts.max_line)),
             SourceSpec::Gen(rate) => {
@@ -294,7 +296,7 @@ impl SourceSpec {
             SourceSpec::Demo(rate) => {
                 Box::new(Generator::demo(GeneratorConfig { rate: *rate, ..opts.generator.clone() }))
             }
-        })
+        }
     }
 }
 
