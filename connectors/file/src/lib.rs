@@ -201,14 +201,29 @@ impl Tracked {
         }
     }
 
-    /// True when the file's start no longer matches what was read: it was
-    /// truncated and written again between two looks.
-    fn rewritten(&self) -> io::Result<bool> {
+    /// True when the file (looked at through its open handle, whatever its
+    /// name now) is shorter than what was read, or its start no longer
+    /// matches: it was truncated, and maybe written again, since.
+    fn truncated(&self) -> bool {
+        let file = self.reader.get_ref();
+        let Ok(meta) = file.metadata() else { return false };
+        if meta.len() < self.read_to() {
+            return true;
+        }
         let (sum, len) = self.head;
-        if len == 0 {
+        len > 0 && head_of(file, len).is_ok_and(|h| h.0 != sum)
+    }
+
+    /// After a truncation: hands out the held-back partial line, and reads
+    /// the same file again from its start.
+    fn restart(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
+        if !self.flush_partial(out) {
             return Ok(false);
         }
-        Ok(head_of(self.reader.get_ref(), len)?.0 != sum)
+        self.reader.seek_to(0)?;
+        self.head = head_of(self.reader.get_ref(), HEAD_BYTES)?;
+        self.last_data = Instant::now();
+        Ok(true)
     }
 }
 
@@ -275,6 +290,12 @@ impl Tailer {
         // Files rotated away: read to the end; close once quiet.
         let mut keep = Vec::with_capacity(self.draining.len());
         for mut t in std::mem::take(&mut self.draining) {
+            if t.truncated() {
+                let read_to = t.read_to();
+                if !t.restart(out).unwrap_or(true) || !out(Output::Notice(Notice::Truncated { file: t.id, read_to })) {
+                    return false;
+                }
+            }
             // A file that became unreadable is closed once quiet, like the rest.
             if !t.drain(out).unwrap_or(true) {
                 return false;
@@ -335,6 +356,10 @@ impl Tailer {
         if let Some(t) = self.current.as_mut() {
             if t.id != id {
                 let from = t.id;
+                // The old file may also have been cut before it was renamed.
+                if t.truncated() && !t.restart(out).unwrap_or(true) {
+                    return false;
+                }
                 if let Some(old) = self.current.take() {
                     old.retire(&mut self.draining);
                 }
@@ -343,16 +368,13 @@ impl Tailer {
                 }
                 return self.notice(Notice::Rotated { from, to: id }, out);
             }
-            let read_to = t.read_to();
-            let shorter = meta.len() < read_to;
-            if shorter || t.rewritten().unwrap_or(false) {
+            if t.truncated() {
                 // Whatever is in the file now is new.
-                if !t.flush_partial(out) {
-                    return false;
-                }
-                self.current = None;
-                if !self.open(&path, 0, out) {
-                    return false;
+                let read_to = t.read_to();
+                match t.restart(out) {
+                    Ok(true) => {}
+                    Ok(false) => return false,
+                    Err(e) => return self.notice(Notice::Unreadable(format!("{}: {e}", path.display())), out),
                 }
                 self.last_notice = None;
                 return self.notice(Notice::Truncated { file: id, read_to }, out);

@@ -313,6 +313,20 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+impl<R: Read + io::Seek> LineReader<R> {
+    /// Starts over at `offset` of the same input (a file truncated in
+    /// place): whatever was read and not handed out is dropped.
+    pub fn seek_to(&mut self, offset: u64) -> io::Result<()> {
+        self.inner.seek(io::SeekFrom::Start(offset))?;
+        self.pending.clear();
+        self.pending_offset = offset;
+        self.skipping = false;
+        self.at_start = offset == 0;
+        self.eof = false;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
