@@ -47,6 +47,7 @@ pub struct RawSettings {
     pub window: Option<Val<String>>,
     pub time: Option<Val<String>>,
     pub event_time: Option<Val<String>>,
+    pub time_format: Option<Val<String>>,
     pub watermark_delay: Option<Val<String>>,
     pub idle_timeout: Option<Val<String>>,
     pub output: Option<Val<String>>,
@@ -83,6 +84,7 @@ struct FileSettings {
     window: Option<toml::Spanned<String>>,
     time: Option<toml::Spanned<String>>,
     event_time: Option<toml::Spanned<String>>,
+    time_format: Option<toml::Spanned<String>>,
     watermark_delay: Option<toml::Spanned<String>>,
     idle_timeout: Option<toml::Spanned<String>>,
     output: Option<toml::Spanned<String>>,
@@ -183,6 +185,7 @@ impl RawSettings {
             window: v(text, file.window),
             time: v(text, file.time),
             event_time: v(text, file.event_time),
+            time_format: v(text, file.time_format),
             watermark_delay: v(text, file.watermark_delay),
             idle_timeout: v(text, file.idle_timeout),
             output: v(text, file.output),
@@ -220,6 +223,7 @@ impl RawSettings {
             window,
             time,
             event_time,
+            time_format,
             watermark_delay,
             idle_timeout,
             output,
@@ -354,11 +358,22 @@ impl Settings {
             _ => WindowSpec::Tumbling { size: Duration::from_secs(1) },
         });
         let generated = matches!(source, SourceSpec::Gen(_) | SourceSpec::Demo(_));
-        let event_time: EventTimeFormat = parse("event-time", &raw.event_time)?.unwrap_or(if generated {
-            EventTimeFormat::FirstField
-        } else {
-            EventTimeFormat::None
-        });
+        let time_format = raw.time_format.as_ref().map(|v| v.value.as_str());
+        let event_time = match &raw.event_time {
+            Some(v) => match EventTimeFormat::parse(&v.value, time_format) {
+                Ok(f) => f,
+                Err(e) => return fail("event-time", v.line, e),
+            },
+            None if time_format.is_some() => {
+                return fail(
+                    "time-format",
+                    line(&raw.time_format),
+                    "--time-format goes with --event-time regex:PATTERN",
+                )
+            }
+            None if generated => EventTimeFormat::FirstField,
+            None => EventTimeFormat::None,
+        };
         let has_event_time = generated || event_time != EventTimeFormat::None;
         let time: TimeDomain = parse("time", &raw.time)?.unwrap_or(if has_event_time {
             TimeDomain::Event

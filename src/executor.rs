@@ -144,7 +144,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let stop = Arc::new(AtomicBool::new(false));
     let alive = sources.len();
     for (i, source) in sources.into_iter().enumerate() {
-        let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time);
+        let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time.clone());
         let tx = tx.clone();
         let name = source.name();
         let spawned = thread::Builder::new().name(format!("source-{i}")).spawn(move || {

@@ -64,9 +64,12 @@ struct RunArgs {
     /// processing | event  [default: event when events carry a time]
     #[arg(long)]
     time: Option<String>,
-    /// first-field: the first field of each line is its Unix or RFC 3339 time
+    /// first-field | syslog | apache | iso8601 | regex:PATTERN (with --time-format)
     #[arg(long)]
     event_time: Option<String>,
+    /// chrono format of what --event-time regex:PATTERN finds, like '%Y-%m-%d %H:%M:%S'
+    #[arg(long)]
+    time_format: Option<String>,
     /// Bounded out-of-orderness of event time, like 2s  [default: 0s]
     #[arg(long)]
     watermark_delay: Option<String>,
@@ -119,6 +122,7 @@ impl RunArgs {
             window: s(&self.window),
             time: s(&self.time),
             event_time: s(&self.event_time),
+            time_format: s(&self.time_format),
             watermark_delay: s(&self.watermark_delay),
             idle_timeout: s(&self.idle_timeout),
             output: s(&self.output),

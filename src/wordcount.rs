@@ -57,7 +57,7 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
     let pipeline = word_count(settings)?;
     let source = settings.source.build(&settings.source_options);
     let mut opts = RunOptions::new(settings.mode);
-    opts.event_time = settings.event_time;
+    opts.event_time = settings.event_time.clone();
     opts.interrupt = interrupt;
     Ok(run(pipeline, vec![source], &opts))
 }

@@ -128,3 +128,69 @@ fn following_a_missing_file_waits_for_it_with_one_warning() {
         "a file created later is read whole"
     );
 }
+
+#[test]
+fn event_time_from_real_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "apache",
+            None,
+            "127.0.0.1 - - [17/May/2015:10:05:03 +0000] \"GET /a HTTP/1.1\" 200\n\
+             127.0.0.1 - - [17/May/2015:10:05:59 +0000] \"GET /b HTTP/1.1\" 200\n\
+             127.0.0.1 - - [17/May/2015:10:06:01 +0000] \"GET /c HTTP/1.1\" 404\n",
+            vec![("2015-05-17T10:05:00.000Z", "get", 2), ("2015-05-17T10:06:00.000Z", "get", 1)],
+        ),
+        (
+            "iso8601",
+            None,
+            "2015-10-18 18:01:47,978 INFO started\n2015-10-18 18:02:01,000 INFO stopped\nno time on this line\n",
+            vec![("2015-10-18T18:01:00.000Z", "info", 1), ("2015-10-18T18:02:00.000Z", "info", 1)],
+        ),
+        (
+            r"regex:ts=(\d+/\d+/\d+ [\d:]+)",
+            Some("%Y/%m/%d %H:%M:%S"),
+            "lvl=info ts=2024/01/02 03:04:05 msg=hello\nlvl=warn ts=2024/01/02 03:05:06 msg=hello\n",
+            vec![("2024-01-02T03:04:00.000Z", "msg=hello", 1), ("2024-01-02T03:05:00.000Z", "msg=hello", 1)],
+        ),
+    ];
+    for (format, time_format, text, expect) in cases {
+        let input = dir.path().join("in.log");
+        let out = dir.path().join("o.jsonl");
+        let report = dir.path().join("r.json");
+        fs::write(&input, text).unwrap();
+        let mut args = vec![
+            "run".to_string(),
+            "--source".into(),
+            format!("file:{}", input.display()),
+            "--no-follow".into(),
+            "--event-time".into(),
+            format.into(),
+            "--window".into(),
+            "tumbling:1m".into(),
+            "--sink".into(),
+            format!("jsonl:{}", out.display()),
+            "--report".into(),
+            report.display().to_string(),
+        ];
+        if let Some(f) = time_format {
+            args.extend(["--time-format".into(), f.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&args);
+        let rows = read_rows(&out, "micro-batch");
+        for (start, key, count) in &expect {
+            assert!(
+                rows.iter().any(|r| r.window_start.as_deref() == Some(start) && r.key == *key && r.count == *count),
+                "{format}: no {key}={count} in the window at {start}: {rows:?}"
+            );
+        }
+        let rep = read_report(&report);
+        assert_eq!(rep["late_events"], 0, "{format}");
+        if format == "iso8601" {
+            assert_eq!(rep["event_time_fallbacks"], 1, "the line without a time is counted, not dropped");
+            assert!(rows.iter().any(|r| r.key == "this"), "and its words are counted");
+            assert!(!rows.iter().any(|r| r.key.starts_with("2015")), "a leading time is not a word");
+        }
+    }
+}

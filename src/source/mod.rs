@@ -15,44 +15,19 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 
 use crate::error::{RunError, SpecError};
-use crate::time::{parse_timestamp, Clock, EpochNanos, NO_TIME};
+use crate::time::{Clock, EpochNanos, NO_TIME};
 
+mod event_time;
 mod file;
 mod follow;
 mod generator;
 mod tcp;
 
+pub use event_time::{split_time_field, EventTimeFormat};
 pub use file::{describe_io, FileSource, StdinSource};
 pub use follow::{FollowOptions, FollowSource};
 pub use generator::{Generator, GeneratorConfig, DEMO_TEXT};
 pub use tcp::TcpSource;
-
-/// How a record's event time is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EventTimeFormat {
-    /// Events have no event time of their own.
-    #[default]
-    None,
-    /// The first whitespace-separated field is a Unix timestamp (s, ms, µs or
-    /// ns, told apart by magnitude) or an RFC 3339 time; it is not part of
-    /// the text. A line whose first field is neither keeps it as text, is
-    /// placed by its ingest time without moving the watermark, and is
-    /// counted.
-    FirstField,
-}
-
-impl FromStr for EventTimeFormat {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        match s {
-            "first-field" => Ok(EventTimeFormat::FirstField),
-            "none" => Ok(EventTimeFormat::None),
-            _ => Err(SpecError::Invalid(format!(
-                "invalid event time {s:?}: use first-field (a Unix timestamp or RFC 3339 time before the text)"
-            ))),
-        }
-    }
-}
 
 /// A source as the command line names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,9 +184,9 @@ impl Feed {
             .iter()
             .map(|span| {
                 let mut line = InputLine { start: span.start, end: span.end, offset: span.offset, event_time: NO_TIME };
-                if self.event_time == EventTimeFormat::FirstField {
+                if self.event_time != EventTimeFormat::None {
                     let text = chunk.text(span);
-                    match split_time_field(text) {
+                    match self.event_time.find(text, self.clock.to_wall(ingest)) {
                         Some((t, skip)) => {
                             line.event_time = t;
                             line.start += skip as u32;
@@ -244,18 +219,6 @@ impl Feed {
     pub fn send(&self, chunk: InputChunk) -> bool {
         self.tx.send(Message::Chunk(chunk)).is_ok()
     }
-}
-
-/// Splits a leading timestamp field off `text`: its time, and how many bytes
-/// the field and the blanks after it take.
-pub fn split_time_field(text: &[u8]) -> Option<(EpochNanos, usize)> {
-    let end = text.iter().position(|b| b.is_ascii_whitespace()).unwrap_or(text.len());
-    let t = parse_timestamp(&text[..end])?;
-    let mut skip = end;
-    while skip < text.len() && (text[skip] == b' ' || text[skip] == b'\t') {
-        skip += 1;
-    }
-    Some((t, skip))
 }
 
 /// A source of lines.
