@@ -71,6 +71,10 @@ impl Source for FollowSource {
                         tracing::warn!(source = %name, read_to, "file truncated; reading again from its start")
                     }
                     Notice::Unreadable(why) => tracing::warn!(source = %name, "cannot read {why}; will keep trying"),
+                    Notice::SavedFileGone(_) => {
+                        tracing::warn!(source = %name, "the file of the saved position is gone; reading from the start")
+                    }
+                    Notice::Opened { .. } => {}
                 }
                 true
             }

@@ -48,8 +48,34 @@ pub enum StartAt {
     /// From its current end: only lines appended from now on.
     #[default]
     End,
-    /// From this byte offset (a saved position).
+    /// From this byte offset.
     Offset(u64),
+    /// From a saved position: the file is found again by its identity and
+    /// fingerprint, at the path or, if it was rotated while nobody followed
+    /// it, among the other files of the directory. It is read to its end,
+    /// then the file at the path from its start.
+    Saved(SavedPosition),
+}
+
+/// What identifies a file's content: a checksum of its first bytes (up to
+/// 512) and how many there were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Fingerprint {
+    /// FNV-1a of the first `len` bytes.
+    pub sum: u64,
+    /// How many bytes the checksum covers.
+    pub len: u32,
+}
+
+/// A place to resume reading: which file, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SavedPosition {
+    /// Device and inode of the file.
+    pub file: FileId,
+    /// Its first bytes.
+    pub fingerprint: Fingerprint,
+    /// The byte offset of the first line not yet acknowledged.
+    pub offset: u64,
 }
 
 /// What to follow, and how.
@@ -103,6 +129,11 @@ impl FileId {
 pub struct Lines {
     /// The file they came from.
     pub file: FileId,
+    /// Its first bytes, to find it again after a restart.
+    pub fingerprint: Fingerprint,
+    /// Counts files in the order they are read: a rotated or truncated file
+    /// gets a new number, so (generation, offset) orders every line handed out.
+    pub generation: u64,
     /// The lines, with offsets in that file.
     pub chunk: Chunk,
 }
@@ -129,6 +160,17 @@ pub enum Notice {
     /// The path cannot be read (permission denied, a directory...); said
     /// once until that changes. The tailer keeps trying.
     Unreadable(String),
+    /// The file of a saved position is nowhere to be found (deleted while
+    /// nobody followed it): reading starts at the path's start.
+    SavedFileGone(SavedPosition),
+    /// A file was opened for reading at this position, with this generation:
+    /// a place to resume from even before any of its lines is handed out.
+    Opened {
+        /// The file and the offset reading starts at.
+        position: SavedPosition,
+        /// Its generation.
+        generation: u64,
+    },
 }
 
 /// What the tailer hands out.
@@ -150,10 +192,12 @@ struct Tracked {
     head: (u64, usize),
     /// When data last arrived from it.
     last_data: Instant,
+    /// Its number in reading order (see [`Lines::generation`]).
+    generation: u64,
 }
 
 impl Tracked {
-    fn open(path: &Path, offset: u64, max_line: usize) -> io::Result<Tracked> {
+    fn open(path: &Path, offset: u64, max_line: usize, generation: u64) -> io::Result<Tracked> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
@@ -167,7 +211,19 @@ impl Tracked {
             id: FileId::of(&meta),
             head,
             last_data: Instant::now(),
+            generation,
         })
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint { sum: self.head.0, len: self.head.1 as u32 }
+    }
+
+    /// Tells the user where reading of this file starts.
+    fn announce(&self, out: &mut dyn FnMut(Output) -> bool) -> bool {
+        let position =
+            SavedPosition { file: self.id, fingerprint: self.fingerprint(), offset: self.reader.resume_offset() };
+        out(Output::Notice(Notice::Opened { position, generation: self.generation }))
     }
 
     /// Moves it to the files read to their end: it gets a full quiet period
@@ -186,17 +242,27 @@ impl Tracked {
     fn drain(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
         while let Some(chunk) = self.reader.read_available()? {
             self.last_data = Instant::now();
-            if !out(Output::Lines(Lines { file: self.id, chunk })) {
+            if self.head.1 < HEAD_BYTES && chunk.end_offset > self.head.1 as u64 {
+                // Identify the file by the bytes handed out so far, so that a
+                // saved position can tell this file from a rewritten one.
+                let covered = chunk.end_offset.min(HEAD_BYTES as u64) as usize;
+                self.head = head_of(self.reader.get_ref(), covered)?;
+            }
+            if !out(Output::Lines(self.lines(chunk))) {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
+    fn lines(&self, chunk: Chunk) -> Lines {
+        Lines { file: self.id, fingerprint: self.fingerprint(), generation: self.generation, chunk }
+    }
+
     /// Hands out the held-back partial line, if any.
     fn flush_partial(&mut self, out: &mut dyn FnMut(Output) -> bool) -> bool {
         match self.reader.take_partial() {
-            Some(chunk) => out(Output::Lines(Lines { file: self.id, chunk })),
+            Some(chunk) => out(Output::Lines(self.lines(chunk))),
             None => true,
         }
     }
@@ -216,14 +282,15 @@ impl Tracked {
 
     /// After a truncation: hands out the held-back partial line, and reads
     /// the same file again from its start.
-    fn restart(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
+    fn restart(&mut self, generation: u64, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
         if !self.flush_partial(out) {
             return Ok(false);
         }
+        self.generation = generation;
         self.reader.seek_to(0)?;
         self.head = head_of(self.reader.get_ref(), HEAD_BYTES)?;
         self.last_data = Instant::now();
-        Ok(true)
+        Ok(self.announce(out))
     }
 }
 
@@ -256,18 +323,25 @@ pub struct Tailer {
     first_open: bool,
     /// The last notice about the path's state, so each is said once.
     last_notice: Option<Notice>,
+    /// The generation the next file (or restarted file) gets.
+    next_generation: u64,
 }
 
 impl Tailer {
     /// A tailer for `config`. Nothing is opened until the first poll.
     pub fn new(config: TailConfig) -> Self {
-        Tailer { config, current: None, draining: Vec::new(), first_open: true, last_notice: None }
+        Tailer { config, current: None, draining: Vec::new(), first_open: true, last_notice: None, next_generation: 0 }
     }
 
     /// The file currently followed and how far it has been read (handed out
     /// or held back).
     pub fn position(&self) -> Option<(FileId, u64)> {
         self.current.as_ref().map(|t| (t.id, t.read_to()))
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation - 1
     }
 
     fn notice(&mut self, n: Notice, out: &mut dyn FnMut(Output) -> bool) -> bool {
@@ -292,7 +366,10 @@ impl Tailer {
         for mut t in std::mem::take(&mut self.draining) {
             if t.truncated() {
                 let read_to = t.read_to();
-                if !t.restart(out).unwrap_or(true) || !out(Output::Notice(Notice::Truncated { file: t.id, read_to })) {
+                let generation = self.generation();
+                if !t.restart(generation, out).unwrap_or(true)
+                    || !out(Output::Notice(Notice::Truncated { file: t.id, read_to }))
+                {
                     return false;
                 }
             }
@@ -317,13 +394,6 @@ impl Tailer {
                 Err(e) => {
                     let msg = format!("{}: {e}", self.config.path.display());
                     return self.notice(Notice::Unreadable(msg), out);
-                }
-            }
-            if t.head.1 < HEAD_BYTES {
-                // The file was short when opened: identify it by more bytes.
-                let read = t.read_to().min(HEAD_BYTES as u64) as usize;
-                if read > t.head.1 {
-                    t.head = head_of(t.reader.get_ref(), read).unwrap_or(t.head);
                 }
             }
             if t.reader.pending_len() > 0 && t.last_data.elapsed() >= idle && !t.flush_partial(out) {
@@ -353,12 +423,16 @@ impl Tailer {
             return self.notice(Notice::Unreadable(format!("{} is a directory; name a file", path.display())), out);
         }
         let id = FileId::of(&meta);
+        let generation = self.next_generation;
         if let Some(t) = self.current.as_mut() {
             if t.id != id {
                 let from = t.id;
                 // The old file may also have been cut before it was renamed.
-                if t.truncated() && !t.restart(out).unwrap_or(true) {
-                    return false;
+                if t.truncated() {
+                    self.next_generation += 1;
+                    if !t.restart(generation, out).unwrap_or(true) {
+                        return false;
+                    }
                 }
                 if let Some(old) = self.current.take() {
                     old.retire(&mut self.draining);
@@ -371,7 +445,8 @@ impl Tailer {
             if t.truncated() {
                 // Whatever is in the file now is new.
                 let read_to = t.read_to();
-                match t.restart(out) {
+                self.next_generation += 1;
+                match t.restart(generation, out) {
                     Ok(true) => {}
                     Ok(false) => return false,
                     Err(e) => return self.notice(Notice::Unreadable(format!("{}: {e}", path.display())), out),
@@ -384,18 +459,89 @@ impl Tailer {
         let offset = match (self.first_open, self.config.start) {
             (true, StartAt::End) => meta.len(),
             (true, StartAt::Offset(o)) => o,
+            (true, StartAt::Saved(saved)) => return self.resume(saved, id, out),
             _ => 0,
         };
         self.open(&path, offset, out)
     }
 
+    /// Finds the file of a saved position again. At the path: resume there.
+    /// Rotated away while nobody followed: read it from the saved offset to
+    /// its end, then the path's file from its start. Nowhere: say so, and
+    /// read the path's file from its start.
+    fn resume(&mut self, saved: SavedPosition, at_path: FileId, out: &mut dyn FnMut(Output) -> bool) -> bool {
+        let path = self.config.path.clone();
+        // The same file: the same first bytes, and at least as long. A file
+        // saved while still empty has no content to recognize it by, so only
+        // its inode can.
+        let same = |p: &Path| {
+            let Ok(file) = File::open(p) else { return false };
+            let Ok(meta) = file.metadata() else { return false };
+            let len = saved.fingerprint.len as usize;
+            meta.is_file()
+                && meta.len() >= saved.offset
+                && (len > 0 || FileId::of(&meta) == saved.file)
+                && head_of(&file, len).is_ok_and(|h| h == (saved.fingerprint.sum, len))
+        };
+        if at_path == saved.file && same(&path) {
+            return self.open(&path, saved.offset, out);
+        }
+        // Rotated while down: look among the path's neighbours, the same
+        // inode first, then the same content (a copy made by copytruncate).
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut candidates: Vec<(bool, PathBuf)> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| *p != path)
+            .filter_map(|p| {
+                let meta = fs::metadata(&p).ok()?;
+                Some((FileId::of(&meta) != saved.file, p))
+            })
+            .collect();
+        candidates.sort();
+        // The saved file itself, renamed, but truncated since: what it holds
+        // now was written after the truncation, so it is read whole, after
+        // the copy that holds the rest of what was saved.
+        let cut_original = candidates.iter().find(|(other, p)| !*other && !same(p)).map(|(_, p)| p.clone());
+        let found = candidates.into_iter().map(|(_, p)| p).find(|p| same(p));
+        self.first_open = false;
+        let mut resume_from = Vec::new();
+        match found {
+            Some(old) => resume_from.push((old, saved.offset)),
+            None => {
+                if !self.notice(Notice::SavedFileGone(saved), out) {
+                    return false;
+                }
+            }
+        }
+        resume_from.extend(cut_original.map(|p| (p, 0)));
+        for (old, offset) in resume_from {
+            let generation = self.generation();
+            match Tracked::open(&old, offset, self.config.max_line, generation) {
+                Ok(t) => {
+                    if !t.announce(out) {
+                        return false;
+                    }
+                    t.retire(&mut self.draining)
+                }
+                Err(e) => return self.notice(Notice::Unreadable(format!("{}: {e}", old.display())), out),
+            }
+        }
+        self.open(&path, 0, out)
+    }
+
     fn open(&mut self, path: &Path, offset: u64, out: &mut dyn FnMut(Output) -> bool) -> bool {
-        match Tracked::open(path, offset, self.config.max_line) {
+        let generation = self.next_generation;
+        match Tracked::open(path, offset, self.config.max_line, generation) {
             Ok(t) => {
+                let announced = t.announce(out);
                 self.current = Some(t);
+                self.next_generation += 1;
                 self.first_open = false;
                 self.last_notice = None;
-                true
+                announced
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.notice(Notice::Waiting(path.to_path_buf()), out),
             Err(e) => self.notice(Notice::Unreadable(format!("{}: {e}", path.display())), out),
@@ -584,6 +730,122 @@ mod tests {
         assert_eq!(h.poll(), v(&["again"]));
         let waits = h.notices.iter().filter(|n| matches!(n, Notice::Waiting(_))).count();
         assert_eq!(waits, 2, "one notice each time the path goes missing: {:?}", h.notices);
+    }
+
+    /// Follows `path` from the start, and returns the saved position of the
+    /// line `n` lines in (as if everything before it was acknowledged).
+    fn position_after(path: &Path, n: usize) -> SavedPosition {
+        let mut config = TailConfig::new(path);
+        config.start = StartAt::Beginning;
+        let mut t = Tailer::new(config);
+        let mut saved = None;
+        let mut seen = 0;
+        t.poll(&mut |o| {
+            if let Output::Lines(l) = o {
+                for s in &l.chunk.lines {
+                    if seen == n {
+                        saved.get_or_insert(SavedPosition {
+                            file: l.file,
+                            fingerprint: l.fingerprint,
+                            offset: s.offset,
+                        });
+                    }
+                    seen += 1;
+                }
+            }
+            true
+        });
+        saved.expect("enough lines")
+    }
+
+    fn resumed(path: &Path, saved: SavedPosition) -> (Vec<String>, Vec<Notice>) {
+        let mut config = TailConfig::new(path);
+        config.start = StartAt::Saved(saved);
+        config.idle_flush = Duration::from_millis(1);
+        let mut t = Tailer::new(config);
+        let (mut lines, mut notices) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            t.poll(&mut |o| {
+                match o {
+                    Output::Lines(l) => lines
+                        .extend(l.chunk.lines.iter().map(|s| String::from_utf8_lossy(l.chunk.text(s)).into_owned())),
+                    Output::Notice(n) => notices.push(n),
+                }
+                true
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (lines, notices)
+    }
+
+    #[test]
+    fn resumes_at_a_saved_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.log");
+        fs::write(&p, "a\nb\nc\n").unwrap();
+        let saved = position_after(&p, 1);
+        fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"d\n").unwrap();
+        assert_eq!(resumed(&p, saved).0, v(&["b", "c", "d"]));
+    }
+
+    #[test]
+    fn resumes_in_a_file_rotated_while_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.log");
+        fs::write(&p, "a\nb\nc\n").unwrap();
+        let saved = position_after(&p, 2);
+        fs::rename(&p, dir.path().join("app.log.1")).unwrap();
+        fs::write(&p, "d\ne\n").unwrap();
+        assert_eq!(resumed(&p, saved).0, v(&["c", "d", "e"]));
+    }
+
+    #[test]
+    fn resumes_in_the_copy_after_a_copytruncate_while_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.log");
+        fs::write(&p, "first\nsecond\nthird\n").unwrap();
+        let saved = position_after(&p, 1);
+        fs::copy(&p, dir.path().join("app.log.1")).unwrap();
+        fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"fourth\n").unwrap();
+        assert_eq!(resumed(&p, saved).0, v(&["second", "third", "fourth"]));
+    }
+
+    #[test]
+    fn a_saved_file_that_is_gone_is_said_and_the_path_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("app.log");
+        fs::write(&p, "a\nb\n").unwrap();
+        let saved = position_after(&p, 1);
+        fs::remove_file(&p).unwrap();
+        fs::write(&p, "new\n").unwrap();
+        let (lines, notices) = resumed(&p, saved);
+        assert_eq!(lines, v(&["new"]));
+        assert!(notices.contains(&Notice::SavedFileGone(saved)), "{notices:?}");
+    }
+
+    #[test]
+    fn generations_order_files_and_truncations() {
+        let mut h = Harness::new(StartAt::Beginning, |_| {});
+        let p = h.path();
+        h.append(&p, "a\n");
+        let mut gens = Vec::new();
+        let mut poll = |h: &mut Harness| {
+            h.tailer.poll(&mut |o| {
+                if let Output::Lines(l) = o {
+                    gens.push(l.generation);
+                }
+                true
+            });
+        };
+        poll(&mut h);
+        fs::rename(&p, p.with_extension("log.1")).unwrap();
+        h.append(&p, "b\n");
+        poll(&mut h);
+        OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        h.append(&p, "c\n");
+        poll(&mut h);
+        assert_eq!(gens, vec![0, 1, 2]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sluice_file::{Output, StartAt, TailConfig, Tailer};
+use sluice_file::{Notice, Output, SavedPosition, StartAt, TailConfig, Tailer};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -38,6 +38,9 @@ enum Op {
     Truncate,
     /// Delete the file; the next write creates it again.
     Delete,
+    /// Stop the tailer and start a new one from the saved position of the
+    /// last line handed out.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -49,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CopyTruncate),
         1 => Just(Op::Truncate),
         1 => Just(Op::Delete),
+        2 => Just(Op::Restart),
     ]
 }
 
@@ -67,6 +71,13 @@ struct Model {
     emitted: Vec<String>,
     /// A file was created at the path since the tailer last looked.
     created_since_poll: bool,
+    /// Where to resume: after the last line handed out, or where the newest
+    /// file opened starts, whichever belongs to the later generation.
+    /// Keyed by (tailer instance, generation, offset): a new tailer counts
+    /// generations from 0 again.
+    saved: Option<((u32, u64, u64), SavedPosition)>,
+    /// Counts tailer instances.
+    instance: u32,
 }
 
 impl Model {
@@ -85,11 +96,27 @@ impl Model {
     fn poll(&mut self) {
         self.created_since_poll = false;
         let emitted = &mut self.emitted;
+        let saved = &mut self.saved;
+        let instance = self.instance;
+        let mut keep = |generation: u64, p: SavedPosition| {
+            let key = (instance, generation, p.offset);
+            if saved.is_none_or(|(k, _)| k <= key) {
+                *saved = Some((key, p));
+            }
+        };
         self.tailer.poll(&mut |o| {
-            if let Output::Lines(l) = o {
-                for s in &l.chunk.lines {
-                    emitted.push(String::from_utf8_lossy(l.chunk.text(s)).into_owned());
+            match o {
+                Output::Lines(l) => {
+                    for s in &l.chunk.lines {
+                        emitted.push(String::from_utf8_lossy(l.chunk.text(s)).into_owned());
+                    }
+                    keep(
+                        l.generation,
+                        SavedPosition { file: l.file, fingerprint: l.fingerprint, offset: l.chunk.end_offset },
+                    );
                 }
+                Output::Notice(Notice::Opened { position, generation }) => keep(generation, position),
+                Output::Notice(_) => {}
             }
             true
         });
@@ -119,6 +146,11 @@ impl Model {
                 }
             }
             Op::Poll => self.poll(),
+            Op::Restart => {
+                let start = self.saved.map_or(StartAt::Beginning, |(_, p)| StartAt::Saved(p));
+                self.tailer = Tailer::new(config(&self.path, start));
+                self.instance += 1;
+            }
             Op::Rename => {
                 self.finish_partial();
                 if self.created_since_poll {
@@ -168,16 +200,20 @@ impl Model {
     }
 }
 
+fn config(path: &std::path::Path, start: StartAt) -> TailConfig {
+    let mut config = TailConfig::new(path);
+    config.start = start;
+    config.idle_flush = Duration::from_secs(3600); // partial lines wait for their newline
+    config
+}
+
 fn check(ops: &[Op]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
-    let mut config = TailConfig::new(&path);
-    config.start = StartAt::Beginning;
-    config.idle_flush = Duration::from_secs(3600); // partial lines wait for their newline
     let mut m = Model {
+        tailer: Tailer::new(config(&path, StartAt::Beginning)),
         path,
         dir: dir.path().to_path_buf(),
-        tailer: Tailer::new(config),
         next_line: 0,
         partial: None,
         generation_of: HashMap::new(),
@@ -186,6 +222,8 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
         written: Vec::new(),
         emitted: Vec::new(),
         created_since_poll: false,
+        saved: None,
+        instance: 0,
     };
     for op in ops {
         m.apply(op);
@@ -247,4 +285,5 @@ fn a_known_tricky_sequence() {
     ])
     .unwrap();
     check(&[Append(1), Poll, Append(2), Rename, Rename, Poll, Append(1)]).unwrap();
+    check(&[Append(2), Poll, Append(1), Rename, Restart, Append(1), Restart, Poll, Restart]).unwrap();
 }
