@@ -46,6 +46,9 @@ pub enum RunError {
         /// What went wrong, and what to do.
         message: String,
     },
+    /// The checkpoint directory cannot be used.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A sink could not be written.
     #[error("sink {sink}: {err}; check the path and free space")]
     Sink {

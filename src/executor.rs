@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
@@ -24,7 +24,7 @@ use crate::pipeline::Pipeline;
 use crate::record::{Line, Meta, Position, Record};
 use crate::report::{LatencyReport, RunReport};
 use crate::sink::RunInfo;
-use crate::source::{EventTimeFormat, Feed, InputChunk, Message, Source};
+use crate::source::{Acker, EventTimeFormat, Feed, InputChunk, Message, Source};
 use crate::time::{Clock, NO_TIME};
 use crate::window::{OutputMode, TimeDomain};
 
@@ -105,6 +105,9 @@ struct Tally {
     batches: u64,
     /// Per input, the latest event time delivered so far.
     frontiers: Vec<i64>,
+    /// Per input, the place (file, offset) just after the last line
+    /// processed.
+    processed: Vec<Option<(u64, u64)>>,
 }
 
 impl Tally {
@@ -117,7 +120,9 @@ impl Tally {
         let input = chunk.input as usize;
         if self.frontiers.len() <= input {
             self.frontiers.resize(input + 1, NO_TIME);
+            self.processed.resize(input + 1, None);
         }
+        self.processed[input] = Some((chunk.file, chunk.end_offset));
         let frontier = &mut self.frontiers[input];
         for l in &chunk.lines {
             *frontier = (*frontier).max(l.event_time);
@@ -127,7 +132,7 @@ impl Tally {
                     seq: self.seq,
                     ingest: chunk.ingest,
                     event_time: l.event_time,
-                    pos: Position { input: chunk.input, offset: l.offset },
+                    pos: Position { input: chunk.input, file: chunk.file, offset: l.offset },
                     frontier: *frontier,
                 },
             });
@@ -143,6 +148,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let (tx, rx) = bounded(opts.queue_chunks.max(1));
     let stop = Arc::new(AtomicBool::new(false));
     let alive = sources.len();
+    let ackers: Vec<Option<Arc<dyn Acker>>> = sources.iter().map(|s| s.acker()).collect();
     for (i, source) in sources.into_iter().enumerate() {
         let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time.clone());
         let tx = tx.clone();
@@ -174,6 +180,8 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         opts,
         alive,
         stop: &stop,
+        ackers: &ackers,
+        last_ack: Instant::now(),
         failure: None,
         ended_by: "end-of-input",
     };
@@ -188,11 +196,16 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     }
     let mut ended_by = run.ended_by;
     stop.store(true, Ordering::Relaxed);
+    let finished = graph.finish();
+    // Every window was emitted and flushed: all processed lines are
+    // acknowledged, unless a sink failed on the way (a source failing does
+    // not make what was delivered less delivered).
+    if finished.is_ok() && matches!(error, None | Some(RunError::Source { .. })) {
+        acknowledge(&*graph, &tally, &ackers, true);
+    }
     if error.is_none() {
-        error = graph.finish().err();
-    } else {
-        // Deliver what was accepted before the failure, then report it.
-        let _ = graph.finish();
+        // Otherwise the first error is the one to report.
+        error = finished.err();
     }
     if error.is_some() {
         ended_by = "failed";
@@ -247,10 +260,35 @@ struct Runner<'a> {
     alive: usize,
     /// Tells the sources to stop.
     stop: &'a AtomicBool,
+    /// Per input, where acknowledgements go.
+    ackers: &'a [Option<Arc<dyn Acker>>],
+    /// When acknowledgements were last computed.
+    last_ack: Instant,
     /// The first source failure; the run ends after draining.
     failure: Option<RunError>,
     /// How the run ended.
     ended_by: &'static str,
+}
+
+/// How often acknowledgements are computed at most.
+const ACK_EVERY: Duration = Duration::from_millis(200);
+
+/// Tells each input's acker how far its lines are acknowledged: up to the
+/// earliest line still held in an open window, or else up to the last line
+/// processed. Call it only right after the sinks were flushed.
+fn acknowledge(graph: &dyn crate::pipeline::Graph, tally: &Tally, ackers: &[Option<Arc<dyn Acker>>], force: bool) {
+    for (input, acker) in ackers.iter().enumerate() {
+        let Some(acker) = acker else { continue };
+        let processed = tally.processed.get(input).copied().flatten();
+        let held = graph.unacked(input as u32);
+        let upto = match (held, processed) {
+            (Some(h), Some(p)) => Some(h.min(p)),
+            (h, p) => h.or(p),
+        };
+        if let Some((file, offset)) = upto {
+            acker.ack(file, offset, force);
+        }
+    }
 }
 
 /// Lines per slice when a micro-batch goes through the operators.
@@ -260,6 +298,17 @@ const BATCH_SLICE: usize = 4096;
 const POLL: Duration = Duration::from_millis(50);
 
 impl Runner<'_> {
+    /// Flushes the sinks, and acknowledges what they now hold (at most
+    /// every [`ACK_EVERY`]).
+    fn flush(&mut self) -> Result<(), RunError> {
+        self.graph.flush()?;
+        if self.ackers.iter().any(Option::is_some) && self.last_ack.elapsed() >= ACK_EVERY {
+            self.last_ack = Instant::now();
+            acknowledge(&*self.graph, self.tally, self.ackers, false);
+        }
+        Ok(())
+    }
+
     fn interrupted(&self) -> bool {
         self.opts.interrupt.load(Ordering::Relaxed)
     }
@@ -318,7 +367,7 @@ impl Runner<'_> {
                 Ok(Message::Chunk(c)) => {
                     self.per_event_chunk(c, &mut records)?;
                     if self.rx.is_empty() {
-                        self.graph.flush()?;
+                        self.flush()?;
                     }
                 }
                 Ok(msg) => {
@@ -331,7 +380,7 @@ impl Runner<'_> {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.graph.advance(self.clock.now())?;
-                    self.graph.flush()?;
+                    self.flush()?;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -409,7 +458,7 @@ impl Runner<'_> {
         }
         self.graph.push_batch(batch);
         self.graph.advance(self.clock.now())?;
-        self.graph.flush()?;
+        self.flush()?;
         self.tally.batches += 1;
         Ok(())
     }

@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod executor;

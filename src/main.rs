@@ -52,6 +52,9 @@ struct RunArgs {
     /// How long a followed file's last line may wait for its newline  [default: 5s]
     #[arg(long)]
     idle_flush: Option<String>,
+    /// Save followed files' positions here and resume from them
+    #[arg(long)]
+    checkpoint_dir: Option<String>,
     /// micro-batch | per-event  [default: micro-batch]
     #[arg(long)]
     mode: Option<String>,
@@ -117,6 +120,7 @@ impl RunArgs {
             from: s(&self.from),
             poll_interval: s(&self.poll_interval),
             idle_flush: s(&self.idle_flush),
+            checkpoint_dir: s(&self.checkpoint_dir),
             mode: s(&self.mode),
             batch_interval: s(&self.batch_interval),
             window: s(&self.window),

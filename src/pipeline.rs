@@ -200,6 +200,8 @@ pub(crate) trait Graph: Send {
     fn finish(&mut self) -> Result<(), RunError>;
     /// Counters of the window operator.
     fn counters(&self) -> WindowCounters;
+    /// The earliest place of `input` held in open windows.
+    fn unacked(&self, input: u32) -> Option<(u64, u64)>;
     /// The latency histograms.
     fn latency(&self) -> &LatencyRecorder;
 }
@@ -354,6 +356,10 @@ where
 
     fn counters(&self) -> WindowCounters {
         self.window.as_ref().map(|w| w.counters()).unwrap_or_default()
+    }
+
+    fn unacked(&self, input: u32) -> Option<(u64, u64)> {
+        self.window.as_ref().and_then(|w| w.unacked(input))
     }
 
     fn latency(&self) -> &LatencyRecorder {

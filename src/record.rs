@@ -11,8 +11,18 @@ use crate::time::{EpochNanos, NO_TIME};
 pub struct Position {
     /// Which input of the run (a file, a socket, later a Kafka partition).
     pub input: u32,
-    /// Byte offset of the event's line in that input.
+    /// Which file of that input, counted in reading order (a followed file
+    /// gets a new number when it is rotated or truncated); 0 otherwise.
+    pub file: u64,
+    /// Byte offset of the event's line in that file.
     pub offset: u64,
+}
+
+impl Position {
+    /// The place within its input, ordered: file, then offset.
+    pub fn place(&self) -> (u64, u64) {
+        (self.file, self.offset)
+    }
 }
 
 /// The metadata every record carries from its source to the sinks.

@@ -55,7 +55,7 @@ pub fn word_count(settings: &Settings) -> Result<Pipeline, RunError> {
 /// `interrupt` is set.
 pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result<RunOutcome, RunError> {
     let pipeline = word_count(settings)?;
-    let source = settings.source.build(&settings.source_options);
+    let source = settings.source.build(&settings.source_options)?;
     let mut opts = RunOptions::new(settings.mode);
     opts.event_time = settings.event_time.clone();
     opts.interrupt = interrupt;

@@ -194,3 +194,87 @@ fn event_time_from_real_log_lines() {
         }
     }
 }
+
+fn start_following(log: &Path, ckpt: &Path, out: &Path) -> Child {
+    sluice()
+        .args(["run", "--source", &format!("file:{}", log.display()), "--from", "beginning"])
+        .args(["--checkpoint-dir", &ckpt.display().to_string(), "--poll-interval", "20ms", "--idle-flush", "300ms"])
+        .args(["--mode", "per-event", "--window", "global", "--sink", &format!("jsonl:{}", out.display())])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn add_counts(into: &mut HashMap<String, u64>, rows: Vec<Row>) {
+    for r in rows {
+        *into.entry(r.key).or_insert(0) += r.count;
+    }
+}
+
+#[test]
+fn a_restart_resumes_where_it_stopped_even_after_a_rotation_while_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let ckpt = dir.path().join("ckpt");
+    let mut written = String::new();
+    let mut write = |path: &Path, text: String| {
+        append(path, &text);
+        written.push_str(&text);
+    };
+    write(&log, log_lines(0, 100));
+
+    let out1 = dir.path().join("run1.jsonl");
+    let child = start_following(&log, &ckpt, &out1);
+    std::thread::sleep(Duration::from_millis(600));
+    write(&log, log_lines(100, 50));
+    std::thread::sleep(Duration::from_millis(600));
+    stop(child);
+    let saved = fs::read_to_string(ckpt.join("positions.json")).unwrap();
+    assert!(saved.contains("\"version\": 1") && saved.contains("app.log"), "{saved}");
+
+    // While sluice is down: more lines, then a rename rotation, then more.
+    write(&log, log_lines(150, 30));
+    fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    write(&log, log_lines(180, 40));
+
+    let out2 = dir.path().join("run2.jsonl");
+    let child = start_following(&log, &ckpt, &out2);
+    std::thread::sleep(Duration::from_millis(1000));
+    let stderr = stop(child);
+
+    let mut got = HashMap::new();
+    add_counts(&mut got, read_rows(&out1, "per-event"));
+    add_counts(&mut got, read_rows(&out2, "per-event"));
+    assert_eq!(got, independent_count(written.as_bytes()), "every line exactly once over both runs\n{stderr}");
+}
+
+#[test]
+fn kill_9_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let ckpt = dir.path().join("ckpt");
+    let mut written = String::new();
+    let first = log_lines(0, 200);
+    append(&log, &first);
+    written.push_str(&first);
+    let out1 = dir.path().join("run1.jsonl");
+    let mut child = start_following(&log, &ckpt, &out1);
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL: the global window is never emitted
+    child.wait().unwrap();
+    let more = log_lines(200, 50);
+    append(&log, &more);
+    written.push_str(&more);
+    let out2 = dir.path().join("run2.jsonl");
+    let child = start_following(&log, &ckpt, &out2);
+    std::thread::sleep(Duration::from_millis(1000));
+    stop(child);
+    let mut got = HashMap::new();
+    if out1.exists() {
+        add_counts(&mut got, read_rows(&out1, "per-event"));
+    }
+    add_counts(&mut got, read_rows(&out2, "per-event"));
+    // The first run's window was open, so none of its lines was
+    // acknowledged: the second run counts them all, once.
+    assert_eq!(got, independent_count(written.as_bytes()));
+}

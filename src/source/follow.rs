@@ -1,11 +1,19 @@
-//! A followed file: the `sluice-file` tailer adapted to the engine.
+//! A followed file: the `sluice-file` tailer adapted to the engine, with
+//! its position saved in a checkpoint directory.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use sluice_file::{Notice, Output, StartAt, TailConfig, Tailer};
+use sluice_file::{FileId, Fingerprint, Notice, Output, SavedPosition, StartAt, TailConfig, Tailer};
 
-use super::{Feed, Source};
+use super::{Acker, Feed, Source};
+use crate::checkpoint::{CheckpointDir, CheckpointError, FilePosition};
 use crate::error::RunError;
+
+/// How often a changed position is written at most (the last one is always
+/// written when the run ends).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How a followed file is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,21 +37,130 @@ impl Default for FollowOptions {
 }
 
 /// Follows a file like `tail -F` until the run stops.
-#[derive(Debug, Clone)]
 pub struct FollowSource {
     /// What the tailer follows.
     config: TailConfig,
+    /// Where its position is saved, if anywhere.
+    checkpoint: Option<Arc<FileCheckpoint>>,
 }
 
 impl FollowSource {
-    /// A source following `path`.
-    pub fn new(path: std::path::PathBuf, opts: FollowOptions, max_line: usize) -> Self {
-        let mut config = TailConfig::new(path);
+    /// A source following `path`. With a checkpoint directory it resumes
+    /// from the position saved there (which wins over `from_beginning`), and
+    /// saves its position as lines are acknowledged.
+    pub fn new(
+        path: std::path::PathBuf,
+        opts: FollowOptions,
+        max_line: usize,
+        checkpoint: Option<&CheckpointDir>,
+    ) -> Result<Self, CheckpointError> {
+        let mut config = TailConfig::new(&path);
         config.start = if opts.from_beginning { StartAt::Beginning } else { StartAt::End };
         config.poll_interval = opts.poll_interval;
         config.idle_flush = opts.idle_flush;
         config.max_line = max_line;
-        FollowSource { config }
+        let key = format!("file:{}", path.display());
+        let checkpoint = match checkpoint {
+            Some(dir) => {
+                let saved = dir.load()?;
+                if let Some(p) = saved.get(&key) {
+                    config.start = StartAt::Saved(SavedPosition {
+                        file: FileId { dev: p.dev, ino: p.ino },
+                        fingerprint: Fingerprint { sum: p.fingerprint_sum, len: p.fingerprint_len },
+                        offset: p.offset,
+                    });
+                }
+                Some(Arc::new(FileCheckpoint {
+                    dir: dir.clone(),
+                    key,
+                    state: Mutex::new(SaveState { positions: saved, ..SaveState::default() }),
+                }))
+            }
+            None => None,
+        };
+        Ok(FollowSource { config, checkpoint })
+    }
+}
+
+/// Saves a followed file's acknowledged position.
+struct FileCheckpoint {
+    /// Where.
+    dir: CheckpointDir,
+    /// This source's name in the file.
+    key: String,
+    /// Shared by the source thread (which files exist) and the executor
+    /// (what is acknowledged).
+    state: Mutex<SaveState>,
+}
+
+#[derive(Default)]
+struct SaveState {
+    /// The identity of each file generation not yet fully acknowledged.
+    files: BTreeMap<u64, (FileId, Fingerprint)>,
+    /// Every saved position (other sources' too), as last written.
+    positions: BTreeMap<String, FilePosition>,
+    /// The position to save, if it changed since the last write.
+    pending: Option<FilePosition>,
+    /// When the file was last written.
+    last_write: Option<Instant>,
+}
+
+impl FileCheckpoint {
+    /// Notes which file a generation is (its fingerprint grows with it).
+    fn note(&self, generation: u64, file: FileId, fingerprint: Fingerprint) {
+        if let Ok(mut s) = self.state.lock() {
+            s.files.insert(generation, (file, fingerprint));
+        }
+    }
+
+    /// A file was opened: if nothing was ever saved for this source, its
+    /// starting point is saved at once, so that a restart before the first
+    /// acknowledgement does not skip to the end of the file.
+    fn opened(&self, generation: u64, at: SavedPosition) {
+        self.note(generation, at.file, at.fingerprint);
+        let fresh = self.state.lock().map(|s| !s.positions.contains_key(&self.key)).unwrap_or(false);
+        if fresh {
+            self.ack(generation, at.offset, true);
+        }
+    }
+
+    fn save(&self, s: &mut SaveState) {
+        let Some(pos) = s.pending.take() else { return };
+        let mut positions = s.positions.clone();
+        positions.insert(self.key.clone(), pos);
+        match self.dir.store(&positions) {
+            Ok(()) => {
+                s.positions = positions;
+                s.last_write = Some(Instant::now());
+            }
+            Err(e) => {
+                // The last good checkpoint stays; try again next time.
+                tracing::warn!(source = %self.key, "cannot save the position: {e}; keeping the last saved one");
+                s.pending = Some(pos);
+            }
+        }
+    }
+}
+
+impl Acker for FileCheckpoint {
+    fn ack(&self, generation: u64, offset: u64, force: bool) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let Some(&(file, fingerprint)) = s.files.get(&generation) else { return };
+        // Older files are done with.
+        s.files = s.files.split_off(&generation);
+        let pos = FilePosition {
+            dev: file.dev,
+            ino: file.ino,
+            fingerprint_sum: fingerprint.sum,
+            fingerprint_len: fingerprint.len,
+            offset,
+        };
+        if s.positions.get(&self.key) != Some(&pos) || s.pending.is_some() {
+            s.pending = Some(pos);
+        }
+        if force || s.last_write.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
+            self.save(&mut s);
+        }
     }
 }
 
@@ -52,16 +169,24 @@ impl Source for FollowSource {
         format!("file:{}", self.config.path.display())
     }
 
+    fn acker(&self) -> Option<Arc<dyn Acker>> {
+        self.checkpoint.clone().map(|c| c as Arc<dyn Acker>)
+    }
+
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
+        let checkpoint = self.checkpoint;
         Tailer::new(self.config).run(feed.stop_flag(), |out| match out {
             Output::Lines(lines) => {
                 let cut = lines.chunk.lines.iter().filter(|l| l.truncated).count() as u32;
                 if cut > 0 {
                     tracing::warn!(source = %name, lines = cut, "cut lines longer than the maximum line length (--max-line-bytes)");
                 }
+                if let Some(c) = &checkpoint {
+                    c.note(lines.generation, lines.file, lines.fingerprint);
+                }
                 let bytes = lines.chunk.data.len() as u64;
-                feed.send_lines(lines.chunk, bytes, cut)
+                feed.send_file_lines(lines.chunk, lines.generation, bytes, cut)
             }
             Output::Notice(n) => {
                 match n {
@@ -74,7 +199,11 @@ impl Source for FollowSource {
                     Notice::SavedFileGone(_) => {
                         tracing::warn!(source = %name, "the file of the saved position is gone; reading from the start")
                     }
-                    Notice::Opened { .. } => {}
+                    Notice::Opened { position, generation } => {
+                        if let Some(c) = &checkpoint {
+                            c.opened(generation, position);
+                        }
+                    }
                 }
                 true
             }

@@ -399,6 +399,8 @@ impl Source for Generator {
                 lines,
                 truncated: 0,
                 time_fallbacks: 0,
+                file: 0,
+                end_offset: offset,
             };
             if !feed.send(chunk) {
                 break;

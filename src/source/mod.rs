@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 
+use crate::checkpoint::{CheckpointDir, CheckpointError};
 use crate::error::{RunError, SpecError};
 use crate::time::{Clock, EpochNanos, NO_TIME};
 
@@ -114,6 +115,21 @@ pub struct InputChunk {
     pub truncated: u32,
     /// Lines whose event time could not be parsed (ingest time was used).
     pub time_fallbacks: u32,
+    /// Which file of the input (see [`crate::Position::file`]).
+    pub file: u64,
+    /// Offset in that file just after the chunk's last line: where reading
+    /// would resume once every line of the chunk is acknowledged.
+    pub end_offset: u64,
+}
+
+/// Takes acknowledgements: every line of an input before a place (file,
+/// offset) has had all its effects flushed by the sinks. A source that can
+/// resume (a followed file) saves it.
+pub trait Acker: Send + Sync {
+    /// Everything before `(file, offset)` is acknowledged. `force` asks for
+    /// the position to be saved now (at the end of a run); otherwise it may
+    /// be saved later, at most a second later.
+    fn ack(&self, file: u64, offset: u64, force: bool);
 }
 
 /// What sources send the executor.
@@ -177,6 +193,12 @@ impl Feed {
     /// Sends a framed chunk, stamping its ingest time now and finding event
     /// times. Returns false when the run no longer takes input.
     pub fn send_lines(&self, chunk: sluice_lines::Chunk, bytes: u64, truncated: u32) -> bool {
+        self.send_file_lines(chunk, 0, bytes, truncated)
+    }
+
+    /// Like [`Feed::send_lines`], for lines of file number `file` of this
+    /// input (see [`crate::Position::file`]).
+    pub fn send_file_lines(&self, chunk: sluice_lines::Chunk, file: u64, bytes: u64, truncated: u32) -> bool {
         let ingest = self.clock.now();
         let mut fallbacks = 0;
         let lines = chunk
@@ -207,6 +229,8 @@ impl Feed {
         self.send(InputChunk {
             input: self.input,
             ingest,
+            file,
+            end_offset: chunk.end_offset,
             data: chunk.data,
             lines,
             bytes,
@@ -229,6 +253,11 @@ pub trait Source: Send + 'static {
     /// Reads until the input ends or [`Feed::stopping`], sending chunks.
     /// An error ends this input; what was sent before it stands.
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError>;
+
+    /// Where acknowledgements go, for a source that saves its position.
+    fn acker(&self) -> Option<Arc<dyn Acker>> {
+        None
+    }
 }
 
 /// The options sources are built with.
@@ -238,6 +267,8 @@ pub struct SourceOptions {
     pub no_follow: bool,
     /// How to follow a file.
     pub follow: FollowOptions,
+    /// Where followed files save their positions.
+    pub checkpoint_dir: Option<PathBuf>,
     /// Longest line before it is cut, in bytes.
     pub max_line: usize,
     /// The generator's settings (also used by `demo`).
@@ -246,11 +277,14 @@ pub struct SourceOptions {
 
 impl SourceSpec {
     /// Makes the running source: a `file:` source follows the file unless
-    /// `no_follow` is set.
-    pub fn build(&self, opts: &SourceOptions) -> Box<dyn Source> {
-        match self {
+    /// `no_follow` is set. Fails when the checkpoint directory is unusable.
+    pub fn build(&self, opts: &SourceOptions) -> Result<Box<dyn Source>, CheckpointError> {
+        Ok(match self {
             SourceSpec::File(path) if opts.no_follow => Box::new(FileSource::new(path.clone(), opts.max_line)),
-            SourceSpec::File(path) => Box::new(FollowSource::new(path.clone(), opts.follow, opts.max_line)),
+            SourceSpec::File(path) => {
+                let dir = opts.checkpoint_dir.as_deref().map(CheckpointDir::open).transpose()?;
+                Box::new(FollowSource::new(path.clone(), opts.follow, opts.max_line, dir.as_ref())?)
+            }
             SourceSpec::Stdin => Box::new(StdinSource::new(opts.max_line)),
             SourceSpec::Tcp(addr) => Box::new(TcpSource::new(addr.clone(), opts.max_line)),
             SourceSpec::Gen(rate) => {
@@ -259,7 +293,7 @@ impl SourceSpec {
             SourceSpec::Demo(rate) => {
                 Box::new(Generator::demo(GeneratorConfig { rate: *rate, ..opts.generator.clone() }))
             }
-        }
+        })
     }
 }
 

@@ -78,12 +78,41 @@ pub struct Entry<A> {
     dirty: bool,
 }
 
+/// The earliest source place, per input, of the events a window holds:
+/// their lines cannot be acknowledged before the window is emitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Oldest(Vec<(u32, (u64, u64))>);
+
+impl Oldest {
+    /// Notes an event's position.
+    #[inline]
+    fn note(&mut self, pos: &Position) {
+        match self.0.iter_mut().find(|(i, _)| *i == pos.input) {
+            Some((_, place)) => *place = (*place).min(pos.place()),
+            None => self.0.push((pos.input, pos.place())),
+        }
+    }
+
+    /// The earliest place of `input`, if the window holds any of its events.
+    fn of(&self, input: u32) -> Option<(u64, u64)> {
+        self.0.iter().find(|(i, _)| *i == input).map(|(_, p)| *p)
+    }
+
+    fn merge(&mut self, other: &Oldest) {
+        for &(input, place) in &other.0 {
+            self.note(&Position { input, file: place.0, offset: place.1 });
+        }
+    }
+}
+
 /// One open tumbling, sliding or global window.
 struct Pane<K, A> {
     /// Per-key state.
     keys: FxHashMap<K, Entry<A>>,
     /// Latency summary of the events whose first effect is this window.
     lat: Option<WindowLatency>,
+    /// Where its events came from.
+    oldest: Oldest,
 }
 
 /// One open session of one key.
@@ -95,6 +124,8 @@ pub struct Session<A> {
     pub entry: Entry<A>,
     /// Latency summary of its events.
     lat: Option<WindowLatency>,
+    /// Where its events came from.
+    oldest: Oldest,
 }
 
 /// One open tumbling, sliding or global window in a [`WindowState`].
@@ -106,6 +137,8 @@ pub struct PaneState<K, A> {
     pub keys: Vec<(K, Entry<A>)>,
     /// Latency summary of its events (final output).
     lat: Option<WindowLatency>,
+    /// Where its events came from.
+    oldest: Oldest,
 }
 
 /// Everything a window operator must keep across a restart: the open
@@ -222,7 +255,7 @@ where
                 .iter()
                 .map(|(&(end, start), p)| {
                     let keys = p.keys.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
-                    PaneState { window: Window { start, end }, keys, lat: p.lat.clone() }
+                    PaneState { window: Window { start, end }, keys, lat: p.lat.clone(), oldest: p.oldest.clone() }
                 })
                 .collect(),
             sessions: self.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -235,12 +268,25 @@ where
         self.panes = state
             .panes
             .into_iter()
-            .map(|p| ((p.window.end, p.window.start), Pane { keys: p.keys.into_iter().collect(), lat: p.lat }))
+            .map(|p| {
+                (
+                    (p.window.end, p.window.start),
+                    Pane { keys: p.keys.into_iter().collect(), lat: p.lat, oldest: p.oldest },
+                )
+            })
             .collect();
         self.session_ends =
             state.sessions.iter().flat_map(|(k, list)| list.iter().map(move |s| (s.window.end, k.clone()))).collect();
         self.sessions = state.sessions.into_iter().collect();
         self.watermarks = state.watermarks;
+    }
+
+    /// The earliest place (file, offset) of `input` among the events that
+    /// open windows hold: lines from there on are not acknowledged yet.
+    pub fn unacked(&self, input: u32) -> Option<(u64, u64)> {
+        let panes = self.panes.values().filter_map(|p| p.oldest.of(input));
+        let sessions = self.sessions.values().flatten().filter_map(|s| s.oldest.of(input));
+        panes.chain(sessions).min()
     }
 
     /// Open windows (panes and sessions).
@@ -426,7 +472,12 @@ where
     fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
         let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
-        let pane = self.panes.entry((w.end, w.start)).or_insert_with(|| Pane { keys: FxHashMap::default(), lat: None });
+        let pane = self.panes.entry((w.end, w.start)).or_insert_with(|| Pane {
+            keys: FxHashMap::default(),
+            lat: None,
+            oldest: Oldest::default(),
+        });
+        pane.oldest.note(&meta.pos);
         if first {
             if update {
                 self.pending_events.push((meta.ingest, meta.event_time));
@@ -471,7 +522,9 @@ where
             window: w,
             entry: Entry { acc: self.agg.init(), max_event_time: NO_TIME, dirty: false },
             lat: None,
+            oldest: Oldest::default(),
         };
+        merged.oldest.note(&meta.pos);
         // Merge every open session this event touches: events less than the
         // gap apart. Sessions whose end the watermark passed are closed, even
         // if not emitted yet.
@@ -487,6 +540,7 @@ where
                 self.agg.merge(&mut merged.entry.acc, s.entry.acc);
                 merged.entry.max_event_time = merged.entry.max_event_time.max(s.entry.max_event_time);
                 merged.entry.dirty |= s.entry.dirty;
+                merged.oldest.merge(&s.oldest);
                 merged.lat = match (merged.lat.take(), s.lat) {
                     (Some(mut a), Some(b)) => {
                         a.merge(b);
