@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -57,25 +57,14 @@ fn sigterm_flushes_open_windows_reports_and_exits_zero() {
     let out = dir.path().join("gen.jsonl");
     let report = dir.path().join("gen.json");
     for mode in ["per-event", "micro-batch"] {
-        let mut child = sluice()
+        let child = sluice()
             .args(["run", "--source", "gen:2000", "--mode", mode, "--batch-interval", "100ms", "--window", "global"])
             .args(["--sink", &format!("jsonl:{}", out.display()), "--report", &report.display().to_string()])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
-        let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(killed.success());
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "sluice did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-        assert!(status.success(), "{mode}: {status:?}\n{stderr}");
+        let stderr = stop(child);
         assert!(stderr.contains("sluice run report"), "the report is printed: {stderr}");
         let rep = read_report(&report);
         assert_eq!(rep["ended_by"], "stopped");

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `sluice` binary under test.
 pub fn sluice() -> Command {
@@ -102,4 +103,22 @@ pub fn assert_same_map<K: Ord + std::fmt::Debug + Clone, V: PartialEq + std::fmt
     let n = diffs.len();
     diffs.truncate(10);
     panic!("{what}: {n} differences, first ones:\n{}", diffs.join("\n"));
+}
+
+/// Sends SIGTERM to a running sluice, waits (at most 10 s) for it to exit,
+/// checks it exited 0, and returns its stderr.
+pub fn stop(mut child: Child) -> String {
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "sluice did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    stderr
 }
