@@ -120,7 +120,7 @@ impl CheckpointDir {
     /// complete on disk.
     pub fn store(&self, sources: &BTreeMap<String, FilePosition>) -> io::Result<()> {
         let saved = Saved { format: FORMAT.to_string(), version: VERSION, sources: sources.clone() };
-        let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
+        let tmp = self.dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
         {
             let mut f = File::create(&tmp)?;
             serde_json::to_writer_pretty(&mut f, &saved)?;

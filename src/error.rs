@@ -49,6 +49,14 @@ pub enum RunError {
     /// The checkpoint directory cannot be used.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A source position could not be saved at the end of the run.
+    #[error(
+        "{message}; the results are complete, but a restart would count the lines since the last saved position again"
+    )]
+    SavePosition {
+        /// What failed.
+        message: String,
+    },
     /// A sink could not be written.
     #[error("sink {sink}: {err}; check the path and free space")]
     Sink {

@@ -201,7 +201,10 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     // acknowledged, unless a sink failed on the way (a source failing does
     // not make what was delivered less delivered).
     if finished.is_ok() && matches!(error, None | Some(RunError::Source { .. })) {
-        acknowledge(&*graph, &tally, &ackers, true);
+        if let Err(message) = acknowledge(&*graph, &tally, &ackers, true) {
+            // The run's results are out, but a restart would count some again.
+            error.get_or_insert(RunError::SavePosition { message });
+        }
     }
     if error.is_none() {
         // Otherwise the first error is the one to report.
@@ -276,7 +279,13 @@ const ACK_EVERY: Duration = Duration::from_millis(200);
 /// Tells each input's acker how far its lines are acknowledged: up to the
 /// earliest line still held in an open window, or else up to the last line
 /// processed. Call it only right after the sinks were flushed.
-fn acknowledge(graph: &dyn crate::pipeline::Graph, tally: &Tally, ackers: &[Option<Arc<dyn Acker>>], force: bool) {
+fn acknowledge(
+    graph: &dyn crate::pipeline::Graph,
+    tally: &Tally,
+    ackers: &[Option<Arc<dyn Acker>>],
+    force: bool,
+) -> Result<(), String> {
+    let mut result = Ok(());
     for (input, acker) in ackers.iter().enumerate() {
         let Some(acker) = acker else { continue };
         let processed = tally.processed.get(input).copied().flatten();
@@ -286,9 +295,12 @@ fn acknowledge(graph: &dyn crate::pipeline::Graph, tally: &Tally, ackers: &[Opti
             (h, p) => h.or(p),
         };
         if let Some((file, offset)) = upto {
-            acker.ack(file, offset, force);
+            if let Err(e) = acker.ack(file, offset, force) {
+                result = Err(e);
+            }
         }
     }
+    result
 }
 
 /// Lines per slice when a micro-batch goes through the operators.
@@ -304,7 +316,8 @@ impl Runner<'_> {
         self.graph.flush()?;
         if self.ackers.iter().any(Option::is_some) && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
-            acknowledge(&*self.graph, self.tally, self.ackers, false);
+            // A failed save is retried later; the source warns about it.
+            let _ = acknowledge(&*self.graph, self.tally, self.ackers, false);
         }
         Ok(())
     }
@@ -366,7 +379,10 @@ impl Runner<'_> {
             match self.rx.recv_timeout(wait) {
                 Ok(Message::Chunk(c)) => {
                     self.per_event_chunk(c, &mut records)?;
-                    if self.rx.is_empty() {
+                    // Flush when the queue is drained, and under sustained
+                    // input at least every ACK_EVERY, so that positions keep
+                    // being acknowledged.
+                    if self.rx.is_empty() || self.last_ack.elapsed() >= ACK_EVERY {
                         self.flush()?;
                     }
                 }

@@ -49,7 +49,7 @@ fn follows_appends_and_two_rotations_then_stops_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let settle = || std::thread::sleep(Duration::from_millis(800));
+    let settle = || std::thread::sleep(Duration::from_millis(1800)); // rotated files are closed after 1 s of quiet
     for burst in 0..4 {
         let text = log_lines(100 + burst * 50, 50);
         append(&log, &text);
@@ -223,7 +223,7 @@ fn a_restart_resumes_where_it_stopped_even_after_a_rotation_while_down() {
 
     let out2 = dir.path().join("run2.jsonl");
     let child = start_following(&log, &ckpt, &out2);
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(2000));
     let stderr = stop(child);
 
     let mut got = HashMap::new();

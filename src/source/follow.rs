@@ -101,8 +101,12 @@ struct SaveState {
     positions: BTreeMap<String, FilePosition>,
     /// The position to save, if it changed since the last write.
     pending: Option<FilePosition>,
-    /// When the file was last written.
+    /// When the file was last written, or last failed to be.
     last_write: Option<Instant>,
+    /// Whether the starting point was handled (saved, or found saved).
+    baseline: bool,
+    /// Whether the last write failed (to warn once per failing stretch).
+    failing: bool,
 }
 
 impl FileCheckpoint {
@@ -113,54 +117,71 @@ impl FileCheckpoint {
         }
     }
 
-    /// A file was opened: if nothing was ever saved for this source, its
-    /// starting point is saved at once, so that a restart before the first
-    /// acknowledgement does not skip to the end of the file.
+    /// A file starts being read. The first time, if nothing was saved for
+    /// this source yet, its starting point is saved at once, so that a
+    /// restart before the first acknowledgement does not skip to the end of
+    /// the file.
     fn opened(&self, generation: u64, at: SavedPosition) {
         self.note(generation, at.file, at.fingerprint);
-        let fresh = self.state.lock().map(|s| !s.positions.contains_key(&self.key)).unwrap_or(false);
-        if fresh {
-            self.ack(generation, at.offset, true);
+        let Ok(mut s) = self.state.lock() else { return };
+        if std::mem::replace(&mut s.baseline, true) || s.positions.contains_key(&self.key) {
+            return;
         }
+        s.pending = Some(position(at.file, at.fingerprint, at.offset));
+        let _ = self.save(&mut s);
     }
 
-    fn save(&self, s: &mut SaveState) {
-        let Some(pos) = s.pending.take() else { return };
+    fn save(&self, s: &mut SaveState) -> Result<(), String> {
+        let Some(pos) = s.pending.take() else { return Ok(()) };
         let mut positions = s.positions.clone();
         positions.insert(self.key.clone(), pos);
+        s.last_write = Some(Instant::now());
         match self.dir.store(&positions) {
             Ok(()) => {
                 s.positions = positions;
-                s.last_write = Some(Instant::now());
+                s.failing = false;
+                Ok(())
             }
             Err(e) => {
-                // The last good checkpoint stays; try again next time.
-                tracing::warn!(source = %self.key, "cannot save the position: {e}; keeping the last saved one");
+                // The last good checkpoint stays; the next try comes after
+                // the usual interval.
+                if !std::mem::replace(&mut s.failing, true) {
+                    tracing::warn!(source = %self.key, "cannot save the position: {e}; keeping the last saved one");
+                }
                 s.pending = Some(pos);
+                Err(format!("cannot save the position of {}: {e}", self.key))
             }
         }
     }
 }
 
+fn position(file: FileId, fingerprint: Fingerprint, offset: u64) -> FilePosition {
+    FilePosition {
+        dev: file.dev,
+        ino: file.ino,
+        fingerprint_sum: fingerprint.sum,
+        fingerprint_len: fingerprint.len,
+        offset,
+    }
+}
+
 impl Acker for FileCheckpoint {
-    fn ack(&self, generation: u64, offset: u64, force: bool) {
-        let Ok(mut s) = self.state.lock() else { return };
-        let Some(&(file, fingerprint)) = s.files.get(&generation) else { return };
+    fn ack(&self, generation: u64, offset: u64, force: bool) -> Result<(), String> {
+        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
+        // Files are read one after the other, so an acknowledgement names a
+        // file that was noted (its lines were handed out) or opened.
+        let Some(&(file, fingerprint)) = s.files.get(&generation) else { return Ok(()) };
         // Older files are done with.
         s.files = s.files.split_off(&generation);
-        let pos = FilePosition {
-            dev: file.dev,
-            ino: file.ino,
-            fingerprint_sum: fingerprint.sum,
-            fingerprint_len: fingerprint.len,
-            offset,
-        };
+        s.baseline = true;
+        let pos = position(file, fingerprint, offset);
         if s.positions.get(&self.key) != Some(&pos) || s.pending.is_some() {
             s.pending = Some(pos);
         }
         if force || s.last_write.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
-            self.save(&mut s);
+            return self.save(&mut s);
         }
+        Ok(())
     }
 }
 

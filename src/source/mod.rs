@@ -128,8 +128,9 @@ pub struct InputChunk {
 pub trait Acker: Send + Sync {
     /// Everything before `(file, offset)` is acknowledged. `force` asks for
     /// the position to be saved now (at the end of a run); otherwise it may
-    /// be saved later, at most a second later.
-    fn ack(&self, file: u64, offset: u64, force: bool);
+    /// be saved later, at most a second later. An error says the position
+    /// could not be saved (the last saved one stays).
+    fn ack(&self, file: u64, offset: u64, force: bool) -> Result<(), String>;
 }
 
 /// What sources send the executor.

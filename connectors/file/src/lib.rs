@@ -11,9 +11,11 @@
 //!   file is rotated away;
 //! - **rename rotation** (logrotate `create`): the path now names another
 //!   file (device and inode differ). The old file stays open and is read to
-//!   its end, and until it has been quiet for `idle_flush` (a writer may
-//!   still be finishing a line in it), before it is closed; the new file is
-//!   read from its start;
+//!   its end, and until it has been quiet for `rotate_wait` (a writer may
+//!   still be finishing in it), before it is closed; only then is the new
+//!   file read, from its start. Files are read one after the other, so every
+//!   line handed out is ordered by (generation, offset), and one saved
+//!   position says exactly what was handed out;
 //! - **copytruncate and truncation in place**: the file is shorter than what
 //!   was read, or its first bytes changed (truncated and rewritten between
 //!   two looks): the held-back partial line is handed out and reading starts
@@ -87,22 +89,27 @@ pub struct TailConfig {
     pub start: StartAt,
     /// How often to look at the path even without a notification.
     pub poll_interval: Duration,
-    /// How long a partial last line, or a rotated-away file, may stay quiet
-    /// before the line is handed out (or the file closed).
+    /// How long a partial last line may stay quiet before it is handed out
+    /// as a line of its own.
     pub idle_flush: Duration,
+    /// How long a rotated-away file must stay quiet before it is closed and
+    /// the new file at the path is read.
+    pub rotate_wait: Duration,
     /// Longest line in bytes; longer ones are cut.
     pub max_line: usize,
 }
 
 impl TailConfig {
     /// Follows `path` from its end, looking every 250 ms, flushing partial
-    /// lines after 5 s, with 1 MiB lines.
+    /// lines after 5 s, closing rotated files after 1 s of quiet, with 1 MiB
+    /// lines.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         TailConfig {
             path: path.into(),
             start: StartAt::End,
             poll_interval: Duration::from_millis(250),
             idle_flush: Duration::from_secs(5),
+            rotate_wait: Duration::from_secs(1),
             max_line: sluice_lines::DEFAULT_MAX_LINE,
         }
     }
@@ -194,6 +201,9 @@ struct Tracked {
     last_data: Instant,
     /// Its number in reading order (see [`Lines::generation`]).
     generation: u64,
+    /// Whether [`Notice::Opened`] was said for it: when its reading starts,
+    /// which for a new file after a rotation is after the old one is done.
+    announced: bool,
 }
 
 impl Tracked {
@@ -212,6 +222,7 @@ impl Tracked {
             head,
             last_data: Instant::now(),
             generation,
+            announced: false,
         })
     }
 
@@ -219,8 +230,12 @@ impl Tracked {
         Fingerprint { sum: self.head.0, len: self.head.1 as u32 }
     }
 
-    /// Tells the user where reading of this file starts.
-    fn announce(&self, out: &mut dyn FnMut(Output) -> bool) -> bool {
+    /// Tells the user where reading of this file starts (once).
+    fn announce(&mut self, out: &mut dyn FnMut(Output) -> bool) -> bool {
+        if self.announced {
+            return true;
+        }
+        self.announced = true;
         let position =
             SavedPosition { file: self.id, fingerprint: self.fingerprint(), offset: self.reader.resume_offset() };
         out(Output::Notice(Notice::Opened { position, generation: self.generation }))
@@ -238,10 +253,22 @@ impl Tracked {
         self.reader.resume_offset() + self.reader.pending_len() as u64
     }
 
-    /// Hands out every complete line available now.
+    /// Hands out every complete line available now. Any bytes arriving,
+    /// even half a line, count as activity.
     fn drain(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
-        while let Some(chunk) = self.reader.read_available()? {
+        if !self.announce(out) {
+            return Ok(false);
+        }
+        let before = self.reader.stats().bytes;
+        let result = self.drain_lines(out);
+        if self.reader.stats().bytes > before {
             self.last_data = Instant::now();
+        }
+        result
+    }
+
+    fn drain_lines(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
+        while let Some(chunk) = self.reader.read_available()? {
             if self.head.1 < HEAD_BYTES && chunk.end_offset > self.head.1 as u64 {
                 // Identify the file by the bytes handed out so far, so that a
                 // saved position can tell this file from a rewritten one.
@@ -290,7 +317,8 @@ impl Tracked {
         self.reader.seek_to(0)?;
         self.head = head_of(self.reader.get_ref(), HEAD_BYTES)?;
         self.last_data = Instant::now();
-        Ok(self.announce(out))
+        self.announced = false;
+        Ok(true)
     }
 }
 
@@ -361,12 +389,13 @@ impl Tailer {
         if !self.look(out) {
             return false;
         }
-        // Files rotated away: read to the end; close once quiet.
-        let mut keep = Vec::with_capacity(self.draining.len());
-        for mut t in std::mem::take(&mut self.draining) {
+        // Files rotated away, oldest first: read to the end; close once
+        // quiet. The next one (and the file at the path) waits its turn.
+        while let Some(t) = self.draining.first_mut() {
             if t.truncated() {
                 let read_to = t.read_to();
-                let generation = self.generation();
+                let generation = self.next_generation;
+                self.next_generation += 1;
                 if !t.restart(generation, out).unwrap_or(true)
                     || !out(Output::Notice(Notice::Truncated { file: t.id, read_to }))
                 {
@@ -377,15 +406,14 @@ impl Tailer {
             if !t.drain(out).unwrap_or(true) {
                 return false;
             }
-            if t.last_data.elapsed() >= idle {
-                if !t.flush_partial(out) {
-                    return false;
-                }
-            } else {
-                keep.push(t);
+            if t.last_data.elapsed() < self.config.rotate_wait {
+                return true;
             }
+            if !t.flush_partial(out) {
+                return false;
+            }
+            self.draining.remove(0);
         }
-        self.draining = keep;
 
         if let Some(t) = self.current.as_mut() {
             match t.drain(out) {
@@ -412,6 +440,13 @@ impl Tailer {
                 // Deleted or renamed away: read what is left, then close.
                 if let Some(t) = self.current.take() {
                     t.retire(&mut self.draining);
+                }
+                if self.first_open {
+                    if let StartAt::Saved(saved) = self.config.start {
+                        // The saved file may have been rotated away while
+                        // nobody followed it; the path comes back later.
+                        return self.resume(saved, None, out);
+                    }
                 }
                 // A file that appears from now on is new: read it whole.
                 self.first_open = false;
@@ -459,7 +494,7 @@ impl Tailer {
         let offset = match (self.first_open, self.config.start) {
             (true, StartAt::End) => meta.len(),
             (true, StartAt::Offset(o)) => o,
-            (true, StartAt::Saved(saved)) => return self.resume(saved, id, out),
+            (true, StartAt::Saved(saved)) => return self.resume(saved, Some(id), out),
             _ => 0,
         };
         self.open(&path, offset, out)
@@ -469,43 +504,63 @@ impl Tailer {
     /// Rotated away while nobody followed: read it from the saved offset to
     /// its end, then the path's file from its start. Nowhere: say so, and
     /// read the path's file from its start.
-    fn resume(&mut self, saved: SavedPosition, at_path: FileId, out: &mut dyn FnMut(Output) -> bool) -> bool {
+    fn resume(&mut self, saved: SavedPosition, at_path: Option<FileId>, out: &mut dyn FnMut(Output) -> bool) -> bool {
         let path = self.config.path.clone();
         // The same file: the same first bytes, and at least as long. A file
         // saved while still empty has no content to recognize it by, so only
-        // its inode can.
-        let same = |p: &Path| {
-            let Ok(file) = File::open(p) else { return false };
-            let Ok(meta) = file.metadata() else { return false };
+        // its inode can. A file that cannot be opened now is asked again at
+        // the next poll rather than taken for another file.
+        let same = |p: &Path| -> io::Result<bool> {
+            let file = File::open(p)?;
+            let meta = file.metadata()?;
             let len = saved.fingerprint.len as usize;
-            meta.is_file()
+            Ok(meta.is_file()
                 && meta.len() >= saved.offset
                 && (len > 0 || FileId::of(&meta) == saved.file)
-                && head_of(&file, len).is_ok_and(|h| h == (saved.fingerprint.sum, len))
+                && head_of(&file, len)? == (saved.fingerprint.sum, len))
         };
-        if at_path == saved.file && same(&path) {
-            return self.open(&path, saved.offset, out);
+        let retry = |this: &mut Self, p: &Path, e: io::Error, out: &mut dyn FnMut(Output) -> bool| {
+            this.notice(Notice::Unreadable(format!("{}: {e}; will look again", p.display())), out)
+        };
+        if at_path == Some(saved.file) {
+            match same(&path) {
+                Ok(true) => return self.open(&path, saved.offset, out),
+                Ok(false) => {}
+                Err(e) => return retry(self, &path, e, out),
+            }
         }
-        // Rotated while down: look among the path's neighbours, the same
-        // inode first, then the same content (a copy made by copytruncate).
+        // Rotated while down: look among the path's neighbours (regular files
+        // only): the same inode first, then the same content (a copy made by
+        // copytruncate), the most recently modified first.
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut candidates: Vec<(bool, PathBuf)> = fs::read_dir(dir)
+        let mut candidates: Vec<(bool, std::cmp::Reverse<std::time::SystemTime>, PathBuf)> = fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
             .filter(|p| *p != path)
             .filter_map(|p| {
-                let meta = fs::metadata(&p).ok()?;
-                Some((FileId::of(&meta) != saved.file, p))
+                let meta = fs::metadata(&p).ok().filter(|m| m.is_file())?;
+                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                Some((FileId::of(&meta) != saved.file, std::cmp::Reverse(modified), p))
             })
             .collect();
         candidates.sort();
-        // The saved file itself, renamed, but truncated since: what it holds
-        // now was written after the truncation, so it is read whole, after
-        // the copy that holds the rest of what was saved.
-        let cut_original = candidates.iter().find(|(other, p)| !*other && !same(p)).map(|(_, p)| p.clone());
-        let found = candidates.into_iter().map(|(_, p)| p).find(|p| same(p));
+        let mut found = None;
+        let mut cut_original = None;
+        for (other, _, p) in &candidates {
+            match same(p) {
+                Ok(true) if found.is_none() => found = Some(p.clone()),
+                Ok(true) => {}
+                // The saved file itself, renamed, but truncated since: what
+                // it holds now was written after the truncation, so it is
+                // read whole, after the copy that holds the rest.
+                Ok(false) if !*other => cut_original = Some(p.clone()),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return retry(self, p, e, out),
+            }
+        }
         self.first_open = false;
         let mut resume_from = Vec::new();
         match found {
@@ -520,14 +575,12 @@ impl Tailer {
         for (old, offset) in resume_from {
             let generation = self.generation();
             match Tracked::open(&old, offset, self.config.max_line, generation) {
-                Ok(t) => {
-                    if !t.announce(out) {
-                        return false;
-                    }
-                    t.retire(&mut self.draining)
-                }
+                Ok(t) => t.retire(&mut self.draining),
                 Err(e) => return self.notice(Notice::Unreadable(format!("{}: {e}", old.display())), out),
             }
+        }
+        if at_path.is_none() {
+            return self.notice(Notice::Waiting(path), out);
         }
         self.open(&path, 0, out)
     }
@@ -536,12 +589,11 @@ impl Tailer {
         let generation = self.next_generation;
         match Tracked::open(path, offset, self.config.max_line, generation) {
             Ok(t) => {
-                let announced = t.announce(out);
                 self.current = Some(t);
                 self.next_generation += 1;
                 self.first_open = false;
                 self.last_notice = None;
-                announced
+                true
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.notice(Notice::Waiting(path.to_path_buf()), out),
             Err(e) => self.notice(Notice::Unreadable(format!("{}: {e}", path.display())), out),
@@ -608,6 +660,7 @@ mod tests {
             let mut config = TailConfig::new(dir.path().join("logs/app.log"));
             config.start = start;
             config.idle_flush = Duration::from_millis(200);
+            config.rotate_wait = Duration::from_millis(200);
             Harness { tailer: Tailer::new(config), dir, lines: Vec::new(), notices: Vec::new() }
         }
 
@@ -684,11 +737,13 @@ mod tests {
         fs::rename(&p, &rotated).unwrap();
         h.append(&p, "d\n");
         h.append(&rotated, "e\n"); // the writer had it open still
-        assert_eq!(h.poll(), v(&["c", "e", "d"]));
+        assert_eq!(h.poll(), v(&["c", "e"]), "the new file waits until the old one is done");
         assert!(h.notices.iter().any(|n| matches!(n, Notice::Rotated { .. })));
         h.append(&rotated, "f\n");
         h.append(&p, "g\n");
-        assert_eq!(h.poll(), v(&["f", "g"]), "the rotated file is still read until it goes quiet");
+        assert_eq!(h.poll(), v(&["f"]), "the rotated file is still read until it goes quiet");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(h.poll(), v(&["d", "g"]), "then the new file, from its start");
     }
 
     #[test]
@@ -762,6 +817,7 @@ mod tests {
         let mut config = TailConfig::new(path);
         config.start = StartAt::Saved(saved);
         config.idle_flush = Duration::from_millis(1);
+        config.rotate_wait = Duration::from_millis(1);
         let mut t = Tailer::new(config);
         let (mut lines, mut notices) = (Vec::new(), Vec::new());
         for _ in 0..3 {
@@ -841,6 +897,8 @@ mod tests {
         poll(&mut h);
         fs::rename(&p, p.with_extension("log.1")).unwrap();
         h.append(&p, "b\n");
+        poll(&mut h);
+        std::thread::sleep(Duration::from_millis(300));
         poll(&mut h);
         OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
         h.append(&p, "c\n");

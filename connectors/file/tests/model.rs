@@ -98,11 +98,12 @@ impl Model {
         let emitted = &mut self.emitted;
         let saved = &mut self.saved;
         let instance = self.instance;
+        // Like the engine: the latest place handed out (files are read one
+        // after the other, so the latest is also the furthest).
         let mut keep = |generation: u64, p: SavedPosition| {
             let key = (instance, generation, p.offset);
-            if saved.is_none_or(|(k, _)| k <= key) {
-                *saved = Some((key, p));
-            }
+            debug_assert!(saved.is_none_or(|(k, _)| k <= key), "places handed out go forward");
+            *saved = Some((key, p));
         };
         self.tailer.poll(&mut |o| {
             match o {
@@ -204,6 +205,9 @@ fn config(path: &std::path::Path, start: StartAt) -> TailConfig {
     let mut config = TailConfig::new(path);
     config.start = start;
     config.idle_flush = Duration::from_secs(3600); // partial lines wait for their newline
+                                                   // A rotated file is closed as soon as it was read to its end (the model's
+                                                   // writer finishes with it before the next look).
+    config.rotate_wait = Duration::ZERO;
     config
 }
 
