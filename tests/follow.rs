@@ -262,3 +262,64 @@ fn kill_9_loses_nothing() {
     // acknowledged: the second run counts them all, once.
     assert_eq!(got, independent_count(written.as_bytes()));
 }
+
+#[test]
+fn a_pattern_follows_every_matching_file_and_reads_them_all_without_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut written = String::new();
+    for (name, text) in [("a.log", log_lines(0, 30)), ("b.log", log_lines(30, 30))] {
+        append(&d.join(name), &text);
+        written.push_str(&text);
+    }
+    append(&d.join("other.txt"), "ignored words here\n");
+    let pattern = d.join("*.log");
+
+    let out = d.join("bounded.jsonl");
+    run_ok(&[
+        "run",
+        "--source",
+        &format!("file:{}", pattern.display()),
+        "--no-follow",
+        "--sink",
+        &format!("jsonl:{}", out.display()),
+    ]);
+    let got: HashMap<String, u64> = read_rows(&out, "micro-batch").into_iter().map(|r| (r.key, r.count)).collect();
+    assert_eq!(got, independent_count(written.as_bytes()));
+
+    let out = d.join("followed.jsonl");
+    let child = sluice()
+        .args(["run", "--source", &format!("file:{}", pattern.display()), "--from", "beginning"])
+        .args(["--poll-interval", "20ms", "--mode", "per-event", "--window", "global"])
+        .args(["--sink", &format!("jsonl:{}", out.display())])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let later = log_lines(60, 20);
+    append(&d.join("c.log"), &later);
+    written.push_str(&later);
+    std::thread::sleep(Duration::from_millis(800));
+    stop(child);
+    let got: HashMap<String, u64> = read_rows(&out, "per-event").into_iter().map(|r| (r.key, r.count)).collect();
+    assert_eq!(got, independent_count(written.as_bytes()), "a file matching later is followed too");
+
+    let e = sluice()
+        .args([
+            "run",
+            "--source",
+            &format!("file:{}", pattern.display()),
+            "--checkpoint-dir",
+            &d.join("ck").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("not supported yet"));
+    let e = sluice()
+        .args(["run", "--source", &format!("file:{}/none-*.log", d.display()), "--no-follow"])
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("no file matches"));
+}

@@ -10,7 +10,7 @@ use super::{Feed, Source};
 use crate::error::RunError;
 
 /// Reads lines from `reader` and sends them until it ends or the run stops.
-pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) -> Result<(), RunError> {
+pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str, file: u64) -> Result<(), RunError> {
     let mut last_end = 0u64;
     let mut truncated = 0u64;
     loop {
@@ -34,7 +34,7 @@ pub(crate) fn pump<R: Read>(mut reader: LineReader<R>, feed: &Feed, name: &str) 
                 "cut lines longer than the maximum line length (--max-line-bytes)"
             );
         }
-        if !feed.send_lines(chunk, bytes, cut) {
+        if !feed.send_file_lines(chunk, file, bytes, cut) {
             return Ok(());
         }
     }
@@ -76,14 +76,35 @@ impl Source for FileSource {
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
-        let file = File::open(&self.path).map_err(|e| RunError::Source {
-            source_name: name.clone(),
-            message: format!("cannot open: {}", describe_io(&e)),
-        })?;
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(RunError::Source { source_name: name, message: "is a directory; name a file".to_string() });
+        let fail = |message: String| RunError::Source { source_name: name.clone(), message };
+        // A pattern in the file name reads every matching file, in name order.
+        let paths = if sluice_file::is_glob(&self.path) {
+            let pattern = self.path.to_string_lossy().into_owned();
+            let mut paths: Vec<PathBuf> = glob::glob(&pattern)
+                .map_err(|e| fail(format!("invalid pattern: {e}; use *, ? and [...] in the file name")))?
+                .flatten()
+                .filter(|p| p.is_file())
+                .collect();
+            paths.sort();
+            if paths.is_empty() {
+                return Err(fail("no file matches the pattern; check the directory and the pattern".to_string()));
+            }
+            paths
+        } else {
+            vec![self.path.clone()]
+        };
+        for (i, path) in paths.iter().enumerate() {
+            let file =
+                File::open(path).map_err(|e| fail(format!("cannot open {}: {}", path.display(), describe_io(&e))))?;
+            if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+                return Err(fail(format!("{} is a directory; name a file", path.display())));
+            }
+            pump(LineReader::new(file, self.max_line), &feed, &name, i as u64)?;
+            if feed.stopping() {
+                break;
+            }
         }
-        pump(LineReader::new(file, self.max_line), &feed, &name)
+        Ok(())
     }
 }
 
@@ -107,6 +128,6 @@ impl Source for StdinSource {
     }
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
-        pump(LineReader::new(io::stdin().lock(), self.max_line), &feed, "stdin")
+        pump(LineReader::new(io::stdin().lock(), self.max_line), &feed, "stdin", 0)
     }
 }

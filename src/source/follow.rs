@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_file::{FileId, Fingerprint, Notice, Output, SavedPosition, StartAt, TailConfig, Tailer};
+use sluice_file::{
+    is_glob, FileId, Fingerprint, GlobTailer, Notice, Output, SavedPosition, StartAt, TailConfig, Tailer,
+};
 
 use super::{Acker, Feed, Source};
 use crate::checkpoint::{CheckpointDir, CheckpointError, FilePosition};
@@ -197,7 +199,14 @@ impl Source for FollowSource {
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
         let checkpoint = self.checkpoint;
-        Tailer::new(self.config).run(feed.stop_flag(), |out| match out {
+        let glob = if is_glob(&self.config.path) {
+            let g = GlobTailer::new(self.config.clone())
+                .map_err(|message| RunError::Source { source_name: name.clone(), message })?;
+            Some(g)
+        } else {
+            None
+        };
+        let handle = |out: Output| match out {
             Output::Lines(lines) => {
                 let cut = lines.chunk.lines.iter().filter(|l| l.truncated).count() as u32;
                 if cut > 0 {
@@ -212,7 +221,9 @@ impl Source for FollowSource {
             Output::Notice(n) => {
                 match n {
                     Notice::Waiting(path) => tracing::warn!(source = %name, "waiting for {} to appear", path.display()),
-                    Notice::Rotated { .. } => tracing::info!(source = %name, "file rotated; reading the old one to its end"),
+                    Notice::Rotated { .. } => {
+                        tracing::info!(source = %name, "file rotated; reading the old one to its end")
+                    }
                     Notice::Truncated { read_to, .. } => {
                         tracing::warn!(source = %name, read_to, "file truncated; reading again from its start")
                     }
@@ -228,7 +239,11 @@ impl Source for FollowSource {
                 }
                 true
             }
-        });
+        };
+        match glob {
+            Some(g) => g.run(feed.stop_flag(), handle),
+            None => Tailer::new(self.config).run(feed.stop_flag(), handle),
+        }
         Ok(())
     }
 }

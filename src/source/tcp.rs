@@ -91,6 +91,6 @@ impl Source for TcpSource {
         let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
         let _ = stream.set_nodelay(true);
         tracing::info!(source = %name, "connected");
-        pump(LineReader::new(Stoppable { stream, feed: &feed }, self.max_line), &feed, &name)
+        pump(LineReader::new(Stoppable { stream, feed: &feed }, self.max_line), &feed, &name, 0)
     }
 }

@@ -92,7 +92,11 @@ fn main() {
     println!("cat > /dev/null: {:>8.1} ms  {:>8.0} MB/s", cat.as_secs_f64() * 1e3, speed(cat));
     println!("tailer -> null:  {:>8.1} ms  {:>8.0} MB/s", tail.as_secs_f64() * 1e3, speed(tail));
     if let Some(w) = writer_took {
-        println!("writer alone:    {:>8.1} ms  {:>8.0} MB/s  (the tailer cannot finish before it)", w.as_secs_f64() * 1e3, speed(w));
+        println!(
+            "writer alone:    {:>8.1} ms  {:>8.0} MB/s  (the tailer cannot finish before it)",
+            w.as_secs_f64() * 1e3,
+            speed(w)
+        );
     }
     println!("tailer / cat speed: {:.2}", speed(tail) / speed(cat));
 }

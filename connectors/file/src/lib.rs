@@ -24,6 +24,9 @@
 //!   disappears**: a vanished path is waited for, with one notice; the open
 //!   file is read to its end first.
 //!
+//! [`GlobTailer`] follows every file whose name matches a pattern, each like
+//! this, including files that appear later.
+//!
 //! Watching uses inotify (through `notify`) on the parent directory to wake
 //! up early, and polls every `poll_interval` whatever happens, so a missed
 //! or unavailable notification only delays reading.
@@ -37,6 +40,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sluice_lines::{Chunk, LineReader};
+
+mod glob;
+pub use glob::{is_glob, GlobTailer};
 
 /// How many leading bytes identify a file's content.
 const HEAD_BYTES: usize = 512;
@@ -600,29 +606,52 @@ impl Tailer {
         }
     }
 
+    /// True when no file is open: the path is missing and everything read.
+    pub fn is_idle(&self) -> bool {
+        self.current.is_none() && self.draining.is_empty()
+    }
+
+    /// The files open now (being read, or read to their end before closing).
+    pub fn open_files(&self) -> impl Iterator<Item = FileId> + '_ {
+        self.current.iter().chain(&self.draining).map(|t| t.id)
+    }
+
     /// Polls until `stop` is set or `out` returns false, waking up on file
     /// system notifications for the parent directory, and at least every
     /// `poll_interval`.
     pub fn run(mut self, stop: &AtomicBool, mut out: impl FnMut(Output) -> bool) {
-        let (tx, rx) = mpsc::channel();
-        let mut watcher: Option<notify::RecommendedWatcher> = None;
-        let dir = self.config.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-        while !stop.load(Ordering::Relaxed) {
-            if watcher.is_none() && dir.is_dir() {
-                watcher = watch(&dir, tx.clone());
-            }
-            if !self.poll(&mut out) {
-                return;
-            }
-            match rx.recv_timeout(self.config.poll_interval) {
-                Ok(()) => while rx.try_recv().is_ok() {},
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(self.config.poll_interval),
-            }
-            if !dir.is_dir() {
-                watcher = None; // the directory went away: watch it again when it is back
-            }
+        let interval = self.config.poll_interval;
+        follow_loop(&parent_dir(&self.config.path), interval, stop, || self.poll(&mut out));
+    }
+}
+
+/// The directory a path is in (`.` for a bare name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Calls `poll` until `stop` is set or it returns false, waking up on file
+/// system notifications for `dir`, and at least every `interval`.
+pub(crate) fn follow_loop(dir: &Path, interval: Duration, stop: &AtomicBool, mut poll: impl FnMut() -> bool) {
+    let (tx, rx) = mpsc::channel();
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if watcher.is_none() && dir.is_dir() {
+            watcher = watch(dir, tx.clone());
+        }
+        if !poll() {
+            return;
+        }
+        match rx.recv_timeout(interval) {
+            Ok(()) => while rx.try_recv().is_ok() {},
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(interval),
+        }
+        if !dir.is_dir() {
+            watcher = None; // the directory went away: watch it again when it is back
         }
     }
 }
