@@ -128,26 +128,9 @@ fn absurd_sizes_rates_and_timestamps_are_refused_or_counted() {
     // time, and they never move the watermark.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("t.txt");
-    let report = dir.path().join("r.json");
-    let out = dir.path().join("o.jsonl");
     std::fs::write(&input, "1700000000000 a\n9223372036000000000 b\n99999999999999 c\n1700000000500 d\n").unwrap();
-    run_ok(&[
-        "run",
-        "--source",
-        &format!("file:{}", input.display()),
-        "--no-follow",
-        "--event-time",
-        "first-field",
-        "--window",
-        "sliding:10s,2s",
-        "--sink",
-        &format!("jsonl:{}", out.display()),
-        "--report",
-        &report.display().to_string(),
-    ]);
-    let rep = read_report(&report);
+    let (rows, rep) = run_file(&input, "t", &["--event-time", "first-field", "--window", "sliding:10s,2s"]);
     assert_eq!((rep["event_time_fallbacks"].as_u64(), rep["late_events"].as_u64()), (Some(2), Some(0)));
-    let rows = read_rows(&out, "micro-batch");
     assert_eq!(rows.iter().filter(|r| r.key == "d").count(), 5, "d is in its five sliding windows, not late");
     assert!(rows.iter().any(|r| r.key == "9223372036000000000"), "the bad field stays as text");
 }

@@ -63,40 +63,34 @@ fn run_mode(
     output: &str,
 ) -> (Vec<Row>, Vec<String>, serde_json::Value) {
     let name = format!("{mode}-{}-{output}", window.replace([':', ','], "_"));
-    let out = dir.join(format!("{name}.jsonl"));
     let late = dir.join(format!("{name}.late.jsonl"));
-    let report = dir.join(format!("{name}.json"));
-    run_ok(&[
-        "run",
-        "--source",
-        &format!("file:{}", input.display()),
-        "--no-follow",
-        "--mode",
-        mode,
-        "--batch-interval",
-        "10ms",
-        "--time",
-        "event",
-        "--event-time",
-        "first-field",
-        "--watermark-delay",
-        &format!("{DELAY_MS}ms"),
-        "--window",
-        window,
-        "--output",
-        output,
-        "--sink",
-        &format!("jsonl:{}", out.display()),
-        "--late-sink",
-        &format!("jsonl:{}", late.display()),
-        "--report",
-        &report.display().to_string(),
-    ]);
-    let mut rows = read_rows(&out, mode);
+    let (delay, late_sink) = (format!("{DELAY_MS}ms"), format!("jsonl:{}", late.display()));
+    let (mut rows, report) = run_file(
+        input,
+        &name,
+        &[
+            "--mode",
+            mode,
+            "--batch-interval",
+            "10ms",
+            "--time",
+            "event",
+            "--event-time",
+            "first-field",
+            "--watermark-delay",
+            &delay,
+            "--window",
+            window,
+            "--output",
+            output,
+            "--late-sink",
+            &late_sink,
+        ],
+    );
     rows.sort();
     let mut late_lines: Vec<String> = std::fs::read_to_string(&late).unwrap().lines().map(str::to_string).collect();
     late_lines.sort();
-    (rows, late_lines, read_report(&report))
+    (rows, late_lines, report)
 }
 
 fn epoch_ms(rfc3339: &str) -> i64 {

@@ -149,29 +149,15 @@ fn late_events_are_counted_routed_and_never_added() {
     let input = dir.path().join("late.txt");
     std::fs::write(&input, "1700000010500 a b\n1700000012100 c\n1700000010700 late\n1700000012200 c\n").unwrap();
     for mode in ["per-event", "micro-batch"] {
-        let out = dir.path().join(format!("{mode}.jsonl"));
         let late = dir.path().join(format!("{mode}.late.jsonl"));
-        let report = dir.path().join(format!("{mode}.json"));
-        run_ok(&[
-            "run",
-            "--source",
-            &format!("file:{}", input.display()),
-            "--no-follow",
-            "--mode",
+        let late_sink = format!("jsonl:{}", late.display());
+        let (rows, rep) = run_file(
+            &input,
             mode,
-            "--event-time",
-            "first-field",
-            "--window",
-            "tumbling:1s",
-            "--sink",
-            &format!("jsonl:{}", out.display()),
-            "--late-sink",
-            &format!("jsonl:{}", late.display()),
-            "--report",
-            &report.display().to_string(),
-        ]);
+            &["--mode", mode, "--event-time", "first-field", "--window", "tumbling:1s", "--late-sink", &late_sink],
+        );
         let mut rows: Vec<(String, String, u64)> =
-            read_rows(&out, mode).into_iter().map(|r| (r.window_start.unwrap(), r.key, r.count)).collect();
+            rows.into_iter().map(|r| (r.window_start.unwrap(), r.key, r.count)).collect();
         rows.sort();
         assert_eq!(
             rows,
@@ -186,7 +172,6 @@ fn late_events_are_counted_routed_and_never_added() {
         let v: serde_json::Value = serde_json::from_str(late_text.trim()).unwrap();
         assert_eq!((v["key"].as_str(), v["window_end"].as_str()), (Some("late"), Some("2023-11-14T22:13:31.000Z")));
         assert_eq!(v["watermark"], "2023-11-14T22:13:32.100Z");
-        let rep = read_report(&report);
         assert_eq!((rep["late_events"].as_u64(), rep["late_items"].as_u64()), (Some(1), Some(1)));
         assert_eq!(rep["latency"]["processing"]["count"], 3, "late events have no emitted effect");
     }
@@ -199,28 +184,10 @@ fn lines_without_a_time_never_move_the_watermark() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("hist.txt");
     std::fs::write(&input, "# exported log\n1700000010500 a\n\n1700000010600 b\n").unwrap();
-    let out = dir.path().join("o.jsonl");
-    let report = dir.path().join("r.json");
-    run_ok(&[
-        "run",
-        "--source",
-        &format!("file:{}", input.display()),
-        "--no-follow",
-        "--mode",
-        "per-event",
-        "--event-time",
-        "first-field",
-        "--window",
-        "tumbling:1s",
-        "--sink",
-        &format!("jsonl:{}", out.display()),
-        "--report",
-        &report.display().to_string(),
-    ]);
-    let rep = read_report(&report);
+    let (rows, rep) =
+        run_file(&input, "hist", &["--mode", "per-event", "--event-time", "first-field", "--window", "tumbling:1s"]);
     assert_eq!(rep["late_events"], 0);
     assert_eq!(rep["event_time_fallbacks"], 1, "the header; blank lines are not fallbacks");
-    let rows = read_rows(&out, "per-event");
     let ab: Vec<_> = rows.iter().filter(|r| r.key == "a" || r.key == "b").collect();
     assert_eq!(ab.len(), 2);
     assert!(ab.iter().all(|r| r.window_start.as_deref() == Some("2023-11-14T22:13:30.000Z")));

@@ -122,3 +122,20 @@ pub fn stop(mut child: Child) -> String {
     assert!(status.success(), "{status:?}\n{stderr}");
     stderr
 }
+
+/// Runs sluice to the end of a bounded file with `args`, with a JSON-lines
+/// sink and a report written next to the input under `name`; returns the
+/// results (checked against the report's mode) and the report.
+pub fn run_file(input: &Path, name: &str, args: &[&str]) -> (Vec<Row>, serde_json::Value) {
+    let dir = input.parent().expect("the input is in a directory");
+    let (out, report) = (dir.join(format!("{name}.jsonl")), dir.join(format!("{name}.report.json")));
+    let (source, sink, rep) =
+        (format!("file:{}", input.display()), format!("jsonl:{}", out.display()), report.display().to_string());
+    let mut all = vec!["run", "--source", source.as_str(), "--no-follow"];
+    all.extend_from_slice(args);
+    all.extend(["--sink", sink.as_str(), "--report", rep.as_str()]);
+    run_ok(&all);
+    let report = read_report(&report);
+    let rows = read_rows(&out, report["mode"].as_str().expect("the report names its mode"));
+    (rows, report)
+}
