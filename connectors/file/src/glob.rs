@@ -1,11 +1,14 @@
 //! Following every file whose name matches a pattern.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use crate::{follow_loop, parent_dir, FileId, Notice, Output, StartAt, TailConfig, Tailer};
+use crate::{
+    follow_loop, head_of, parent_dir, FileId, Fingerprint, Notice, Output, SavedPosition, StartAt, TailConfig, Tailer,
+    HEAD_BYTES,
+};
 
 /// True when the last component of `path` holds a glob pattern (`*`, `?`,
 /// `[...]`).
@@ -13,13 +16,67 @@ pub fn is_glob(path: &Path) -> bool {
     path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(['*', '?', '[']))
 }
 
+/// A file of a pattern, saved to resume from: the path it was followed
+/// under, and the position in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFile {
+    /// The path (matching the pattern) whose tailer read it.
+    pub path: PathBuf,
+    /// The file and how far it was read.
+    pub position: SavedPosition,
+}
+
+/// What a [`GlobTailer`] hands out.
+#[derive(Debug, Clone)]
+pub enum GlobOutput {
+    /// A path is followed from now on; what its tailer hands out carries
+    /// `slot`, a number never reused.
+    Started {
+        /// The path's number.
+        slot: u64,
+        /// The path.
+        path: PathBuf,
+    },
+    /// Something the tailer of a path handed out.
+    Slot {
+        /// The path's number.
+        slot: u64,
+        /// What it handed out.
+        output: Output,
+    },
+    /// The path is gone and its files were read to their end: nothing more
+    /// comes from this slot.
+    Ended {
+        /// The path's number.
+        slot: u64,
+    },
+    /// A new file that starts with the same 512 bytes as a file already
+    /// followed or just truncated: a copy made by copytruncate. It is not
+    /// read: its lines were read from the original.
+    Copy(PathBuf),
+    /// A file no longer exists and no tailer has it open: what was noted
+    /// about it can go.
+    Forgotten(FileId),
+    /// The directory does not exist (yet); said once until it does.
+    Waiting(PathBuf),
+    /// A look at the directory and every followed file ended: a place for
+    /// periodic work.
+    Polled,
+}
+
 /// One matched path and its tailer.
 struct Slot {
+    /// Its number.
+    id: u64,
     /// The path that matched.
     path: PathBuf,
     /// Follows it.
     tailer: Tailer,
 }
+
+/// How many recently truncated files are remembered, to recognize their
+/// copies.
+const TRUNCATED_KEPT: usize = 16;
 
 /// Follows every file of a directory whose name matches a pattern, each the
 /// way [`Tailer`] follows one path, including files that appear later.
@@ -29,6 +86,16 @@ struct Slot {
 /// rotated file gets a name that matches too (`app.log` renamed to
 /// `app.log.1` under `app.log*`), the tailer that already has it open reads
 /// it to its end, and the new name is not followed from its start again.
+/// A copy made by copytruncate under a matching name is recognized by its
+/// first 512 bytes and not read either.
+///
+/// Resuming ([`GlobTailer::resume`]) finds each saved file again: by inode
+/// and first bytes, or by first bytes alone (a copy) when they are a full
+/// 512 bytes. Each resumes at its saved offset. A path whose last saved file
+/// is no longer under a matching name (rotated while nobody followed) is
+/// resumed like [`StartAt::Saved`]: the rotated file from the saved offset,
+/// then the path's new file from its start. Matching files not saved are new
+/// since the positions were saved, and are read from their start.
 pub struct GlobTailer {
     /// The settings every file is followed with; `path` is the pattern.
     template: TailConfig,
@@ -38,12 +105,18 @@ pub struct GlobTailer {
     pattern: ::glob::Pattern,
     /// The paths followed.
     slots: Vec<Slot>,
-    /// Files some tailer has had open, while they still exist: a new name for
-    /// one of them is a rotation, not a new file.
+    /// The next slot's number.
+    next_slot: u64,
+    /// Files some tailer has had open, or taken for copies, while they still
+    /// exist: a new name for one of them is not a new file.
     claimed: HashSet<FileId>,
+    /// First bytes of files recently truncated, whose copies may show up.
+    truncated: VecDeque<Fingerprint>,
     /// True until the first scan: files found then start where the template
-    /// says; files found later are read from their start.
+    /// (or the saved files) say; files found later are read from their start.
     first_scan: bool,
+    /// The files to resume, until the first scan.
+    saved: Option<Vec<SavedFile>>,
     /// Whether the missing directory was already reported.
     warned_missing: bool,
 }
@@ -66,15 +139,104 @@ impl GlobTailer {
             pattern,
             template,
             slots: Vec::new(),
+            next_slot: 0,
             claimed: HashSet::new(),
+            truncated: VecDeque::new(),
             first_scan: true,
+            saved: None,
             warned_missing: false,
         })
     }
 
+    /// Follows the files matching `template.path`, resuming from saved
+    /// files (see the type's documentation); `template.start` is not used.
+    /// The saved files are in the order they were read: for a path, the
+    /// last one is where its reading was.
+    pub fn resume(template: TailConfig, saved: Vec<SavedFile>) -> Result<Self, String> {
+        let mut g = GlobTailer::new(template)?;
+        g.saved = Some(saved);
+        Ok(g)
+    }
+
+    fn start(&mut self, path: PathBuf, start: StartAt, out: &mut dyn FnMut(GlobOutput) -> bool) -> bool {
+        let mut config = self.template.clone();
+        config.path = path.clone();
+        config.start = start;
+        let id = self.next_slot;
+        self.next_slot += 1;
+        self.slots.push(Slot { id, path: path.clone(), tailer: Tailer::new(config) });
+        out(GlobOutput::Started { slot: id, path })
+    }
+
+    /// A file found after the first scan that starts with the full first
+    /// bytes of a file followed now or recently truncated: a copy.
+    fn is_copy(&self, path: &Path) -> bool {
+        let Ok(file) = fs::File::open(path) else { return false };
+        let Ok((sum, len)) = head_of(&file, HEAD_BYTES) else { return false };
+        let head = Fingerprint { sum, len: len as u32 };
+        len == HEAD_BYTES
+            && (self.truncated.contains(&head) || self.slots.iter().any(|s| s.tailer.fingerprints().any(|f| f == head)))
+    }
+
+    /// The first scan with saved files: where each matching file starts,
+    /// and which paths resume a file rotated away while nobody followed.
+    fn first_starts(&self, saved: &[SavedFile], found: &[(PathBuf, FileId)]) -> Vec<(PathBuf, StartAt)> {
+        let mut used = vec![false; saved.len()];
+        let mut starts = Vec::new();
+        for (path, id) in found {
+            let Ok(file) = fs::File::open(path) else {
+                // Unreadable now: its tailer says so, and retries from the start.
+                starts.push((path.clone(), StartAt::Beginning));
+                continue;
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            let holds = |p: &SavedPosition| {
+                let len = p.fingerprint.len as usize;
+                meta.len() >= p.offset
+                    && if len == 0 {
+                        p.file == *id
+                    } else {
+                        (p.file == *id || len == HEAD_BYTES)
+                            && head_of(&file, len).is_ok_and(|h| h == (p.fingerprint.sum, len))
+                    }
+            };
+            // The same inode first, then the latest saved.
+            let hit =
+                (0..saved.len()).filter(|&i| holds(&saved[i].position)).max_by_key(|&i| saved[i].position.file == *id);
+            match hit {
+                Some(i) => {
+                    used[i] = true;
+                    starts.push((path.clone(), StartAt::Offset(saved[i].position.offset)));
+                }
+                None => starts.push((path.clone(), StartAt::Beginning)),
+            }
+        }
+        // Paths whose last saved file was not found under a matching name.
+        let mut seen = HashSet::new();
+        for (i, s) in saved.iter().enumerate().rev() {
+            if !seen.insert(&s.path) || used[i] {
+                continue;
+            }
+            match starts.iter_mut().find(|(p, _)| *p == s.path) {
+                // The path's file now is not a saved one: rotated while down.
+                Some((_, start @ StartAt::Beginning)) => *start = StartAt::Saved(s.position),
+                Some(_) => {}
+                // Gone, or renamed away without a new file: find the old one.
+                None if parent_dir(&s.path) == self.dir
+                    && s.path.file_name().and_then(|n| n.to_str()).is_some_and(|n| self.pattern.matches(n)) =>
+                {
+                    starts.push((s.path.clone(), StartAt::Saved(s.position)))
+                }
+                None => {}
+            }
+        }
+        starts
+    }
+
     /// One look at the directory and every followed file.
-    pub fn poll(&mut self, out: &mut dyn FnMut(Output) -> bool) -> bool {
+    pub fn poll(&mut self, out: &mut dyn FnMut(GlobOutput) -> bool) -> bool {
         let mut present = HashSet::new();
+        let mut found = Vec::new();
         match fs::read_dir(&self.dir) {
             Ok(entries) => {
                 self.warned_missing = false;
@@ -90,39 +252,94 @@ impl GlobTailer {
                     if !matches || self.slots.iter().any(|s| s.path == path) || self.claimed.contains(&id) {
                         continue;
                     }
-                    let mut config = self.template.clone();
-                    config.path = path.clone();
-                    if !self.first_scan {
-                        config.start = StartAt::Beginning;
-                    }
-                    self.slots.push(Slot { path, tailer: Tailer::new(config) });
+                    found.push((path, id));
                 }
             }
             Err(_) if !self.warned_missing => {
                 self.warned_missing = true;
-                if !out(Output::Notice(Notice::Waiting(self.dir.clone()))) {
+                if !out(GlobOutput::Waiting(self.dir.clone())) {
                     return false;
                 }
             }
             Err(_) => {}
         }
+        found.sort();
+        let starts: Vec<(PathBuf, StartAt)> = match (self.first_scan, self.saved.take()) {
+            (true, Some(saved)) => self.first_starts(&saved, &found),
+            (true, None) => found.into_iter().map(|(p, _)| (p, self.template.start)).collect(),
+            (false, _) => {
+                let mut starts = Vec::new();
+                for (path, id) in found {
+                    if self.is_copy(&path) {
+                        self.claimed.insert(id);
+                        if !out(GlobOutput::Copy(path)) {
+                            return false;
+                        }
+                    } else {
+                        starts.push((path, StartAt::Beginning));
+                    }
+                }
+                starts
+            }
+        };
         self.first_scan = false;
+        for (path, start) in starts {
+            if !self.start(path, start, out) {
+                return false;
+            }
+        }
+        let truncated = &mut self.truncated;
         for slot in &mut self.slots {
             // A path that vanished is not waited for: its file is read to its
             // end and the slot goes; a file matching again is new.
+            let id = slot.id;
             let ok = slot.tailer.poll(&mut |o| match o {
                 Output::Notice(Notice::Waiting(_)) => true,
-                other => out(other),
+                output => {
+                    if let Output::Notice(Notice::Truncated { fingerprint, .. }) = &output {
+                        if fingerprint.len as usize == HEAD_BYTES {
+                            truncated.push_back(*fingerprint);
+                            if truncated.len() > TRUNCATED_KEPT {
+                                truncated.pop_front();
+                            }
+                        }
+                    }
+                    out(GlobOutput::Slot { slot: id, output })
+                }
             });
             if !ok {
                 return false;
             }
             self.claimed.extend(slot.tailer.open_files());
         }
-        self.slots.retain(|s| !s.tailer.is_idle() || s.path.exists());
+        let mut ended = Vec::new();
+        self.slots.retain(|s| {
+            let keep = !s.tailer.is_idle() || s.path.exists();
+            if !keep {
+                ended.push(s.id);
+            }
+            keep
+        });
+        for slot in ended {
+            if !out(GlobOutput::Ended { slot }) {
+                return false;
+            }
+        }
         let open: HashSet<FileId> = self.slots.iter().flat_map(|s| s.tailer.open_files()).collect();
-        self.claimed.retain(|id| present.contains(id) || open.contains(id));
-        true
+        let mut forgotten = Vec::new();
+        self.claimed.retain(|id| {
+            let keep = present.contains(id) || open.contains(id);
+            if !keep {
+                forgotten.push(*id);
+            }
+            keep
+        });
+        for id in forgotten {
+            if !out(GlobOutput::Forgotten(id)) {
+                return false;
+            }
+        }
+        out(GlobOutput::Polled)
     }
 
     /// The paths followed now.
@@ -131,7 +348,7 @@ impl GlobTailer {
     }
 
     /// Polls until `stop` is set or `out` returns false, like [`Tailer::run`].
-    pub fn run(mut self, stop: &AtomicBool, mut out: impl FnMut(Output) -> bool) {
+    pub fn run(mut self, stop: &AtomicBool, mut out: impl FnMut(GlobOutput) -> bool) {
         let (dir, interval) = (self.dir.clone(), self.template.poll_interval);
         follow_loop(&dir, interval, stop, || self.poll(&mut out));
     }
@@ -152,7 +369,7 @@ mod tests {
     fn poll(g: &mut GlobTailer) -> Vec<String> {
         let mut got = Vec::new();
         g.poll(&mut |o| {
-            if let Output::Lines(l) = o {
+            if let GlobOutput::Slot { output: Output::Lines(l), .. } = o {
                 got.extend(l.chunk.lines.iter().map(|s| String::from_utf8_lossy(l.chunk.text(s)).into_owned()));
             }
             true
@@ -210,6 +427,106 @@ mod tests {
         }
         all.sort();
         assert_eq!(all, sorted(&["three", "four"]), "each line once, though app.log.1 matches too");
+    }
+
+    /// Polls `g` until nothing came for a few polls; returns the lines
+    /// and, per slot, the path and the position after its last line (as an
+    /// engine acknowledging everything would save).
+    fn settle(g: &mut GlobTailer, saved: &mut Vec<SavedFile>) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut paths: std::collections::HashMap<u64, PathBuf> =
+            g.slots.iter().map(|s| (s.id, s.path.clone())).collect();
+        let mut quiet = 0;
+        while quiet < 6 {
+            let before = got.len();
+            g.poll(&mut |o| {
+                match o {
+                    GlobOutput::Started { slot, path } => {
+                        paths.insert(slot, path);
+                    }
+                    GlobOutput::Slot { slot, output: Output::Lines(l) } => {
+                        got.extend(l.chunk.lines.iter().map(|s| String::from_utf8_lossy(l.chunk.text(s)).into_owned()));
+                        let position =
+                            SavedPosition { file: l.file, fingerprint: l.fingerprint, offset: l.chunk.end_offset };
+                        saved.push(SavedFile { path: paths[&slot].clone(), position });
+                    }
+                    _ => {}
+                }
+                true
+            });
+            quiet = if got.len() == before { quiet + 1 } else { 0 };
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        got.sort();
+        got
+    }
+
+    fn config(pattern: PathBuf) -> TailConfig {
+        let mut config = TailConfig::new(pattern);
+        config.start = StartAt::Beginning;
+        config.rotate_wait = Duration::from_millis(50);
+        config
+    }
+
+    #[test]
+    fn resumes_every_file_and_reads_new_ones_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(&d.join("a.log"), "a1\na2\n");
+        append(&d.join("b.log"), "b1\n");
+        append(&d.join("gone.log"), "g1\n");
+        let mut saved = Vec::new();
+        let mut g = GlobTailer::new(config(d.join("*.log"))).unwrap();
+        assert_eq!(settle(&mut g, &mut saved), sorted(&["a1", "a2", "b1", "g1"]));
+        drop(g);
+
+        // While nobody follows: appends, a new file, a rotation to a name
+        // that does not match, a rotation without a new file, a deletion.
+        append(&d.join("a.log"), "a3\n");
+        append(&d.join("c.log"), "c1\n");
+        fs::rename(d.join("b.log"), d.join("b.log.1")).unwrap();
+        append(&d.join("b.log.1"), "b2\n");
+        append(&d.join("b.log"), "b3\n");
+        fs::rename(d.join("gone.log"), d.join("gone.log.1")).unwrap();
+        append(&d.join("gone.log.1"), "g2\n");
+
+        let mut g = GlobTailer::resume(config(d.join("*.log")), saved.clone()).unwrap();
+        assert_eq!(settle(&mut g, &mut saved), sorted(&["a3", "b2", "b3", "c1", "g2"]));
+        drop(g);
+        let mut g = GlobTailer::resume(config(d.join("*.log")), saved.clone()).unwrap();
+        assert!(settle(&mut g, &mut saved).is_empty(), "nothing is read twice");
+    }
+
+    #[test]
+    fn a_copy_made_by_copytruncate_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("app.log");
+        let long: String = (0..40).map(|i| format!("line number {i:03}\n")).collect();
+        append(&log, &long);
+        let mut saved = Vec::new();
+        let mut g = GlobTailer::new(config(d.join("app.log*"))).unwrap();
+        assert_eq!(settle(&mut g, &mut saved).len(), 40);
+
+        // Following: the copy shows up, the original is cut.
+        fs::copy(&log, d.join("app.log.1")).unwrap();
+        fs::File::create(&log).unwrap();
+        append(&log, "after the first\n");
+        assert_eq!(settle(&mut g, &mut saved), sorted(&["after the first"]));
+        drop(g);
+
+        // Stopped before the next truncation was seen: the copy is found by
+        // content, and the cut file read whole.
+        let before_cut = saved.clone();
+        fs::copy(&log, d.join("app.log.2")).unwrap();
+        fs::File::create(&log).unwrap();
+        append(&log, "after the second\n");
+        // (app.log.2 holds one short line: fewer than 512 bytes do not tell
+        // a copy from another file that starts alike, so it is read.)
+        let mut g = GlobTailer::resume(config(d.join("app.log*")), before_cut).unwrap();
+        let got = settle(&mut g, &mut saved);
+        assert!(got.contains(&"after the second".to_string()), "{got:?}");
+        assert!(!got.iter().any(|l| l.starts_with("line number")), "the first copy is not read: {got:?}");
     }
 
     #[test]

@@ -42,10 +42,10 @@ use std::time::{Duration, Instant};
 use sluice_lines::{Chunk, LineReader};
 
 mod glob;
-pub use glob::{is_glob, GlobTailer};
+pub use glob::{is_glob, GlobOutput, GlobTailer, SavedFile};
 
 /// How many leading bytes identify a file's content.
-const HEAD_BYTES: usize = 512;
+pub const HEAD_BYTES: usize = 512;
 
 /// Where to start in the file found at start-up. Files that appear later
 /// (after a rotation, or created later) are always read from their start.
@@ -169,6 +169,9 @@ pub enum Notice {
         file: FileId,
         /// How far it had been read.
         read_to: u64,
+        /// Its first bytes before the truncation (a copy made by
+        /// copytruncate starts with them).
+        fingerprint: Fingerprint,
     },
     /// The path cannot be read (permission denied, a directory...); said
     /// once until that changes. The tailer keeps trying.
@@ -329,7 +332,7 @@ impl Tracked {
 }
 
 /// A checksum (FNV-1a) of the first `limit` bytes, and how many there were.
-fn head_of(file: &File, limit: usize) -> io::Result<(u64, usize)> {
+pub(crate) fn head_of(file: &File, limit: usize) -> io::Result<(u64, usize)> {
     let mut buf = [0u8; HEAD_BYTES];
     let limit = limit.min(HEAD_BYTES);
     let mut n = 0;
@@ -399,11 +402,11 @@ impl Tailer {
         // quiet. The next one (and the file at the path) waits its turn.
         while let Some(t) = self.draining.first_mut() {
             if t.truncated() {
-                let read_to = t.read_to();
+                let (read_to, fingerprint) = (t.read_to(), t.fingerprint());
                 let generation = self.next_generation;
                 self.next_generation += 1;
                 if !t.restart(generation, out).unwrap_or(true)
-                    || !out(Output::Notice(Notice::Truncated { file: t.id, read_to }))
+                    || !out(Output::Notice(Notice::Truncated { file: t.id, read_to, fingerprint }))
                 {
                     return false;
                 }
@@ -485,7 +488,7 @@ impl Tailer {
             }
             if t.truncated() {
                 // Whatever is in the file now is new.
-                let read_to = t.read_to();
+                let (read_to, fingerprint) = (t.read_to(), t.fingerprint());
                 self.next_generation += 1;
                 match t.restart(generation, out) {
                     Ok(true) => {}
@@ -493,7 +496,7 @@ impl Tailer {
                     Err(e) => return self.notice(Notice::Unreadable(format!("{}: {e}", path.display())), out),
                 }
                 self.last_notice = None;
-                return self.notice(Notice::Truncated { file: id, read_to }, out);
+                return self.notice(Notice::Truncated { file: id, read_to, fingerprint }, out);
             }
             return true;
         }
@@ -614,6 +617,11 @@ impl Tailer {
     /// The files open now (being read, or read to their end before closing).
     pub fn open_files(&self) -> impl Iterator<Item = FileId> + '_ {
         self.current.iter().chain(&self.draining).map(|t| t.id)
+    }
+
+    /// The first bytes of the files open now.
+    pub fn fingerprints(&self) -> impl Iterator<Item = Fingerprint> + '_ {
+        self.current.iter().chain(&self.draining).map(Tracked::fingerprint)
     }
 
     /// Polls until `stop` is set or `out` returns false, waking up on file
