@@ -6,8 +6,15 @@
 //!
 //! ```json
 //! {"format": "sluice-checkpoint", "version": 1,
-//!  "sources": {"file:/var/log/app.log": {"dev": 2049, "ino": 131, "fingerprint_sum": 1234, "fingerprint_len": 512, "offset": 8812}}}
+//!  "sources": {"file:/var/log/app.log": {"dev": 2049, "ino": 131, "fingerprint_sum": 1234, "fingerprint_len": 512, "offset": 8812}},
+//!  "patterns": {"file:/var/log/web-*.log": [
+//!    {"path": "/var/log/web-1.log", "dev": 2049, "ino": 140, "fingerprint_sum": 99, "fingerprint_len": 512, "offset": 4096}]}}
 //! ```
+//!
+//! A followed file has one position. A pattern of files has one per file it
+//! read that still exists, in reading order, each with the path it was
+//! followed under: files read to their end are kept too, so that a restart
+//! does not take a rotated file under a matching name for a new one.
 //!
 //! A position is the first line not yet acknowledged: every line before it
 //! had all its effects flushed by the sinks. The format is versioned from the
@@ -19,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +52,25 @@ pub struct FilePosition {
     pub offset: u64,
 }
 
+/// A file read by a pattern source, and where to resume it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatternFile {
+    /// The path it was followed under (a path matching the pattern).
+    pub path: String,
+    /// The position.
+    #[serde(flatten)]
+    pub position: FilePosition,
+}
+
+/// Every saved position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// Followed files, by source name (`file:PATH`).
+    pub sources: BTreeMap<String, FilePosition>,
+    /// Patterns of files, by source name (`file:PATTERN`).
+    pub patterns: BTreeMap<String, Vec<PatternFile>>,
+}
+
 /// The file's content.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +81,9 @@ struct Saved {
     version: u32,
     /// Positions by source name (`file:PATH`).
     sources: BTreeMap<String, FilePosition>,
+    /// Positions of pattern sources.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    patterns: BTreeMap<String, Vec<PatternFile>>,
 }
 
 /// A checkpoint directory that cannot be used.
@@ -84,25 +114,51 @@ pub enum CheckpointError {
 pub struct CheckpointDir {
     /// The directory.
     dir: PathBuf,
+    /// What was last written (or loaded), shared by the sources that save
+    /// here, so that none writes back another's stale position.
+    written: Arc<Mutex<Positions>>,
 }
 
 impl CheckpointDir {
-    /// Opens (creating if needed) a checkpoint directory.
+    /// Opens (creating if needed) a checkpoint directory, and reads what it
+    /// holds.
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
         fs::create_dir_all(dir).map_err(|err| CheckpointError::Io { dir: dir.to_path_buf(), err })?;
-        Ok(CheckpointDir { dir: dir.to_path_buf() })
+        let mut d = CheckpointDir { dir: dir.to_path_buf(), written: Arc::default() };
+        d.written = Arc::new(Mutex::new(d.load()?));
+        Ok(d)
+    }
+
+    /// The positions as loaded at open, with the changes saved since.
+    pub fn positions(&self) -> Positions {
+        self.written.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Changes the positions with `change` and saves them all atomically.
+    /// On failure, the last saved version stays, on disk and here.
+    pub fn update(&self, change: impl FnOnce(&mut Positions)) -> io::Result<()> {
+        let mut written = self.written.lock().map_err(|_| io::Error::other("checkpoint state poisoned"))?;
+        let mut next = written.clone();
+        change(&mut next);
+        if next == *written && self.path().exists() {
+            return Ok(());
+        }
+        self.store(&next)?;
+        *written = next;
+        Ok(())
     }
 
     fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
-    /// The saved positions; none when nothing was saved yet.
-    pub fn load(&self) -> Result<BTreeMap<String, FilePosition>, CheckpointError> {
+    /// The saved positions, read from the file now; none when nothing was
+    /// saved yet.
+    pub fn load(&self) -> Result<Positions, CheckpointError> {
         let path = self.path();
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Positions::default()),
             Err(err) => return Err(CheckpointError::Io { dir: self.dir.clone(), err }),
         };
         let unusable = |why: String| CheckpointError::Unusable { path: path.clone(), why };
@@ -113,13 +169,18 @@ impl CheckpointDir {
         if saved.version != VERSION {
             return Err(unusable(format!("version {} is not the version {VERSION} this sluice reads", saved.version)));
         }
-        Ok(saved.sources)
+        Ok(Positions { sources: saved.sources, patterns: saved.patterns })
     }
 
     /// Saves positions atomically: the old file stays until the new one is
     /// complete on disk.
-    pub fn store(&self, sources: &BTreeMap<String, FilePosition>) -> io::Result<()> {
-        let saved = Saved { format: FORMAT.to_string(), version: VERSION, sources: sources.clone() };
+    fn store(&self, positions: &Positions) -> io::Result<()> {
+        let saved = Saved {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            sources: positions.sources.clone(),
+            patterns: positions.patterns.clone(),
+        };
         let tmp = self.dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
         {
             let mut f = File::create(&tmp)?;
@@ -144,13 +205,30 @@ mod tests {
     fn round_trip_and_refusals() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap();
-        assert!(dir.load().unwrap().is_empty(), "nothing saved yet");
-        let mut m = BTreeMap::new();
-        m.insert("file:/a".to_string(), pos(10));
-        dir.store(&m).unwrap();
-        m.insert("file:/a".to_string(), pos(20));
-        dir.store(&m).unwrap();
-        assert_eq!(dir.load().unwrap(), m);
+        assert_eq!(dir.load().unwrap(), Positions::default(), "nothing saved yet");
+        dir.update(|p| {
+            p.sources.insert("file:/a".to_string(), pos(10));
+        })
+        .unwrap();
+        // Another source of the same directory keeps the first one's change.
+        let other = dir.clone();
+        other
+            .update(|p| {
+                p.patterns.insert(
+                    "file:/l/*.log".to_string(),
+                    vec![PatternFile { path: "/l/x.log".into(), position: pos(5) }],
+                );
+            })
+            .unwrap();
+        dir.update(|p| {
+            p.sources.insert("file:/a".to_string(), pos(20));
+        })
+        .unwrap();
+        let loaded = dir.load().unwrap();
+        assert_eq!(loaded, dir.positions());
+        assert_eq!(loaded.sources["file:/a"], pos(20));
+        assert_eq!(loaded.patterns["file:/l/*.log"][0].position, pos(5));
+        assert_eq!(CheckpointDir::open(&tmp.path().join("ckpt")).unwrap().positions(), loaded, "read at open");
 
         let path = tmp.path().join("ckpt").join(FILE_NAME);
         let text = fs::read_to_string(&path).unwrap();

@@ -344,15 +344,6 @@ impl Settings {
         if let Some(d) = duration("idle-flush", &raw.idle_flush)? {
             follow.idle_flush = d;
         }
-        if let (SourceSpec::File(path), Some(dir)) = (&source, &raw.checkpoint_dir) {
-            if sluice_file::is_glob(path) && !no_follow {
-                return fail(
-                    "checkpoint-dir",
-                    dir.line,
-                    "saved positions for a pattern of files are not supported yet: follow one file, or drop --checkpoint-dir",
-                );
-            }
-        }
         let interval = duration("batch-interval", &raw.batch_interval)?;
         if interval.is_some_and(|d| d < Duration::from_millis(1)) {
             return fail("batch-interval", line(&raw.batch_interval), "a batch interval must be at least 1ms");

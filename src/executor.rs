@@ -12,7 +12,7 @@
 //!   An empty interval still advances processing time and watermarks. At the
 //!   end of input the last batch runs at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -148,9 +148,13 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let (tx, rx) = bounded(opts.queue_chunks.max(1));
     let stop = Arc::new(AtomicBool::new(false));
     let alive = sources.len();
-    let ackers: Vec<Option<Arc<dyn Acker>>> = sources.iter().map(|s| s.acker()).collect();
+    let mut acks = Acks::default();
+    for (i, s) in sources.iter().enumerate() {
+        acks.opened(i as u32, s.acker());
+    }
+    let next_input = Arc::new(AtomicU32::new(sources.len() as u32));
     for (i, source) in sources.into_iter().enumerate() {
-        let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, opts.event_time.clone());
+        let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, next_input.clone(), opts.event_time.clone());
         let tx = tx.clone();
         let name = source.name();
         let spawned = thread::Builder::new().name(format!("source-{i}")).spawn(move || {
@@ -180,7 +184,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         opts,
         alive,
         stop: &stop,
-        ackers: &ackers,
+        acks: &mut acks,
         last_ack: Instant::now(),
         failure: None,
         ended_by: "end-of-input",
@@ -201,7 +205,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     // acknowledged, unless a sink failed on the way (a source failing does
     // not make what was delivered less delivered).
     if finished.is_ok() && matches!(error, None | Some(RunError::Source { .. })) {
-        if let Err(message) = acknowledge(&*graph, &tally, &ackers, true) {
+        if let Err(message) = acks.acknowledge(&*graph, &tally, true) {
             // The run's results are out, but a restart would count some again.
             error.get_or_insert(RunError::SavePosition { message });
         }
@@ -263,8 +267,8 @@ struct Runner<'a> {
     alive: usize,
     /// Tells the sources to stop.
     stop: &'a AtomicBool,
-    /// Per input, where acknowledgements go.
-    ackers: &'a [Option<Arc<dyn Acker>>],
+    /// Where acknowledgements go.
+    acks: &'a mut Acks,
     /// When acknowledgements were last computed.
     last_ack: Instant,
     /// The first source failure; the run ends after draining.
@@ -276,31 +280,68 @@ struct Runner<'a> {
 /// How often acknowledgements are computed at most.
 const ACK_EVERY: Duration = Duration::from_millis(200);
 
-/// Tells each input's acker how far its lines are acknowledged: up to the
-/// earliest line still held in an open window, or else up to the last line
-/// processed. Call it only right after the sinks were flushed.
-fn acknowledge(
-    graph: &dyn crate::pipeline::Graph,
-    tally: &Tally,
-    ackers: &[Option<Arc<dyn Acker>>],
-    force: bool,
-) -> Result<(), String> {
-    let mut result = Ok(());
-    for (input, acker) in ackers.iter().enumerate() {
-        let Some(acker) = acker else { continue };
-        let processed = tally.processed.get(input).copied().flatten();
-        let held = graph.unacked(input as u32);
-        let upto = match (held, processed) {
-            (Some(h), Some(p)) => Some(h.min(p)),
-            (h, p) => h.or(p),
-        };
-        if let Some((file, offset)) = upto {
-            if let Err(e) = acker.ack(file, offset, force) {
+/// Where each input's acknowledgements go.
+#[derive(Default)]
+struct Acks {
+    /// Per input, its acker, while it may still get acknowledgements.
+    ackers: Vec<Option<Arc<dyn Acker>>>,
+    /// Per input, whether it sends nothing more.
+    closed: Vec<bool>,
+}
+
+impl Acks {
+    fn opened(&mut self, input: u32, acker: Option<Arc<dyn Acker>>) {
+        let i = input as usize;
+        if self.ackers.len() <= i {
+            self.ackers.resize(i + 1, None);
+            self.closed.resize(i + 1, false);
+        }
+        self.ackers[i] = acker;
+    }
+
+    fn closed(&mut self, input: u32) {
+        if let Some(c) = self.closed.get_mut(input as usize) {
+            *c = true;
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.ackers.iter().any(Option::is_some)
+    }
+
+    /// Tells each input's acker how far its lines are acknowledged: up to
+    /// the earliest line still held in an open window, or else up to the
+    /// last line processed; then has them saved. Call it only right after
+    /// the sinks were flushed. A closed input whose lines are all
+    /// acknowledged is done with.
+    fn acknowledge(&mut self, graph: &dyn crate::pipeline::Graph, tally: &Tally, force: bool) -> Result<(), String> {
+        let mut done = Vec::new();
+        for (input, acker) in self.ackers.iter().enumerate() {
+            let Some(acker) = acker else { continue };
+            let processed = tally.processed.get(input).copied().flatten();
+            let held = graph.unacked(input as u32);
+            let upto = match (held, processed) {
+                (Some(h), Some(p)) => Some(h.min(p)),
+                (h, p) => h.or(p),
+            };
+            if let Some((file, offset)) = upto {
+                acker.ack(file, offset);
+            }
+            if self.closed[input] && held.is_none() {
+                done.push(input);
+            }
+        }
+        let mut result = Ok(());
+        for acker in self.ackers.iter().flatten() {
+            if let Err(e) = acker.save(force) {
                 result = Err(e);
             }
         }
+        for input in done {
+            self.ackers[input] = None;
+        }
+        result
     }
-    result
 }
 
 /// Lines per slice when a micro-batch goes through the operators.
@@ -314,10 +355,10 @@ impl Runner<'_> {
     /// every [`ACK_EVERY`]).
     fn flush(&mut self) -> Result<(), RunError> {
         self.graph.flush()?;
-        if self.ackers.iter().any(Option::is_some) && self.last_ack.elapsed() >= ACK_EVERY {
+        if self.acks.any() && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
             // A failed save is retried later; the source warns about it.
-            let _ = acknowledge(&*self.graph, self.tally, self.ackers, false);
+            let _ = self.acks.acknowledge(&*self.graph, self.tally, false);
         }
         Ok(())
     }
@@ -326,17 +367,32 @@ impl Runner<'_> {
         self.opts.interrupt.load(Ordering::Relaxed)
     }
 
-    /// Handles a source's end or failure; true when the run should end:
-    /// no source is left, or one failed (then the others are stopped).
-    fn source_done(&mut self, msg: Message) -> bool {
-        self.alive -= 1;
-        if let Message::Failed(_, e) = msg {
-            self.failure.get_or_insert(e);
-            self.stop.store(true, Ordering::Relaxed);
-            self.ended_by = "failed";
-            return true;
+    /// Handles a message other than a chunk: an input opened or closed, a
+    /// source's end or failure. True when the run should end: no source is
+    /// left, or one failed (then the others are stopped).
+    fn control(&mut self, msg: Message) -> bool {
+        match msg {
+            Message::Chunk(_) => false,
+            Message::Opened(input, acker) => {
+                self.acks.opened(input, acker);
+                false
+            }
+            Message::Closed(input) => {
+                self.acks.closed(input);
+                false
+            }
+            Message::End(_) => {
+                self.alive -= 1;
+                self.alive == 0
+            }
+            Message::Failed(_, e) => {
+                self.alive -= 1;
+                self.failure.get_or_insert(e);
+                self.stop.store(true, Ordering::Relaxed);
+                self.ended_by = "failed";
+                true
+            }
         }
-        self.alive == 0
     }
 
     /// Stops the sources and collects what they had already handed over,
@@ -349,7 +405,7 @@ impl Runner<'_> {
             match self.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(Message::Chunk(c)) => chunks.push(c),
                 Ok(msg) => {
-                    self.source_done(msg);
+                    self.control(msg);
                 }
                 Err(_) => break,
             }
@@ -387,7 +443,7 @@ impl Runner<'_> {
                     }
                 }
                 Ok(msg) => {
-                    if self.source_done(msg) {
+                    if self.control(msg) {
                         for c in self.drain() {
                             self.per_event_chunk(c, &mut records)?;
                         }
@@ -447,7 +503,7 @@ impl Runner<'_> {
                     pending.push(c);
                 }
                 Ok(msg) => {
-                    if self.source_done(msg) {
+                    if self.control(msg) {
                         pending.extend(self.drain());
                         done = true;
                     }

@@ -1,16 +1,22 @@
-//! A followed file: the `sluice-file` tailer adapted to the engine, with
-//! its position saved in a checkpoint directory.
+//! A followed file, or pattern of files: the `sluice-file` tailers adapted
+//! to the engine, with positions saved in a checkpoint directory.
+//!
+//! Every file of a pattern is an input of its own (opened with
+//! [`Feed::open_input`]): its lines are acknowledged, and its event-time
+//! frontier followed, separately from the other files'.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_file::{
-    is_glob, FileId, Fingerprint, GlobTailer, Notice, Output, SavedPosition, StartAt, TailConfig, Tailer,
+    is_glob, FileId, Fingerprint, GlobOutput, GlobTailer, Lines, Notice, Output, SavedFile, SavedPosition, StartAt,
+    TailConfig, Tailer,
 };
 
 use super::{Acker, Feed, Source};
-use crate::checkpoint::{CheckpointDir, CheckpointError, FilePosition};
+use crate::checkpoint::{CheckpointDir, CheckpointError, FilePosition, PatternFile};
 use crate::error::RunError;
 
 /// How often a changed position is written at most (the last one is always
@@ -38,20 +44,30 @@ impl Default for FollowOptions {
     }
 }
 
-/// Follows a file like `tail -F` until the run stops.
+/// Follows a file, or every file matching a pattern, like `tail -F` until
+/// the run stops.
 pub struct FollowSource {
     /// What the tailer follows.
     config: TailConfig,
-    /// Where its position is saved, if anywhere.
-    checkpoint: Option<Arc<FileCheckpoint>>,
+    /// Where positions are saved, if anywhere.
+    checkpoint: Option<Saving>,
+}
+
+/// How a source saves positions.
+enum Saving {
+    /// One path.
+    File(Arc<FileCheckpoint>),
+    /// A pattern, and what was saved for it (none when nothing was).
+    Pattern(Arc<PatternCheckpoint>, Option<Vec<SavedFile>>),
 }
 
 impl FollowSource {
-    /// A source following `path`. With a checkpoint directory it resumes
-    /// from the position saved there (which wins over `from_beginning`), and
-    /// saves its position as lines are acknowledged.
+    /// A source following `path`, a file or a pattern in the file name.
+    /// With a checkpoint directory it resumes from the positions saved
+    /// there (which win over `from_beginning`), and saves its positions as
+    /// lines are acknowledged.
     pub fn new(
-        path: std::path::PathBuf,
+        path: PathBuf,
         opts: FollowOptions,
         max_line: usize,
         checkpoint: Option<&CheckpointDir>,
@@ -62,26 +78,50 @@ impl FollowSource {
         config.idle_flush = opts.idle_flush;
         config.max_line = max_line;
         let key = format!("file:{}", path.display());
-        let checkpoint = match checkpoint {
-            Some(dir) => {
-                let saved = dir.load()?;
-                if let Some(p) = saved.get(&key) {
-                    config.start = StartAt::Saved(SavedPosition {
-                        file: FileId { dev: p.dev, ino: p.ino },
-                        fingerprint: Fingerprint { sum: p.fingerprint_sum, len: p.fingerprint_len },
-                        offset: p.offset,
-                    });
+        let checkpoint = checkpoint.map(|dir| {
+            let saved = dir.positions();
+            if is_glob(&path) {
+                let files = saved.patterns.get(&key).map(|files| {
+                    files
+                        .iter()
+                        .map(|f| SavedFile { path: PathBuf::from(&f.path), position: saved_position(&f.position) })
+                        .collect()
+                });
+                let state = Mutex::new(PatternState::default());
+                Saving::Pattern(Arc::new(PatternCheckpoint { dir: dir.clone(), key, state }), files)
+            } else {
+                if let Some(p) = saved.sources.get(&key) {
+                    config.start = StartAt::Saved(saved_position(p));
                 }
-                Some(Arc::new(FileCheckpoint {
-                    dir: dir.clone(),
-                    key,
-                    state: Mutex::new(SaveState { positions: saved, ..SaveState::default() }),
-                }))
+                let state = Mutex::new(SaveState { saved: saved.sources.get(&key).copied(), ..SaveState::default() });
+                Saving::File(Arc::new(FileCheckpoint { dir: dir.clone(), key, state }))
             }
-            None => None,
-        };
+        });
         Ok(FollowSource { config, checkpoint })
     }
+}
+
+fn saved_position(p: &FilePosition) -> SavedPosition {
+    SavedPosition {
+        file: FileId { dev: p.dev, ino: p.ino },
+        fingerprint: Fingerprint { sum: p.fingerprint_sum, len: p.fingerprint_len },
+        offset: p.offset,
+    }
+}
+
+fn position(file: FileId, fingerprint: Fingerprint, offset: u64) -> FilePosition {
+    FilePosition {
+        dev: file.dev,
+        ino: file.ino,
+        fingerprint_sum: fingerprint.sum,
+        fingerprint_len: fingerprint.len,
+        offset,
+    }
+}
+
+/// When a save is due: never saved yet, or the interval passed.
+fn due(last_write: Option<Instant>) -> bool {
+    last_write.is_none_or(|t| t.elapsed() >= SAVE_EVERY)
 }
 
 /// Saves a followed file's acknowledged position.
@@ -99,8 +139,8 @@ struct FileCheckpoint {
 struct SaveState {
     /// The identity of each file generation not yet fully acknowledged.
     files: BTreeMap<u64, (FileId, Fingerprint)>,
-    /// Every saved position (other sources' too), as last written.
-    positions: BTreeMap<String, FilePosition>,
+    /// The position last saved.
+    saved: Option<FilePosition>,
     /// The position to save, if it changed since the last write.
     pending: Option<FilePosition>,
     /// When the file was last written, or last failed to be.
@@ -126,21 +166,21 @@ impl FileCheckpoint {
     fn opened(&self, generation: u64, at: SavedPosition) {
         self.note(generation, at.file, at.fingerprint);
         let Ok(mut s) = self.state.lock() else { return };
-        if std::mem::replace(&mut s.baseline, true) || s.positions.contains_key(&self.key) {
+        if std::mem::replace(&mut s.baseline, true) || s.saved.is_some() {
             return;
         }
         s.pending = Some(position(at.file, at.fingerprint, at.offset));
-        let _ = self.save(&mut s);
+        let _ = self.write(&mut s);
     }
 
-    fn save(&self, s: &mut SaveState) -> Result<(), String> {
+    fn write(&self, s: &mut SaveState) -> Result<(), String> {
         let Some(pos) = s.pending.take() else { return Ok(()) };
-        let mut positions = s.positions.clone();
-        positions.insert(self.key.clone(), pos);
         s.last_write = Some(Instant::now());
-        match self.dir.store(&positions) {
+        match self.dir.update(|p| {
+            p.sources.insert(self.key.clone(), pos);
+        }) {
             Ok(()) => {
-                s.positions = positions;
+                s.saved = Some(pos);
                 s.failing = false;
                 Ok(())
             }
@@ -157,33 +197,223 @@ impl FileCheckpoint {
     }
 }
 
-fn position(file: FileId, fingerprint: Fingerprint, offset: u64) -> FilePosition {
-    FilePosition {
-        dev: file.dev,
-        ino: file.ino,
-        fingerprint_sum: fingerprint.sum,
-        fingerprint_len: fingerprint.len,
-        offset,
-    }
-}
-
 impl Acker for FileCheckpoint {
-    fn ack(&self, generation: u64, offset: u64, force: bool) -> Result<(), String> {
-        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
+    fn ack(&self, generation: u64, offset: u64) {
+        let Ok(mut s) = self.state.lock() else { return };
         // Files are read one after the other, so an acknowledgement names a
         // file that was noted (its lines were handed out) or opened.
-        let Some(&(file, fingerprint)) = s.files.get(&generation) else { return Ok(()) };
+        let Some(&(file, fingerprint)) = s.files.get(&generation) else { return };
         // Older files are done with.
         s.files = s.files.split_off(&generation);
         s.baseline = true;
         let pos = position(file, fingerprint, offset);
-        if s.positions.get(&self.key) != Some(&pos) || s.pending.is_some() {
+        if s.saved != Some(pos) || s.pending.is_some() {
             s.pending = Some(pos);
         }
-        if force || s.last_write.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
-            return self.save(&mut s);
+    }
+
+    fn save(&self, force: bool) -> Result<(), String> {
+        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
+        if s.pending.is_some() && (force || due(s.last_write)) {
+            return self.write(&mut s);
         }
         Ok(())
+    }
+}
+
+/// Saves the positions of the files of a pattern.
+struct PatternCheckpoint {
+    /// Where.
+    dir: CheckpointDir,
+    /// This source's name in the file.
+    key: String,
+    /// Shared by the source thread and the executor.
+    state: Mutex<PatternState>,
+}
+
+#[derive(Default)]
+struct PatternState {
+    /// The paths followed (and those ended whose files still exist), by
+    /// slot number.
+    slots: BTreeMap<u64, SlotFiles>,
+    /// Whether something changed since the last write.
+    dirty: bool,
+    /// When the file was last written, or last failed to be.
+    last_write: Option<Instant>,
+    /// Whether the last write failed.
+    failing: bool,
+}
+
+/// The files read under one path.
+struct SlotFiles {
+    /// The path.
+    path: String,
+    /// Each file by generation: which file, how far handed out, how far
+    /// acknowledged. Files read to their end stay while they exist.
+    files: BTreeMap<u64, FileRecord>,
+    /// Whether the path's tailer ended.
+    ended: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FileRecord {
+    /// The file.
+    file: FileId,
+    /// Its first bytes.
+    fingerprint: Fingerprint,
+    /// End of the last line handed out.
+    end: u64,
+    /// Where the first line not acknowledged starts.
+    acked: u64,
+}
+
+impl PatternCheckpoint {
+    fn with<R>(&self, f: impl FnOnce(&mut PatternState) -> R) -> Option<R> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+
+    fn started(&self, slot: u64, path: &std::path::Path) {
+        self.with(|s| {
+            let path = path.to_string_lossy().into_owned();
+            s.slots.insert(slot, SlotFiles { path, files: BTreeMap::new(), ended: false });
+        });
+    }
+
+    /// A file of the slot starts being read at `at`.
+    fn opened(&self, slot: u64, generation: u64, at: SavedPosition) {
+        self.with(|s| {
+            if let Some(sl) = s.slots.get_mut(&slot) {
+                let record =
+                    FileRecord { file: at.file, fingerprint: at.fingerprint, end: at.offset, acked: at.offset };
+                sl.files.insert(generation, record);
+                s.dirty = true;
+            }
+        });
+    }
+
+    /// Lines of a file of the slot were handed out.
+    fn note(&self, slot: u64, lines: &Lines) {
+        self.with(|s| {
+            if let Some(r) = s.slots.get_mut(&slot).and_then(|sl| sl.files.get_mut(&lines.generation)) {
+                r.fingerprint = lines.fingerprint;
+                r.end = lines.chunk.end_offset;
+            }
+        });
+    }
+
+    fn ended(&self, slot: u64) {
+        self.with(|s| {
+            if let Some(sl) = s.slots.get_mut(&slot) {
+                sl.ended = true;
+            }
+            s.slots.retain(|_, sl| !(sl.ended && sl.files.is_empty()));
+        });
+    }
+
+    /// A file no longer exists: nothing needs to be known of it.
+    fn forgotten(&self, file: FileId) {
+        self.with(|s| {
+            for sl in s.slots.values_mut() {
+                let before = sl.files.len();
+                sl.files.retain(|_, r| r.file != file);
+                s.dirty |= sl.files.len() != before;
+            }
+            s.slots.retain(|_, sl| !(sl.ended && sl.files.is_empty()));
+        });
+    }
+
+    fn ack(&self, slot: u64, generation: u64, offset: u64) {
+        self.with(|s| {
+            let Some(sl) = s.slots.get_mut(&slot) else { return };
+            let mut changed = false;
+            for (&g, r) in sl.files.range_mut(..=generation) {
+                let upto = if g == generation { offset } else { r.end };
+                changed |= r.acked != upto;
+                r.acked = upto;
+            }
+            s.dirty |= changed;
+        });
+    }
+
+    /// Writes the positions if something changed and a write is due (or
+    /// forced). The first call writes even an empty list, so that a restart
+    /// reads files that appeared meanwhile from their start.
+    fn save(&self, force: bool) -> Result<(), String> {
+        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
+        let first = s.last_write.is_none();
+        if !(first || s.dirty && (force || due(s.last_write))) {
+            return Ok(());
+        }
+        let files: Vec<PatternFile> = s
+            .slots
+            .values()
+            .flat_map(|sl| {
+                sl.files
+                    .values()
+                    .map(|r| PatternFile { path: sl.path.clone(), position: position(r.file, r.fingerprint, r.acked) })
+            })
+            .collect();
+        s.last_write = Some(Instant::now());
+        match self.dir.update(|p| {
+            p.patterns.insert(self.key.clone(), files);
+        }) {
+            Ok(()) => {
+                s.dirty = false;
+                s.failing = false;
+                Ok(())
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut s.failing, true) {
+                    tracing::warn!(source = %self.key, "cannot save the positions: {e}; keeping the last saved ones");
+                }
+                Err(format!("cannot save the positions of {}: {e}", self.key))
+            }
+        }
+    }
+}
+
+/// The acknowledgements of one file of a pattern.
+struct SlotAcker {
+    /// The pattern's positions.
+    shared: Arc<PatternCheckpoint>,
+    /// Which path.
+    slot: u64,
+}
+
+impl Acker for SlotAcker {
+    fn ack(&self, generation: u64, offset: u64) {
+        self.shared.ack(self.slot, generation, offset);
+    }
+
+    fn save(&self, force: bool) -> Result<(), String> {
+        self.shared.save(force)
+    }
+}
+
+/// Hands lines to the executor, warning about cut lines.
+fn send(feed: &Feed, name: &str, lines: Lines) -> bool {
+    let cut = lines.chunk.lines.iter().filter(|l| l.truncated).count() as u32;
+    if cut > 0 {
+        tracing::warn!(source = %name, lines = cut, "cut lines longer than the maximum line length (--max-line-bytes)");
+    }
+    let bytes = lines.chunk.data.len() as u64;
+    feed.send_file_lines(lines.chunk, lines.generation, bytes, cut)
+}
+
+/// Logs a tailer's notice about `path`.
+fn log_notice(name: &str, path: &std::path::Path, n: &Notice) {
+    let path = path.display();
+    match n {
+        Notice::Waiting(p) => tracing::warn!(source = %name, "waiting for {} to appear", p.display()),
+        Notice::Rotated { .. } => tracing::info!(source = %name, "{path} rotated; reading the old file to its end"),
+        Notice::Truncated { read_to, .. } => {
+            tracing::warn!(source = %name, read_to, "{path} truncated; reading it again from its start")
+        }
+        Notice::Unreadable(why) => tracing::warn!(source = %name, "cannot read {why}; will keep trying"),
+        Notice::SavedFileGone(_) => {
+            tracing::warn!(source = %name, "the file of the saved position of {path} is gone; reading from the start")
+        }
+        Notice::Opened { .. } => {}
     }
 }
 
@@ -193,57 +423,109 @@ impl Source for FollowSource {
     }
 
     fn acker(&self) -> Option<Arc<dyn Acker>> {
-        self.checkpoint.clone().map(|c| c as Arc<dyn Acker>)
+        match &self.checkpoint {
+            Some(Saving::File(c)) => Some(c.clone() as Arc<dyn Acker>),
+            _ => None,
+        }
     }
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
-        let checkpoint = self.checkpoint;
-        let glob = if is_glob(&self.config.path) {
-            let g = GlobTailer::new(self.config.clone())
-                .map_err(|message| RunError::Source { source_name: name.clone(), message })?;
-            Some(g)
-        } else {
-            None
+        if !is_glob(&self.config.path) {
+            let checkpoint = match self.checkpoint {
+                Some(Saving::File(c)) => Some(c),
+                _ => None,
+            };
+            let path = self.config.path.clone();
+            Tailer::new(self.config).run(feed.stop_flag(), |out| match out {
+                Output::Lines(lines) => {
+                    if let Some(c) = &checkpoint {
+                        c.note(lines.generation, lines.file, lines.fingerprint);
+                    }
+                    send(&feed, &name, lines)
+                }
+                Output::Notice(n) => {
+                    if let (Some(c), Notice::Opened { position, generation }) = (&checkpoint, &n) {
+                        c.opened(*generation, *position);
+                    }
+                    log_notice(&name, &path, &n);
+                    true
+                }
+            });
+            return Ok(());
+        }
+        let (checkpoint, saved) = match self.checkpoint {
+            Some(Saving::Pattern(c, saved)) => (Some(c), saved),
+            _ => (None, None),
         };
-        let handle = |out: Output| match out {
-            Output::Lines(lines) => {
-                let cut = lines.chunk.lines.iter().filter(|l| l.truncated).count() as u32;
-                if cut > 0 {
-                    tracing::warn!(source = %name, lines = cut, "cut lines longer than the maximum line length (--max-line-bytes)");
+        let glob = match saved {
+            Some(saved) => GlobTailer::resume(self.config, saved),
+            None => GlobTailer::new(self.config),
+        }
+        .map_err(|message| RunError::Source { source_name: name.clone(), message })?;
+        // Per slot: its input's feed and its path.
+        let mut slots: HashMap<u64, (Feed, PathBuf)> = HashMap::new();
+        glob.run(feed.stop_flag(), |out| match out {
+            GlobOutput::Started { slot, path } => {
+                let acker = checkpoint.as_ref().map(|c| {
+                    c.started(slot, &path);
+                    Arc::new(SlotAcker { shared: c.clone(), slot }) as Arc<dyn Acker>
+                });
+                tracing::info!(source = %name, "following {}", path.display());
+                match feed.open_input(acker) {
+                    Some(f) => {
+                        slots.insert(slot, (f, path));
+                        true
+                    }
+                    None => false,
                 }
-                if let Some(c) = &checkpoint {
-                    c.note(lines.generation, lines.file, lines.fingerprint);
-                }
-                let bytes = lines.chunk.data.len() as u64;
-                feed.send_file_lines(lines.chunk, lines.generation, bytes, cut)
             }
-            Output::Notice(n) => {
-                match n {
-                    Notice::Waiting(path) => tracing::warn!(source = %name, "waiting for {} to appear", path.display()),
-                    Notice::Rotated { .. } => {
-                        tracing::info!(source = %name, "file rotated; reading the old one to its end")
-                    }
-                    Notice::Truncated { read_to, .. } => {
-                        tracing::warn!(source = %name, read_to, "file truncated; reading again from its start")
-                    }
-                    Notice::Unreadable(why) => tracing::warn!(source = %name, "cannot read {why}; will keep trying"),
-                    Notice::SavedFileGone(_) => {
-                        tracing::warn!(source = %name, "the file of the saved position is gone; reading from the start")
-                    }
-                    Notice::Opened { position, generation } => {
+            GlobOutput::Slot { slot, output } => {
+                let Some((f, path)) = slots.get(&slot) else { return true };
+                match output {
+                    Output::Lines(lines) => {
                         if let Some(c) = &checkpoint {
-                            c.opened(generation, position);
+                            c.note(slot, &lines);
                         }
+                        send(f, &name, lines)
                     }
+                    Output::Notice(n) => {
+                        if let (Some(c), Notice::Opened { position, generation }) = (&checkpoint, &n) {
+                            c.opened(slot, *generation, *position);
+                        }
+                        log_notice(&name, path, &n);
+                        true
+                    }
+                }
+            }
+            GlobOutput::Ended { slot } => {
+                if let Some(c) = &checkpoint {
+                    c.ended(slot);
+                }
+                slots.remove(&slot).is_none_or(|(f, _)| f.close_input())
+            }
+            GlobOutput::Copy(path) => {
+                tracing::info!(source = %name, "{} is a copy of a file already read (copytruncate); not reading it again", path.display());
+                true
+            }
+            GlobOutput::Forgotten(file) => {
+                if let Some(c) = &checkpoint {
+                    c.forgotten(file);
                 }
                 true
             }
-        };
-        match glob {
-            Some(g) => g.run(feed.stop_flag(), handle),
-            None => Tailer::new(self.config).run(feed.stop_flag(), handle),
-        }
+            GlobOutput::Waiting(dir) => {
+                tracing::warn!(source = %name, "waiting for the directory {} to appear", dir.display());
+                true
+            }
+            GlobOutput::Polled => {
+                if let Some(c) = &checkpoint {
+                    // Failures are warned about once, and retried.
+                    let _ = c.save(false);
+                }
+                true
+            }
+        });
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -126,22 +126,42 @@ pub struct InputChunk {
 /// offset) has had all its effects flushed by the sinks. A source that can
 /// resume (a followed file) saves it.
 pub trait Acker: Send + Sync {
-    /// Everything before `(file, offset)` is acknowledged. `force` asks for
-    /// the position to be saved now (at the end of a run); otherwise it may
-    /// be saved later, at most a second later. An error says the position
-    /// could not be saved (the last saved one stays).
-    fn ack(&self, file: u64, offset: u64, force: bool) -> Result<(), String>;
+    /// Everything before `(file, offset)` is acknowledged.
+    fn ack(&self, file: u64, offset: u64);
+
+    /// Saves what was acknowledged: now when `force` (at the end of a run),
+    /// otherwise when due (at most a second after the last save). An error
+    /// says the position could not be saved (the last saved one stays).
+    fn save(&self, force: bool) -> Result<(), String>;
 }
 
 /// What sources send the executor.
-#[derive(Debug)]
 pub enum Message {
     /// Lines.
     Chunk(InputChunk),
-    /// The input ended normally.
+    /// A source opened another input (a file of a pattern, a partition);
+    /// it comes before the input's first chunk.
+    Opened(u32, Option<Arc<dyn Acker>>),
+    /// An input opened with [`Feed::open_input`] sends nothing more; its
+    /// source goes on.
+    Closed(u32),
+    /// The source of this input (the one it was started with) ended
+    /// normally, with every input it opened.
     End(u32),
-    /// The input failed; what it sent before is valid.
+    /// The source failed; what it sent before is valid.
     Failed(u32, RunError),
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Chunk(c) => f.debug_tuple("Chunk").field(c).finish(),
+            Message::Opened(i, a) => f.debug_tuple("Opened").field(i).field(&a.is_some()).finish(),
+            Message::Closed(i) => f.debug_tuple("Closed").field(i).finish(),
+            Message::End(i) => f.debug_tuple("End").field(i).finish(),
+            Message::Failed(i, e) => f.debug_tuple("Failed").field(i).field(e).finish(),
+        }
+    }
 }
 
 /// A source's handle on the executor: sends chunks, tells the time, and
@@ -156,6 +176,8 @@ pub struct Feed {
     stop: Arc<AtomicBool>,
     /// This source's input number.
     input: u32,
+    /// The next input number to hand out, shared by every source of the run.
+    next_input: Arc<AtomicU32>,
     /// How to find event times.
     event_time: EventTimeFormat,
 }
@@ -166,9 +188,27 @@ impl Feed {
         clock: Clock,
         stop: Arc<AtomicBool>,
         input: u32,
+        next_input: Arc<AtomicU32>,
         event_time: EventTimeFormat,
     ) -> Self {
-        Feed { tx, clock, stop, input, event_time }
+        Feed { tx, clock, stop, input, next_input, event_time }
+    }
+
+    /// Opens another input for this source: a stream of its own, with its
+    /// own positions (acknowledged to `acker`) and its own event-time
+    /// frontier, like a file of a pattern or a Kafka partition. Returns a
+    /// feed sending as that input, or `None` when the run no longer takes
+    /// input. End it with [`Feed::close_input`].
+    pub fn open_input(&self, acker: Option<Arc<dyn Acker>>) -> Option<Feed> {
+        let input = self.next_input.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(Message::Opened(input, acker)).ok()?;
+        Some(Feed { input, ..self.clone() })
+    }
+
+    /// Says that this input, opened with [`Feed::open_input`], sends
+    /// nothing more.
+    pub fn close_input(&self) -> bool {
+        self.tx.send(Message::Closed(self.input)).is_ok()
     }
 
     /// The run's clock.
