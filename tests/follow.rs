@@ -385,3 +385,45 @@ fn a_pattern_resumes_every_file_across_restarts_and_rotations() {
     );
     assert!(read_rows(&out3, "per-event").is_empty(), "the third run read nothing again");
 }
+
+/// Runs sluice as an unprivileged user when the tests run as root (root
+/// reads any file), so that a permission error is real.
+fn sluice_unprivileged() -> std::process::Command {
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        return sluice();
+    }
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_sluice")]);
+    c
+}
+
+#[test]
+fn an_unreadable_file_is_a_warning_and_the_others_are_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    let readable = log_lines(0, 30);
+    append(&d.join("a.log"), &readable);
+    let secret = log_lines(30, 10);
+    append(&d.join("secret.log"), &secret);
+    fs::set_permissions(d.join("secret.log"), fs::Permissions::from_mode(0o000)).unwrap();
+    let out = d.join("counts.jsonl");
+    let child = sluice_unprivileged()
+        .args(["run", "--source", &format!("file:{}", d.join("*.log").display()), "--from", "beginning"])
+        .args(["--poll-interval", "20ms", "--mode", "per-event", "--window", "global"])
+        .args(["--sink", &format!("jsonl:{}", out.display())])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // Readable again: it is read, without a restart.
+    fs::set_permissions(d.join("secret.log"), fs::Permissions::from_mode(0o644)).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let stderr = stop(child);
+    assert!(stderr.contains("cannot read") && stderr.contains("secret.log"), "{stderr}");
+    assert_eq!(stderr.matches("cannot read").count(), 1, "warned once: {stderr}");
+    let got: HashMap<String, u64> = read_rows(&out, "per-event").into_iter().map(|r| (r.key, r.count)).collect();
+    assert_eq!(got, independent_count(format!("{readable}{secret}").as_bytes()), "{stderr}");
+}
