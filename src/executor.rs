@@ -311,8 +311,8 @@ impl Acks {
 
     /// Tells each input's acker how far its lines are acknowledged: up to
     /// the earliest line still held in an open window, or else up to the
-    /// last line processed; then has them saved. Call it only right after
-    /// the sinks were flushed. A closed input whose lines are all
+    /// last line processed; with `force`, has them saved now. Call it only
+    /// right after the sinks were flushed. A closed input whose lines are all
     /// acknowledged is done with.
     fn acknowledge(&mut self, graph: &dyn crate::pipeline::Graph, tally: &Tally, force: bool) -> Result<(), String> {
         let mut done = Vec::new();
@@ -331,10 +331,14 @@ impl Acks {
                 done.push(input);
             }
         }
+        // Sources save when due on their own threads; the end of a run
+        // saves here, so that it is done before the run returns.
         let mut result = Ok(());
-        for acker in self.ackers.iter().flatten() {
-            if let Err(e) = acker.save(force) {
-                result = Err(e);
+        if force {
+            for acker in self.ackers.iter().flatten() {
+                if let Err(e) = acker.save(true) {
+                    result = Err(e);
+                }
             }
         }
         for input in done {
@@ -357,7 +361,7 @@ impl Runner<'_> {
         self.graph.flush()?;
         if self.acks.any() && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
-            // A failed save is retried later; the source warns about it.
+            // Not forced: nothing is written here, so nothing can fail.
             let _ = self.acks.acknowledge(&*self.graph, self.tally, false);
         }
         Ok(())

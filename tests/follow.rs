@@ -427,3 +427,52 @@ fn an_unreadable_file_is_a_warning_and_the_others_are_read() {
     let got: HashMap<String, u64> = read_rows(&out, "per-event").into_iter().map(|r| (r.key, r.count)).collect();
     assert_eq!(got, independent_count(format!("{readable}{secret}").as_bytes()), "{stderr}");
 }
+
+#[test]
+fn positions_of_a_pattern_are_saved_while_running_so_kill_9_after_a_quiet_spell_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = d.join("ckpt");
+    let mut written = String::new();
+    for (name, from) in [("a.log", 0), ("b.log", 100)] {
+        let text = log_lines(from, 60);
+        append(&d.join(name), &text);
+        written.push_str(&text);
+    }
+    let run = |out: &Path| {
+        sluice()
+            .args(["run", "--source", &format!("file:{}", d.join("*.log").display()), "--from", "beginning"])
+            .args(["--checkpoint-dir", &ckpt.display().to_string(), "--poll-interval", "20ms"])
+            .args(["--mode", "per-event", "--window", "tumbling:200ms", "--time", "processing"])
+            .args(["--sink", &format!("jsonl:{}", out.display())])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out1 = d.join("run1.jsonl");
+    let mut child = run(&out1);
+    // Windows close every 200 ms; positions are written at most once a
+    // second after they are acknowledged.
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(ckpt.join("positions.json")).unwrap()).unwrap();
+    let files = saved["patterns"][format!("file:{}", d.join("*.log").display())].as_array().unwrap().clone();
+    assert_eq!(files.len(), 2, "{saved}");
+    for f in &files {
+        let len = fs::metadata(f["path"].as_str().unwrap()).unwrap().len();
+        assert_eq!(f["offset"].as_u64(), Some(len), "read and acknowledged to the end: {saved}");
+    }
+    let more = log_lines(300, 20);
+    append(&d.join("b.log"), &more);
+    written.push_str(&more);
+    let out2 = d.join("run2.jsonl");
+    let child = run(&out2);
+    std::thread::sleep(Duration::from_millis(1000));
+    stop(child);
+    let mut got = HashMap::new();
+    add_counts(&mut got, read_rows(&out1, "per-event"));
+    add_counts(&mut got, read_rows(&out2, "per-event"));
+    assert_eq!(got, independent_count(written.as_bytes()), "every line once over both runs");
+}

@@ -437,10 +437,12 @@ impl Source for FollowSource {
                 _ => None,
             };
             let path = self.config.path.clone();
-            Tailer::new(self.config).run(feed.stop_flag(), |out| match out {
+            let handle = |out| match out {
                 Output::Lines(lines) => {
                     if let Some(c) = &checkpoint {
                         c.note(lines.generation, lines.file, lines.fingerprint);
+                        // Also here: one poll may read a long backlog.
+                        let _ = c.save(false);
                     }
                     send(&feed, &name, lines)
                 }
@@ -451,7 +453,15 @@ impl Source for FollowSource {
                     log_notice(&name, &path, &n);
                     true
                 }
-            });
+            };
+            // Positions are written here, not on the executor's thread, so
+            // that an fsync never delays events.
+            let tick = || {
+                if let Some(c) = &checkpoint {
+                    let _ = c.save(false);
+                }
+            };
+            Tailer::new(self.config).run_ticking(feed.stop_flag(), handle, tick);
             return Ok(());
         }
         let (checkpoint, saved) = match self.checkpoint {
@@ -486,6 +496,7 @@ impl Source for FollowSource {
                     Output::Lines(lines) => {
                         if let Some(c) = &checkpoint {
                             c.note(slot, &lines);
+                            let _ = c.save(false);
                         }
                         send(f, &name, lines)
                     }

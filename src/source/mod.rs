@@ -129,9 +129,11 @@ pub trait Acker: Send + Sync {
     /// Everything before `(file, offset)` is acknowledged.
     fn ack(&self, file: u64, offset: u64);
 
-    /// Saves what was acknowledged: now when `force` (at the end of a run),
-    /// otherwise when due (at most a second after the last save). An error
-    /// says the position could not be saved (the last saved one stays).
+    /// Saves what was acknowledged: now when `force`, otherwise when due.
+    /// The executor calls it with `force` at the end of a run only; the
+    /// source saves when due on its own thread, so that the executor never
+    /// waits for an fsync. An error says the position could not be saved
+    /// (the last saved one stays).
     fn save(&self, force: bool) -> Result<(), String>;
 }
 

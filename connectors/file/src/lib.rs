@@ -627,9 +627,19 @@ impl Tailer {
     /// Polls until `stop` is set or `out` returns false, waking up on file
     /// system notifications for the parent directory, and at least every
     /// `poll_interval`.
-    pub fn run(mut self, stop: &AtomicBool, mut out: impl FnMut(Output) -> bool) {
+    pub fn run(self, stop: &AtomicBool, out: impl FnMut(Output) -> bool) {
+        self.run_ticking(stop, out, || {});
+    }
+
+    /// Like [`Tailer::run`], calling `tick` after every poll: a place for
+    /// periodic work on the same thread, like saving positions.
+    pub fn run_ticking(mut self, stop: &AtomicBool, mut out: impl FnMut(Output) -> bool, mut tick: impl FnMut()) {
         let interval = self.config.poll_interval;
-        follow_loop(&parent_dir(&self.config.path), interval, stop, || self.poll(&mut out));
+        follow_loop(&parent_dir(&self.config.path), interval, stop, || {
+            let more = self.poll(&mut out);
+            tick();
+            more
+        });
     }
 }
 
