@@ -32,6 +32,8 @@ use serde::{Deserialize, Serialize};
 
 /// The checkpoint file's name in the directory.
 pub const FILE_NAME: &str = "positions.json";
+/// The file locked while a process uses the directory.
+const LOCK_NAME: &str = "lock";
 /// What the `format` field says.
 const FORMAT: &str = "sluice-checkpoint";
 /// The version this sluice writes and reads.
@@ -99,6 +101,12 @@ pub enum CheckpointError {
         #[source]
         err: io::Error,
     },
+    /// Another process uses the directory.
+    #[error("checkpoint directory {dir} is in use by another running sluice; give each run its own --checkpoint-dir")]
+    InUse {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The file is not a checkpoint this sluice understands.
     #[error("checkpoint {path}: {why}; move it away to start over, or use another --checkpoint-dir")]
     Unusable {
@@ -117,14 +125,25 @@ pub struct CheckpointDir {
     /// What was last written (or loaded), shared by the sources that save
     /// here, so that none writes back another's stale position.
     written: Arc<Mutex<Positions>>,
+    /// The `lock` file, locked while this process uses the directory.
+    _lock: Arc<File>,
 }
 
 impl CheckpointDir {
     /// Opens (creating if needed) a checkpoint directory, and reads what it
     /// holds.
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
-        fs::create_dir_all(dir).map_err(|err| CheckpointError::Io { dir: dir.to_path_buf(), err })?;
-        let mut d = CheckpointDir { dir: dir.to_path_buf(), written: Arc::default() };
+        let io = |err| CheckpointError::Io { dir: dir.to_path_buf(), err };
+        fs::create_dir_all(dir).map_err(io)?;
+        // Two processes saving to one directory would each overwrite the
+        // other's positions: the second is refused.
+        let lock = File::options().create(true).truncate(false).write(true).open(dir.join(LOCK_NAME)).map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(CheckpointError::InUse { dir: dir.to_path_buf() }),
+            Err(fs::TryLockError::Error(err)) => return Err(io(err)),
+        }
+        let mut d = CheckpointDir { dir: dir.to_path_buf(), written: Arc::default(), _lock: Arc::new(lock) };
         d.written = Arc::new(Mutex::new(d.load()?));
         Ok(d)
     }
@@ -228,7 +247,11 @@ mod tests {
         assert_eq!(loaded, dir.positions());
         assert_eq!(loaded.sources["file:/a"], pos(20));
         assert_eq!(loaded.patterns["file:/l/*.log"][0].position, pos(5));
-        assert_eq!(CheckpointDir::open(&tmp.path().join("ckpt")).unwrap().positions(), loaded, "read at open");
+        let e = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap_err().to_string();
+        assert!(e.contains("in use by another running sluice"), "{e}");
+        drop((dir, other));
+        let dir = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap();
+        assert_eq!(dir.positions(), loaded, "read at open");
 
         let path = tmp.path().join("ckpt").join(FILE_NAME);
         let text = fs::read_to_string(&path).unwrap();

@@ -211,6 +211,22 @@ fn a_restart_resumes_where_it_stopped_even_after_a_rotation_while_down() {
     let child = start_following(&log, &ckpt, &out1);
     std::thread::sleep(Duration::from_millis(600));
     write(&log, log_lines(100, 50));
+    // A second sluice on the same checkpoint directory is refused.
+    let mut second = start_following(&log, &ckpt, &dir.path().join("second.jsonl"));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            second.kill().unwrap();
+            panic!("a second sluice on the same checkpoint directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::io::read_to_string(second.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("in use by another running sluice") && err.lines().count() == 1, "{err}");
     std::thread::sleep(Duration::from_millis(600));
     stop(child);
     let saved = fs::read_to_string(ckpt.join("positions.json")).unwrap();
