@@ -112,7 +112,7 @@ pub fn format_duration(d: Duration) -> String {
     for (unit, size) in
         [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)]
     {
-        if ns >= size && ns % size == 0 {
+        if ns >= size && ns.is_multiple_of(size) {
             return format!("{}{}", ns / size, unit);
         }
     }

@@ -22,7 +22,7 @@ fn timestamped_book() -> (Vec<u8>, Vec<(i64, String)>) {
             break;
         }
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let jitter = if (rng >> 33) % 10 == 0 { -(((rng >> 40) % 400) as i64) } else { 0 };
+        let jitter = if (rng >> 33).is_multiple_of(10) { -(((rng >> 40) % 400) as i64) } else { 0 };
         let t = BASE_MS + i as i64 * 5 + jitter;
         out.extend_from_slice(format!("{t} {line}\n").as_bytes());
         lines.push((t, line.to_string()));
