@@ -61,6 +61,8 @@ pub struct RawSettings {
     pub seed: Option<Val<u64>>,
     pub count: Option<Val<u64>>,
     pub duration: Option<Val<String>>,
+    pub kafka_option: Option<Val<Vec<String>>>,
+    pub kafka_timeout: Option<Val<String>>,
 }
 
 /// One string or a list of them (`sink = "stdout"` or `sink = ["stdout", ...]`).
@@ -99,6 +101,8 @@ struct FileSettings {
     seed: Option<toml::Spanned<u64>>,
     count: Option<toml::Spanned<u64>>,
     duration: Option<toml::Spanned<String>>,
+    kafka_option: Option<toml::Spanned<toml::Table>>,
+    kafka_timeout: Option<toml::Spanned<String>>,
 }
 
 /// An error in the settings, naming the key and, for a file, its line.
@@ -207,15 +211,35 @@ impl RawSettings {
             seed: v(text, file.seed),
             count: v(text, file.count),
             duration: v(text, file.duration),
+            kafka_option: v(text, file.kafka_option).map(|t| Val {
+                value: t
+                    .value
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect(),
+                line: t.line,
+            }),
+            kafka_timeout: v(text, file.kafka_timeout),
         })
     }
 
     /// These settings with every value `over` has replacing ours.
     pub fn overlay(self, over: RawSettings) -> RawSettings {
+        // Kafka options add up: the file's first, then the command line's,
+        // which win for a key given in both.
+        let kafka_option = match (&self.kafka_option, &over.kafka_option) {
+            (Some(a), Some(b)) => {
+                Some(Val { value: a.value.iter().chain(&b.value).cloned().collect(), line: b.line.or(a.line) })
+            }
+            (a, b) => b.clone().or(a.clone()),
+        };
         macro_rules! pick {
             ($($f:ident),*) => { RawSettings { $($f: over.$f.or(self.$f)),* } };
         }
-        pick!(
+        let merged = pick!(
             source,
             no_follow,
             from,
@@ -239,8 +263,11 @@ impl RawSettings {
             gen_words,
             seed,
             count,
-            duration
-        )
+            duration,
+            kafka_timeout,
+            kafka_option
+        );
+        RawSettings { kafka_option, ..merged }
     }
 }
 
@@ -255,6 +282,13 @@ pub enum SinkSpec {
     Jsonl(PathBuf),
     /// Nowhere (benchmarks).
     Null,
+    /// A Kafka topic: `kafka:BROKERS/TOPIC`.
+    Kafka {
+        /// `host:port[,host:port...]`.
+        brokers: String,
+        /// The topic.
+        topic: String,
+    },
 }
 
 impl std::str::FromStr for SinkSpec {
@@ -265,6 +299,16 @@ impl std::str::FromStr for SinkSpec {
             ("stdout", "json") => Ok(SinkSpec::StdoutJson),
             ("jsonl", path) if !path.is_empty() => Ok(SinkSpec::Jsonl(PathBuf::from(path))),
             ("null", "") => Ok(SinkSpec::Null),
+            ("kafka", rest) => match rest.split_once('/') {
+                Some((brokers, topic))
+                    if !brokers.is_empty() && !topic.is_empty() && !topic.contains(['/', '?', ',']) =>
+                {
+                    Ok(SinkSpec::Kafka { brokers: brokers.to_string(), topic: topic.to_string() })
+                }
+                _ => Err(SpecError::Invalid(format!(
+                    "invalid sink {s:?}: write kafka:BROKERS/TOPIC, like kafka:localhost:9092/counts"
+                ))),
+            },
             _ => Err(SpecError::Sink(s.to_string())),
         }
     }
@@ -293,6 +337,23 @@ pub struct Settings {
     pub top: usize,
     /// Where to write the JSON report.
     pub report: Option<PathBuf>,
+    /// Kafka client settings (sources and sinks).
+    pub kafka: KafkaOptions,
+}
+
+/// Settings of every Kafka client of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaOptions {
+    /// librdkafka properties, passed through, in order.
+    pub options: Vec<(String, String)>,
+    /// How long brokers may take to answer at start.
+    pub timeout: Duration,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions { options: Vec::new(), timeout: Duration::from_secs(30) }
+    }
 }
 
 /// The rate `sluice run` replays the demo book at when no source is given.
@@ -378,7 +439,9 @@ impl Settings {
             None if generated => EventTimeFormat::FirstField,
             None => EventTimeFormat::None,
         };
-        let has_event_time = generated || event_time != EventTimeFormat::None;
+        // Kafka messages carry a timestamp, used when no --event-time is given.
+        let stamped = matches!(source, SourceSpec::Kafka(_));
+        let has_event_time = generated || stamped || event_time != EventTimeFormat::None;
         let time: TimeDomain = parse("time", &raw.time)?.unwrap_or(if has_event_time {
             TimeDomain::Event
         } else {
@@ -440,6 +503,29 @@ impl Settings {
             count: raw.count.as_ref().map(|v| v.value),
             duration: duration("duration", &raw.duration)?,
         };
+        let mut kafka = KafkaOptions::default();
+        if let Some(v) = &raw.kafka_option {
+            for kv in &v.value {
+                match kv.split_once('=') {
+                    Some((k, val)) if !k.trim().is_empty() => {
+                        kafka.options.push((k.trim().to_string(), val.to_string()))
+                    }
+                    _ => {
+                        return fail(
+                            "kafka-option",
+                            v.line,
+                            format!("invalid Kafka option {kv:?}: write KEY=VALUE, like security.protocol=SSL"),
+                        )
+                    }
+                }
+            }
+        }
+        if let Some(d) = duration("kafka-timeout", &raw.kafka_timeout)? {
+            if d < Duration::from_millis(100) {
+                return fail("kafka-timeout", line(&raw.kafka_timeout), "the Kafka timeout must be at least 100ms");
+            }
+            kafka.timeout = d;
+        }
         Ok(Settings {
             source,
             source_options: SourceOptions {
@@ -448,6 +534,7 @@ impl Settings {
                 checkpoint_dir: raw.checkpoint_dir.as_ref().map(|v| PathBuf::from(&v.value)),
                 max_line: max_line as usize,
                 generator,
+                kafka: kafka.clone(),
             },
             ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
             mode,
@@ -457,6 +544,7 @@ impl Settings {
             late_sink,
             top: top as usize,
             report: raw.report.as_ref().map(|v| PathBuf::from(&v.value)),
+            kafka,
         })
     }
 }

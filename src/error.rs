@@ -24,10 +24,12 @@ pub enum SpecError {
         why: &'static str,
     },
     /// A source spec that does not parse.
-    #[error("invalid source {0:?}: use file:PATH, stdin, tcp:HOST:PORT, gen[:RATE] or demo[:RATE]")]
+    #[error(
+        "invalid source {0:?}: use file:PATH, stdin, tcp:HOST:PORT, kafka:BROKERS/TOPIC, gen[:RATE] or demo[:RATE]"
+    )]
     Source(String),
     /// A sink spec that does not parse.
-    #[error("invalid sink {0:?}: use stdout, stdout:json, jsonl:PATH or null")]
+    #[error("invalid sink {0:?}: use stdout, stdout:json, jsonl:PATH, kafka:BROKERS/TOPIC or null")]
     Sink(String),
     /// Any other invalid option, with its explanation.
     #[error("{0}")]
@@ -58,7 +60,7 @@ pub enum RunError {
         message: String,
     },
     /// A sink could not be written.
-    #[error("sink {sink}: {err}; check the path and free space")]
+    #[error("sink {sink}: {err}{hint}", hint = sink_hint(err))]
     Sink {
         /// The sink as the user named it.
         sink: String,
@@ -66,4 +68,14 @@ pub enum RunError {
         #[source]
         err: io::Error,
     },
+}
+
+/// What to check after a sink error: for files, the path and free space;
+/// other sinks (Kafka) say what to do in their own message.
+fn sink_hint(err: &io::Error) -> &'static str {
+    if err.kind() == io::ErrorKind::Other {
+        ""
+    } else {
+        "; check the path and free space"
+    }
 }

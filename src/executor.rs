@@ -153,6 +153,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         acks.opened(i as u32, s.acker());
     }
     let next_input = Arc::new(AtomicU32::new(sources.len() as u32));
+    let event_clocks: Vec<_> = sources.iter().filter_map(|s| s.event_time_clock()).collect();
     for (i, source) in sources.into_iter().enumerate() {
         let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, next_input.clone(), opts.event_time.clone());
         let tx = tx.clone();
@@ -248,6 +249,10 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         ended_by: ended_by.to_string(),
         latency: LatencyReport::from_recorder(graph.latency()),
     };
+    let mut report = report;
+    if let Some(kind) = event_clocks.iter().find_map(|c| c.lock().ok().and_then(|k| *k)) {
+        report.latency.clocks.end_to_end = format!("wall; event time is the Kafka message timestamp ({kind})");
+    }
     RunOutcome { report, error }
 }
 

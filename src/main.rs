@@ -37,7 +37,7 @@ enum Command {
 struct RunArgs {
     /// A pipeline file (TOML); options given here override it.
     file: Option<PathBuf>,
-    /// file:PATH | stdin | tcp:HOST:PORT | gen[:RATE] | demo[:RATE]  [default: demo:4000]
+    /// file:PATH | stdin | tcp:HOST:PORT | kafka:BROKERS/TOPIC[?group=G&from=earliest|latest|committed] | gen[:RATE] | demo[:RATE]  [default: demo:4000]
     #[arg(long)]
     source: Option<String>,
     /// Read a file to its end and stop, rather than follow it like tail -F.
@@ -82,7 +82,7 @@ struct RunArgs {
     /// final | update  [default: final]
     #[arg(long)]
     output: Option<String>,
-    /// stdout | stdout:json | jsonl:PATH | null; repeat for several  [default: stdout]
+    /// stdout | stdout:json | jsonl:PATH | kafka:BROKERS/TOPIC | null; repeat for several  [default: stdout]
     #[arg(long)]
     sink: Vec<String>,
     /// Where late items go: stdout | jsonl:PATH | null  [default: only counted]
@@ -109,6 +109,12 @@ struct RunArgs {
     /// Stop the generator after this long, like 10s.
     #[arg(long)]
     duration: Option<String>,
+    /// A librdkafka property for Kafka sources and sinks, like security.protocol=SSL; repeat for several
+    #[arg(long, value_name = "KEY=VALUE")]
+    kafka_option: Vec<String>,
+    /// How long Kafka brokers may take to answer at start  [default: 30s]
+    #[arg(long)]
+    kafka_timeout: Option<String>,
 }
 
 impl RunArgs {
@@ -138,6 +144,8 @@ impl RunArgs {
             gen_words: self.gen_words.map(Val::from),
             seed: self.seed.map(Val::from),
             count: self.count.map(Val::from),
+            kafka_option: (!self.kafka_option.is_empty()).then(|| Val::from(self.kafka_option.clone())),
+            kafka_timeout: s(&self.kafka_timeout),
             duration: s(&self.duration),
         }
     }

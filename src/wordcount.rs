@@ -4,12 +4,12 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::config::{Settings, SinkSpec};
+use crate::config::{KafkaOptions, Settings, SinkSpec};
 use crate::error::RunError;
 use crate::executor::{run, RunOptions, RunOutcome};
 use crate::operator::lines;
 use crate::pipeline::Pipeline;
-use crate::sink::{JsonLines, Null, Sink, TopTable};
+use crate::sink::{JsonLines, KafkaSink, Null, Sink, TopTable};
 use crate::tokenize::{tokenize, Word};
 use crate::window::operator::{LateEvent, WindowResult};
 
@@ -17,20 +17,31 @@ fn open_jsonl(path: &std::path::Path) -> Result<JsonLines, RunError> {
     JsonLines::create(path).map_err(|err| RunError::Sink { sink: format!("jsonl:{}", path.display()), err })
 }
 
-fn result_sink(spec: &SinkSpec, top: usize) -> Result<Box<dyn Sink<WindowResult<Word, u64>>>, RunError> {
+fn open_kafka(brokers: &str, topic: &str, kafka: &KafkaOptions) -> Result<KafkaSink, RunError> {
+    KafkaSink::connect(brokers, topic, &kafka.options, kafka.timeout)
+        .map_err(|e| RunError::Sink { sink: format!("kafka:{brokers}/{topic}"), err: std::io::Error::other(e) })
+}
+
+fn result_sink(
+    spec: &SinkSpec,
+    top: usize,
+    kafka: &KafkaOptions,
+) -> Result<Box<dyn Sink<WindowResult<Word, u64>>>, RunError> {
     Ok(match spec {
         SinkSpec::StdoutTable => Box::new(TopTable::stdout(top)),
         SinkSpec::StdoutJson => Box::new(JsonLines::stdout()),
         SinkSpec::Jsonl(path) => Box::new(open_jsonl(path)?),
         SinkSpec::Null => Box::new(Null),
+        SinkSpec::Kafka { brokers, topic } => Box::new(open_kafka(brokers, topic, kafka)?),
     })
 }
 
-fn late_sink(spec: &SinkSpec) -> Result<Box<dyn Sink<LateEvent<Word>>>, RunError> {
+fn late_sink(spec: &SinkSpec, kafka: &KafkaOptions) -> Result<Box<dyn Sink<LateEvent<Word>>>, RunError> {
     Ok(match spec {
         SinkSpec::StdoutTable | SinkSpec::StdoutJson => Box::new(JsonLines::stdout()),
         SinkSpec::Jsonl(path) => Box::new(open_jsonl(path)?),
         SinkSpec::Null => Box::new(Null),
+        SinkSpec::Kafka { brokers, topic } => Box::new(open_kafka(brokers, topic, kafka)?),
     })
 }
 
@@ -43,10 +54,10 @@ pub fn word_count(settings: &Settings) -> Result<Pipeline, RunError> {
         .window(settings.window)
         .count();
     for spec in &settings.sinks {
-        counted = counted.boxed_sink(result_sink(spec, settings.top)?);
+        counted = counted.boxed_sink(result_sink(spec, settings.top, &settings.kafka)?);
     }
     if let Some(spec) = &settings.late_sink {
-        counted = counted.boxed_late_sink(late_sink(spec)?);
+        counted = counted.boxed_late_sink(late_sink(spec, &settings.kafka)?);
     }
     Ok(counted.build())
 }

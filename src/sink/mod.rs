@@ -8,9 +8,11 @@
 use std::io;
 
 mod json;
+mod kafka;
 mod table;
 
 pub use json::{JsonLines, JsonRow};
+pub use kafka::{KafkaKey, KafkaSink};
 pub use table::TopTable;
 
 /// What a sink is told when the run starts.

@@ -22,12 +22,14 @@ mod event_time;
 mod file;
 mod follow;
 mod generator;
+mod kafka;
 mod tcp;
 
 pub use event_time::{split_time_field, EventTimeFormat};
 pub use file::{describe_io, FileSource, StdinSource};
 pub use follow::{FollowOptions, FollowSource};
 pub use generator::{Generator, GeneratorConfig, DEMO_TEXT};
+pub use kafka::KafkaSource;
 pub use tcp::TcpSource;
 
 /// A source as the command line names it.
@@ -43,6 +45,58 @@ pub enum SourceSpec {
     Gen(Option<f64>),
     /// `demo[:RATE]`: the bundled book replayed as a live stream.
     Demo(Option<f64>),
+    /// `kafka:BROKERS/TOPIC[,TOPIC...][?group=G&from=earliest|latest|committed]`.
+    Kafka(KafkaSpec),
+}
+
+/// A Kafka source as the command line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSpec {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topics.
+    pub topics: Vec<String>,
+    /// The consumer group, if any.
+    pub group: Option<String>,
+    /// Where to start without a committed offset.
+    pub from: sluice_kafka::StartFrom,
+}
+
+impl KafkaSpec {
+    fn parse(spec: &str, arg: &str) -> Result<Self, SpecError> {
+        let bad = |why: &str| {
+            SpecError::Invalid(format!(
+                "invalid source {spec:?}: {why}; write kafka:BROKERS/TOPIC[,TOPIC...][?group=NAME&from=earliest|latest|committed], like kafka:localhost:9092/logs?group=counts"
+            ))
+        };
+        let (addr, query) = arg.split_once('?').unwrap_or((arg, ""));
+        let (brokers, topics) = addr.split_once('/').ok_or_else(|| bad("no topic"))?;
+        if brokers.is_empty()
+            || brokers
+                .split(',')
+                .any(|b| b.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()))
+        {
+            return Err(bad("brokers are HOST:PORT, separated by commas"));
+        }
+        let topics: Vec<String> = topics.split(',').map(str::to_string).collect();
+        if topics.iter().any(|t| t.is_empty() || t.contains('/')) {
+            return Err(bad("empty or malformed topic name"));
+        }
+        let mut k = KafkaSpec { brokers: brokers.to_string(), topics, group: None, from: Default::default() };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("group", g)) if !g.is_empty() => k.group = Some(g.to_string()),
+                Some(("from", "earliest")) => k.from = sluice_kafka::StartFrom::Earliest,
+                Some(("from", "latest")) => k.from = sluice_kafka::StartFrom::Latest,
+                Some(("from", "committed")) => k.from = sluice_kafka::StartFrom::Committed,
+                _ => return Err(bad(&format!("unknown parameter {pair:?}"))),
+            }
+        }
+        if k.from == sluice_kafka::StartFrom::Committed && k.group.is_none() {
+            return Err(bad("from=committed needs a group"));
+        }
+        Ok(k)
+    }
 }
 
 fn parse_rate(spec: &str, text: &str) -> Result<Option<f64>, SpecError> {
@@ -80,6 +134,7 @@ impl FromStr for SourceSpec {
             }
             "gen" => Ok(SourceSpec::Gen(parse_rate(s, arg)?)),
             "demo" => Ok(SourceSpec::Demo(parse_rate(s, arg)?)),
+            "kafka" => Ok(SourceSpec::Kafka(KafkaSpec::parse(s, arg)?)),
             _ => Err(SpecError::Source(s.to_string())),
         }
     }
@@ -286,6 +341,31 @@ impl Feed {
     pub fn send(&self, chunk: InputChunk) -> bool {
         self.tx.send(Message::Chunk(chunk)).is_ok()
     }
+
+    /// Sends a chunk if the executor's queue has room, without waiting.
+    pub fn try_send(&self, chunk: InputChunk) -> TrySend {
+        match self.tx.try_send(Message::Chunk(chunk)) {
+            Ok(()) => TrySend::Sent,
+            Err(crossbeam_channel::TrySendError::Full(Message::Chunk(c))) => TrySend::Full(c),
+            Err(_) => TrySend::Closed,
+        }
+    }
+
+    /// How event times are found in line text.
+    pub fn event_time_format(&self) -> &EventTimeFormat {
+        &self.event_time
+    }
+}
+
+/// What [`Feed::try_send`] did.
+#[derive(Debug)]
+pub enum TrySend {
+    /// Sent.
+    Sent,
+    /// The queue is full: the chunk is handed back.
+    Full(InputChunk),
+    /// The run no longer takes input.
+    Closed,
 }
 
 /// A source of lines.
@@ -299,6 +379,12 @@ pub trait Source: Send + 'static {
 
     /// Where acknowledgements go, for a source that saves its position.
     fn acker(&self) -> Option<Arc<dyn Acker>> {
+        None
+    }
+
+    /// Where the source tells which clock its event times are on (like
+    /// Kafka's CreateTime), once it knows, for the report.
+    fn event_time_clock(&self) -> Option<Arc<std::sync::Mutex<Option<&'static str>>>> {
         None
     }
 }
@@ -316,6 +402,8 @@ pub struct SourceOptions {
     pub max_line: usize,
     /// The generator's settings (also used by `demo`).
     pub generator: GeneratorConfig,
+    /// Kafka client settings.
+    pub kafka: crate::config::KafkaOptions,
 }
 
 impl SourceSpec {
@@ -336,6 +424,7 @@ impl SourceSpec {
             SourceSpec::Demo(rate) => {
                 Box::new(Generator::demo(GeneratorConfig { rate: *rate, ..opts.generator.clone() }))
             }
+            SourceSpec::Kafka(spec) => Box::new(KafkaSource::new(spec.clone(), opts)),
         })
     }
 }

@@ -1,0 +1,195 @@
+//! A Kafka source: the `sluice-kafka` consumer loop adapted to the engine.
+//!
+//! Each assigned partition is an input of its own ([`Feed::open_input`]):
+//! its messages are acknowledged on their own, committed by the consumer
+//! loop, and its event-time frontier holds the watermark back until it is
+//! idle for `--idle-timeout`. A message is one line. Its event time is the
+//! message timestamp (CreateTime or LogAppendTime, as the topic says), or,
+//! with `--event-time`, what that finds in the text.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use sluice_kafka::{Batch, Consumer, ConsumerSettings, Delivery, Handler, Notice, PartitionAck, PartitionId};
+
+use super::{Acker, EventTimeFormat, Feed, InputChunk, InputLine, KafkaSpec, Source, SourceOptions, TrySend};
+use crate::config::KafkaOptions;
+use crate::error::RunError;
+use crate::time::NO_TIME;
+
+/// Reads Kafka topics.
+pub struct KafkaSource {
+    /// What to read.
+    spec: KafkaSpec,
+    /// Read to the end offsets and stop.
+    bounded: bool,
+    /// Client settings.
+    kafka: KafkaOptions,
+    /// Longest message.
+    max_message: usize,
+    /// The clock of the timestamps seen, for the report.
+    clock: Arc<Mutex<Option<&'static str>>>,
+}
+
+impl KafkaSource {
+    /// A source reading `spec`; with `no_follow` in `opts`, up to the end
+    /// offsets seen when each partition is assigned.
+    pub fn new(spec: KafkaSpec, opts: &SourceOptions) -> Self {
+        KafkaSource {
+            spec,
+            bounded: opts.no_follow,
+            kafka: opts.kafka.clone(),
+            max_message: opts.max_line,
+            clock: Arc::default(),
+        }
+    }
+}
+
+/// Acknowledges one partition's messages.
+struct PartitionAcker(PartitionAck);
+
+impl Acker for PartitionAcker {
+    fn ack(&self, _file: u64, offset: u64) {
+        self.0.ack(offset as i64);
+    }
+
+    fn save(&self, force: bool) -> Result<(), String> {
+        // Otherwise the consumer loop stores, and librdkafka commits, as it
+        // goes.
+        if force {
+            self.0.commit()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The consumer loop's handler: partitions become inputs.
+struct ToEngine<'a> {
+    feed: &'a Feed,
+    name: String,
+    inputs: HashMap<PartitionId, Feed>,
+    clock: Arc<Mutex<Option<&'static str>>>,
+}
+
+impl Handler for ToEngine<'_> {
+    fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool {
+        match self.feed.open_input(Some(Arc::new(PartitionAcker(ack)))) {
+            Some(f) => {
+                self.inputs.insert(partition.clone(), f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn revoked(&mut self, partition: &PartitionId) {
+        if let Some(f) = self.inputs.remove(partition) {
+            f.close_input();
+        }
+    }
+
+    fn deliver(&mut self, mut batch: Batch) -> Delivery {
+        let Some(f) = self.inputs.get(&batch.partition) else { return Delivery::Taken };
+        if let Some(kind) = batch.time_kind {
+            if let Ok(mut c) = self.clock.lock() {
+                c.get_or_insert(kind.name());
+            }
+        }
+        let ingest = f.clock().now();
+        let format = f.event_time_format();
+        let data = Bytes::from(std::mem::take(&mut batch.data));
+        let mut fallbacks = 0;
+        let lines = batch
+            .messages
+            .iter()
+            .map(|m| {
+                let mut line = InputLine { start: m.start, end: m.end, offset: m.offset as u64, event_time: NO_TIME };
+                if *format == EventTimeFormat::None {
+                    if let Some(ms) = m.timestamp_ms {
+                        line.event_time = ms.saturating_mul(1_000_000);
+                    }
+                } else {
+                    let text = &data[m.start as usize..m.end as usize];
+                    match format.find(text, f.clock().to_wall(ingest)) {
+                        Some((t, skip)) => {
+                            line.event_time = t;
+                            line.start += skip as u32;
+                        }
+                        None if !text.iter().all(u8::is_ascii_whitespace) => fallbacks += 1,
+                        None => {}
+                    }
+                }
+                line
+            })
+            .collect();
+        let chunk = InputChunk {
+            input: f.input(),
+            ingest,
+            bytes: data.len() as u64,
+            data,
+            lines,
+            truncated: batch.cut,
+            time_fallbacks: fallbacks,
+            file: 0,
+            end_offset: batch.next_offset as u64,
+        };
+        match f.try_send(chunk) {
+            TrySend::Sent => Delivery::Taken,
+            TrySend::Full(c) => {
+                batch.data = Vec::from(c.data);
+                Delivery::Full(batch)
+            }
+            TrySend::Closed => Delivery::Closed,
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        let name = &self.name;
+        match notice {
+            Notice::BrokersDown(why) => {
+                tracing::warn!(source = %name, "no Kafka broker can be reached ({why}); retrying with backoff")
+            }
+            Notice::Reconnected => tracing::info!(source = %name, "Kafka brokers reachable again"),
+            Notice::Error(why) => tracing::warn!(source = %name, "Kafka: {why}; retrying"),
+            Notice::Cut { partition, offset, bytes } => tracing::warn!(
+                source = %name,
+                "message {partition}@{offset} of {bytes} bytes cut to --max-line-bytes; further ones are counted in the report"
+            ),
+            Notice::Assignment(parts) => {
+                let list: Vec<String> = parts.iter().map(ToString::to_string).collect();
+                tracing::info!(source = %name, "reading partitions [{}]", list.join(", "))
+            }
+        }
+    }
+}
+
+impl Source for KafkaSource {
+    fn name(&self) -> String {
+        format!("kafka:{}/{}", self.spec.brokers, self.spec.topics.join(","))
+    }
+
+    fn event_time_clock(&self) -> Option<Arc<Mutex<Option<&'static str>>>> {
+        Some(self.clock.clone())
+    }
+
+    fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
+        let name = self.name();
+        let mut settings = ConsumerSettings::new(self.spec.brokers.clone(), self.spec.topics.clone());
+        settings.group = self.spec.group.clone();
+        settings.start = self.spec.from;
+        settings.bounded = self.bounded;
+        settings.options = self.kafka.options.clone();
+        settings.max_message_bytes = self.max_message;
+        settings.connect_timeout = self.kafka.timeout;
+        let fail = |message: String| RunError::Source { source_name: name.clone(), message };
+        let consumer = Consumer::connect(settings).map_err(|e| fail(e.to_string()))?;
+        let mut handler = ToEngine { feed: &feed, name: name.clone(), inputs: HashMap::new(), clock: self.clock };
+        consumer.run(feed.stop_flag(), &mut handler).map_err(fail)?;
+        for f in handler.inputs.values() {
+            f.close_input();
+        }
+        Ok(())
+    }
+}
