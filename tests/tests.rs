@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod book;
 mod follow;
+mod kafka;
 mod modes;
 mod sources;
 mod timing;

@@ -313,6 +313,7 @@ impl ConsumerContext for Ctx {
                         }
                     }
                     if list.count() > 0 {
+                        let _ = consumer.store_offsets(&list);
                         let _ = consumer.commit(&list, CommitMode::Sync);
                     }
                     for p in &revoked {
@@ -389,6 +390,9 @@ impl PartitionAck {
         if list.count() == 0 {
             return Ok(());
         }
+        // Stored too: librdkafka commits what is stored when the consumer
+        // closes, which must not take the committed offsets back.
+        let _ = self.consumer.store_offsets(&list);
         self.consumer.commit(&list, CommitMode::Sync).map_err(|e| format!("cannot commit offsets: {e}"))?;
         if let Ok(mut acks) = self.acks.lock() {
             for (p, offset) in done {
@@ -908,4 +912,70 @@ impl Producer {
         }
         Ok(())
     }
+}
+
+/// Creates a topic with `partitions` partitions (replication factor 1), for
+/// tests and examples. An existing topic is not an error.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32, timeout: Duration) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("kafka {brokers}: {e}"))?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let results = futures_executor::block_on(admin.create_topics([&new], &opts))
+        .map_err(|e| format!("kafka {brokers}: cannot create topic {topic}: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(format!("kafka {brokers}: cannot create topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// A partition's committed offset for a group, and its end offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// The partition number.
+    pub partition: i32,
+    /// The group's committed offset, if any.
+    pub committed: Option<i64>,
+    /// The end offset (high watermark) as the broker reports it.
+    pub end: i64,
+}
+
+/// The committed and end offsets of every partition of `topic` for
+/// `group`: to check what a group has consumed.
+pub fn group_offsets(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffsets>, String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("kafka {brokers}: {e}"))?;
+    let md = c.fetch_metadata(Some(topic), timeout).map_err(|e| format!("kafka {brokers}: {e}"))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| format!("no topic {topic}"))?;
+    let mut list = TopicPartitionList::new();
+    for p in t.partitions() {
+        list.add_partition(topic, p.id());
+    }
+    let committed = c.committed_offsets(list, timeout).map_err(|e| format!("kafka {brokers}: {e}"))?;
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let (_, end) = c.fetch_watermarks(topic, p.id(), timeout).map_err(|e| format!("kafka {brokers}: {e}"))?;
+        let committed = committed.find_partition(topic, p.id()).and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        });
+        out.push(PartitionOffsets { partition: p.id(), committed, end });
+    }
+    out.sort_by_key(|p| p.partition);
+    Ok(out)
 }

@@ -1,0 +1,134 @@
+//! Kafka against a real broker: run when `SLUICE_KAFKA_BROKERS` names one
+//! (`.ci/run` starts tansu and sets it; see README.md to use any broker).
+//! Without it these tests say so and pass, as they have nothing to test.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::util::*;
+
+/// The broker to test against, if any.
+fn brokers() -> Option<String> {
+    match std::env::var("SLUICE_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            eprintln!(
+                "SLUICE_KAFKA_BROKERS is not set: no broker to test against (scripts/kafka-broker.sh starts one)"
+            );
+            None
+        }
+    }
+}
+
+/// A name no earlier run used: topics and groups are fresh for each test
+/// (a consumer group's first join is slow on tansu, and names must not
+/// collide across runs against a long-lived broker).
+fn fresh(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Produces every line of `text` as one message, one message per batch so
+/// that the broker's end offsets are exact (tansu reports a partition's end
+/// as the base offset of its last batch plus one).
+fn produce_lines(brokers: &str, topic: &str, text: &str) -> usize {
+    let options = [("batch.num.messages".to_string(), "1".to_string()), ("linger.ms".to_string(), "0".to_string())];
+    let p = sluice_kafka::Producer::connect(brokers, topic, &options, TIMEOUT).unwrap();
+    let mut n = 0;
+    for line in text.split_inclusive('\n') {
+        p.send(b"", line.trim_end_matches(['\n', '\r']).as_bytes()).unwrap();
+        n += 1;
+    }
+    p.flush(Duration::from_secs(120)).unwrap();
+    n
+}
+
+fn counts(path: &std::path::Path, mode: &str) -> HashMap<String, u64> {
+    let mut got = HashMap::new();
+    for r in read_rows(path, mode) {
+        *got.entry(r.key).or_insert(0) += r.count;
+    }
+    got
+}
+
+#[test]
+fn a_book_through_a_three_partition_topic_counts_like_the_book_and_commits_to_the_end() {
+    let Some(brokers) = brokers() else { return };
+    let book = std::fs::read_to_string(fixture("moby-dick.txt")).unwrap();
+    let topic = fresh("book");
+    sluice_kafka::create_topic(&brokers, &topic, 3, TIMEOUT).unwrap();
+    let produced = produce_lines(&brokers, &topic, &book);
+    let group = fresh("count");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("counts.jsonl");
+    let report = dir.path().join("report.json");
+    let start = Instant::now();
+    let run = sluice()
+        .args(["run", "--source", &format!("kafka:{brokers}/{topic}?group={group}&from=earliest"), "--no-follow"])
+        .args(["--mode", "per-event", "--window", "global", "--sink", &format!("jsonl:{}", out.display())])
+        .args(["--report", &report.display().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(180), "took {:?}", start.elapsed());
+    assert_eq!(counts(&out, "per-event"), independent_count(book.as_bytes()), "{stderr}");
+    let r = read_report(&report);
+    assert_eq!(r["events"].as_u64(), Some(produced as u64), "one event per message");
+    let clock = r["latency"]["clocks"]["end_to_end"].as_str().unwrap();
+    assert!(clock.contains("CreateTime") || clock.contains("LogAppendTime"), "{clock}");
+
+    // After a clean stop, the group's committed offsets are the end offsets.
+    let offsets = sluice_kafka::group_offsets(&brokers, &group, &topic, TIMEOUT).unwrap();
+    assert_eq!(offsets.len(), 3);
+    for p in &offsets {
+        assert_eq!(p.committed, Some(p.end), "partition {}: {offsets:?}", p.partition);
+    }
+    assert_eq!(offsets.iter().map(|p| p.end).sum::<i64>(), produced as i64);
+}
+
+#[test]
+fn two_processes_in_one_group_split_the_partitions_and_together_count_the_book() {
+    let Some(brokers) = brokers() else { return };
+    let book = std::fs::read_to_string(fixture("moby-dick.txt")).unwrap();
+    let topic = fresh("split");
+    sluice_kafka::create_topic(&brokers, &topic, 3, TIMEOUT).unwrap();
+    let group = fresh("pair");
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let out = dir.path().join(format!("{name}.jsonl"));
+        let child = sluice()
+            .args(["run", "--source", &format!("kafka:{brokers}/{topic}?group={group}&from=earliest")])
+            .args(["--mode", "per-event", "--window", "global", "--sink", &format!("jsonl:{}", out.display())])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, out)
+    };
+    let (a, out_a) = start("a");
+    let (b, out_b) = start("b");
+    // Both join the group (slow on tansu), then the book arrives.
+    std::thread::sleep(Duration::from_secs(40));
+    produce_lines(&brokers, &topic, &book);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let offsets = sluice_kafka::group_offsets(&brokers, &group, &topic, TIMEOUT).unwrap();
+        if offsets.iter().all(|p| p.committed == Some(p.end)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not everything committed within 2 min: {offsets:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (err_a, err_b) = (stop(a), stop(b));
+    let (got_a, got_b) = (counts(&out_a, "per-event"), counts(&out_b, "per-event"));
+    assert!(!got_a.is_empty() && !got_b.is_empty(), "both read a share\n{err_a}\n{err_b}");
+    let mut sum = got_a;
+    for (k, v) in got_b {
+        *sum.entry(k).or_insert(0) += v;
+    }
+    assert_eq!(sum, independent_count(book.as_bytes()), "\n{err_a}\n{err_b}");
+}
