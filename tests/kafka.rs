@@ -31,6 +31,24 @@ fn fresh(prefix: &str) -> String {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Kills a child still running when a test fails, so no sluice outlives it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("child")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Produces every line of `text` as one message, one message per batch so
 /// that the broker's end offsets are exact (tansu reports a partition's end
 /// as the base offset of its last batch plus one).
@@ -102,15 +120,18 @@ fn two_processes_in_one_group_split_the_partitions_and_together_count_the_book()
         let out = dir.path().join(format!("{name}.jsonl"));
         let child = sluice()
             .args(["run", "--source", &format!("kafka:{brokers}/{topic}?group={group}&from=earliest")])
-            .args(["--mode", "per-event", "--window", "global", "--sink", &format!("jsonl:{}", out.display())])
+            // Windows that close on their own, so that offsets are
+            // acknowledged and committed while the processes run.
+            .args(["--mode", "per-event", "--window", "tumbling:500ms", "--time", "processing"])
+            .args(["--sink", &format!("jsonl:{}", out.display())])
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        (child, out)
+        (KillOnDrop(Some(child)), out)
     };
-    let (a, out_a) = start("a");
-    let (b, out_b) = start("b");
+    let (mut a, out_a) = start("a");
+    let (mut b, out_b) = start("b");
     // Both join the group (slow on tansu), then the book arrives.
     std::thread::sleep(Duration::from_secs(40));
     produce_lines(&brokers, &topic, &book);
@@ -123,7 +144,7 @@ fn two_processes_in_one_group_split_the_partitions_and_together_count_the_book()
         assert!(Instant::now() < deadline, "not everything committed within 2 min: {offsets:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (err_a, err_b) = (stop(a), stop(b));
+    let (err_a, err_b) = (stop(a.take()), stop(b.take()));
     let (got_a, got_b) = (counts(&out_a, "per-event"), counts(&out_b, "per-event"));
     assert!(!got_a.is_empty() && !got_b.is_empty(), "both read a share\n{err_a}\n{err_b}");
     let mut sum = got_a;
