@@ -153,3 +153,58 @@ fn two_processes_in_one_group_split_the_partitions_and_together_count_the_book()
     }
     assert_eq!(sum, independent_count(book.as_bytes()), "\n{err_a}\n{err_b}");
 }
+
+#[test]
+fn malformed_kafka_specs_are_usage_errors() {
+    for (args, says) in [
+        (vec!["--source", "kafka:localhost:9092"], "no topic"),
+        (vec!["--source", "kafka:localhost/t"], "HOST:PORT"),
+        (vec!["--source", "kafka:localhost:9092/t?from=middle"], "unknown parameter"),
+        (vec!["--source", "kafka:localhost:9092/t?from=committed"], "needs a group"),
+        (vec!["--sink", "kafka:localhost:9092"], "kafka:BROKERS/TOPIC"),
+        (vec!["--source", "gen", "--kafka-option", "novalue"], "KEY=VALUE"),
+        (vec!["--source", "gen", "--kafka-timeout", "1ms"], "at least 100ms"),
+    ] {
+        let out = sluice().arg("run").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unreachable_broker_is_one_error_after_the_timeout() {
+    // Nothing listens on port 1.
+    let start = Instant::now();
+    let out = sluice()
+        .args(["run", "--source", "kafka:127.0.0.1:1/logs", "--kafka-timeout", "2s", "--sink", "null"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot reach the Kafka brokers 127.0.0.1:1") && err.contains("--kafka-timeout"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60), "gave up after {:?}", start.elapsed());
+}
+
+#[test]
+fn a_missing_topic_is_one_error_for_sources_and_sinks() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh("absent");
+    for args in [
+        vec!["--source".to_string(), format!("kafka:{brokers}/{topic}"), "--sink".into(), "null".into()],
+        vec![
+            "--source".to_string(),
+            "gen".into(),
+            "--count".into(),
+            "10".into(),
+            "--sink".into(),
+            format!("kafka:{brokers}/{topic}"),
+        ],
+    ] {
+        let out = sluice().arg("run").args(&args).args(["--kafka-timeout", "10s"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&format!("topic \"{topic}\" does not exist")), "{args:?}: {err}");
+    }
+}
