@@ -406,6 +406,21 @@ pub struct SourceOptions {
     pub kafka: crate::config::KafkaOptions,
 }
 
+impl Default for SourceOptions {
+    /// Follow files from their end, 1 MiB lines, default generator and Kafka
+    /// settings, no checkpoint directory.
+    fn default() -> Self {
+        SourceOptions {
+            no_follow: false,
+            follow: FollowOptions::default(),
+            checkpoint_dir: None,
+            max_line: sluice_lines::DEFAULT_MAX_LINE,
+            generator: GeneratorConfig::default(),
+            kafka: crate::config::KafkaOptions::default(),
+        }
+    }
+}
+
 impl SourceSpec {
     /// Makes the running source: a `file:` source follows the file unless
     /// `no_follow` is set. Fails when the checkpoint directory is unusable.
