@@ -348,6 +348,8 @@ pub struct PartitionAck {
     partition: PartitionId,
     epoch: u64,
     commits: bool,
+    /// How long a synchronous commit may keep retrying.
+    timeout: Duration,
 }
 
 impl fmt::Debug for PartitionAck {
@@ -371,7 +373,8 @@ impl PartitionAck {
     }
 
     /// Commits what is acknowledged for every partition assigned now,
-    /// waiting for the broker's answer. Nothing to do without a group.
+    /// waiting for the broker's answer, and retrying with backoff for up to
+    /// the connect timeout. Nothing to do without a group.
     pub fn commit(&self) -> Result<(), String> {
         if !self.commits {
             return Ok(());
@@ -393,7 +396,23 @@ impl PartitionAck {
         // Stored too: librdkafka commits what is stored when the consumer
         // closes, which must not take the committed offsets back.
         let _ = self.consumer.store_offsets(&list);
-        self.consumer.commit(&list, CommitMode::Sync).map_err(|e| format!("cannot commit offsets: {e}"))?;
+        // A commit can fail for a while (a coordinator moving, a request
+        // timing out): retry with backoff until the timeout.
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.consumer.commit(&list, CommitMode::Sync) {
+                Ok(()) => break,
+                Err(e) if Instant::now() + pause < deadline => {
+                    let _ = e;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    return Err(format!("cannot commit offsets within {:?}: {e}", self.timeout));
+                }
+            }
+        }
         if let Ok(mut acks) = self.acks.lock() {
             for (p, offset) in done {
                 if let Some(a) = acks.parts.get_mut(&p) {
@@ -700,6 +719,7 @@ impl Loop<'_> {
                             partition: p.clone(),
                             epoch,
                             commits: self.c.settings.group.is_some(),
+                            timeout: self.c.settings.connect_timeout,
                         };
                         let (end, next) = self.bounds(&p);
                         self.assigned.insert(p.clone(), Assigned { end, next });

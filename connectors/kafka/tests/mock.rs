@@ -1,0 +1,227 @@
+//! Fault injection with librdkafka's in-process cluster (`MockCluster`): a
+//! broker down and back, failing commit and fetch requests, and a rebalance
+//! mid-stream. What must hold: no message is lost, and the committed
+//! offsets never pass a message that was not acknowledged.
+//!
+//! The handler acknowledges late on purpose, like an engine whose windows
+//! are still open: only batches older than the last few are acknowledged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use sluice_kafka::{
+    group_offsets, Batch, Consumer, ConsumerSettings, Delivery, Handler, Notice, PartitionAck, PartitionId, Producer,
+    StartFrom,
+};
+
+const TOPIC: &str = "events";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every consumer of a test saw and acknowledged, shared with the test.
+#[derive(Default)]
+struct Seen {
+    /// Every (partition, offset) received, with its payload.
+    got: BTreeMap<(i32, i64), Vec<u8>>,
+    /// Per partition, the highest offset acknowledged (everything below is).
+    acked: HashMap<i32, i64>,
+    /// Notices, for the failure messages.
+    notices: Vec<String>,
+}
+
+/// Acknowledges all but the last `lag` batches of each partition.
+struct LaggingAcks {
+    seen: Arc<Mutex<Seen>>,
+    lag: usize,
+    acks: HashMap<PartitionId, PartitionAck>,
+    /// Per partition, the next offsets of batches not acknowledged yet.
+    open: HashMap<PartitionId, Vec<i64>>,
+}
+
+impl LaggingAcks {
+    fn new(seen: Arc<Mutex<Seen>>, lag: usize) -> Self {
+        LaggingAcks { seen, lag, acks: HashMap::new(), open: HashMap::new() }
+    }
+
+    /// Acknowledges everything received (the end of a run), and commits.
+    fn finish(&mut self) {
+        for (p, open) in self.open.drain() {
+            if let (Some(&last), Some(ack)) = (open.last(), self.acks.get(&p)) {
+                ack.ack(last);
+                let mut s = self.seen.lock().unwrap();
+                let a = s.acked.entry(p.partition).or_insert(0);
+                *a = (*a).max(last);
+            }
+        }
+        if let Some(ack) = self.acks.values().next() {
+            ack.commit().unwrap();
+        }
+    }
+}
+
+impl Handler for LaggingAcks {
+    fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool {
+        self.acks.insert(partition.clone(), ack);
+        self.open.insert(partition.clone(), Vec::new());
+        true
+    }
+
+    fn revoked(&mut self, partition: &PartitionId) {
+        self.acks.remove(partition);
+        self.open.remove(partition);
+    }
+
+    fn deliver(&mut self, batch: Batch) -> Delivery {
+        let mut s = self.seen.lock().unwrap();
+        for m in &batch.messages {
+            s.got.insert((batch.partition.partition, m.offset), batch.data[m.start as usize..m.end as usize].to_vec());
+        }
+        let open = self.open.entry(batch.partition.clone()).or_default();
+        open.push(batch.next_offset);
+        if open.len() > self.lag {
+            let upto = open.remove(0);
+            if let Some(ack) = self.acks.get(&batch.partition) {
+                ack.ack(upto);
+                let a = s.acked.entry(batch.partition.partition).or_insert(0);
+                *a = (*a).max(upto);
+            }
+        }
+        Delivery::Taken
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        self.seen.lock().unwrap().notices.push(format!("{notice:?}"));
+    }
+}
+
+/// Runs a consumer of `group` on a thread until `stop`; then acknowledges
+/// everything it received and commits, as the end of a run does.
+fn consume(brokers: &str, group: &str, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    let mut settings = ConsumerSettings::new(brokers, vec![TOPIC.to_string()]);
+    settings.group = Some(group.to_string());
+    settings.start = StartFrom::Earliest;
+    settings.connect_timeout = TIMEOUT;
+    settings.options = vec![
+        ("session.timeout.ms".into(), "6000".into()),
+        ("heartbeat.interval.ms".into(), "500".into()),
+        ("reconnect.backoff.max.ms".into(), "200".into()),
+    ];
+    thread::spawn(move || {
+        let consumer = Consumer::connect(settings).unwrap();
+        let mut handler = LaggingAcks::new(seen, 3);
+        consumer.run(&stop, &mut handler).unwrap();
+        handler.finish();
+    })
+}
+
+fn produce(brokers: &str, from: usize, n: usize) {
+    let p = Producer::connect(brokers, TOPIC, &[], TIMEOUT).unwrap();
+    for i in from..from + n {
+        p.send(i.to_string().as_bytes(), format!("message {i}").as_bytes()).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Asserts the group's committed offsets never pass what was acknowledged.
+fn check_commits(brokers: &str, group: &str, seen: &Mutex<Seen>) {
+    let offsets = group_offsets(brokers, group, TOPIC, TIMEOUT).unwrap();
+    let s = seen.lock().unwrap();
+    for p in offsets {
+        if let Some(c) = p.committed {
+            let acked = s.acked.get(&p.partition).copied().unwrap_or(0);
+            assert!(c <= acked, "partition {}: committed {c} passes acknowledged {acked}", p.partition);
+        }
+    }
+}
+
+/// Waits until `n` distinct messages were received, checking commits.
+fn wait_for(brokers: &str, group: &str, seen: &Mutex<Seen>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().got.len() < n {
+        check_commits(brokers, group, seen);
+        let s = seen.lock().unwrap();
+        assert!(Instant::now() < deadline, "{} of {n} messages after 60 s; notices {:?}", s.got.len(), s.notices);
+        drop(s);
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every message produced was received: offsets 0..end of each partition,
+/// with the payloads produced.
+fn assert_nothing_lost(brokers: &str, group: &str, seen: &Mutex<Seen>, produced: usize) {
+    let offsets = group_offsets(brokers, group, TOPIC, TIMEOUT).unwrap();
+    let s = seen.lock().unwrap();
+    let payloads: BTreeSet<&[u8]> = s.got.values().map(Vec::as_slice).collect();
+    assert_eq!(payloads.len(), produced, "every payload once");
+    for p in &offsets {
+        for o in 0..p.end {
+            assert!(s.got.contains_key(&(p.partition, o)), "partition {} offset {o} never received", p.partition);
+        }
+        assert_eq!(p.committed, Some(p.end), "after the end of the run, committed is the end: {offsets:?}");
+    }
+}
+
+#[test]
+fn a_broker_down_and_back_and_failing_requests_lose_nothing_and_never_commit_ahead() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0, 2000);
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = consume(&brokers, "down-and-back", seen.clone(), stop.clone());
+    wait_for(&brokers, "down-and-back", &seen, 500);
+
+    // The broker goes away while messages are read, then comes back.
+    cluster.broker_down(1).unwrap();
+    thread::sleep(Duration::from_secs(3));
+    cluster.broker_up(1).unwrap();
+    // Commits and fetches fail for a while.
+    let timed_out = RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
+    cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[timed_out; 5]);
+    cluster.request_errors(RDKafkaApiKey::Fetch, &[timed_out; 5]);
+    produce(&brokers, 2000, 2000);
+    wait_for(&brokers, "down-and-back", &seen, 4000);
+    check_commits(&brokers, "down-and-back", &seen);
+
+    stop.store(true, Ordering::Relaxed);
+    consumer.join().unwrap();
+    assert_nothing_lost(&brokers, "down-and-back", &seen, 4000);
+    let s = seen.lock().unwrap();
+    assert!(s.notices.iter().any(|n| n.contains("Assignment")), "{:?}", s.notices);
+}
+
+#[test]
+fn a_rebalance_mid_stream_loses_nothing_and_never_commits_ahead() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 4, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0, 2000);
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (stop_a, stop_b) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let a = consume(&brokers, "pair", seen.clone(), stop_a.clone());
+    wait_for(&brokers, "pair", &seen, 500);
+    // A second member joins: the partitions are split between the two.
+    let b = consume(&brokers, "pair", seen.clone(), stop_b.clone());
+    produce(&brokers, 2000, 2000);
+    wait_for(&brokers, "pair", &seen, 4000);
+    check_commits(&brokers, "pair", &seen);
+
+    stop_a.store(true, Ordering::Relaxed);
+    a.join().unwrap();
+    // The first member left: the second takes its partitions over.
+    produce(&brokers, 4000, 1000);
+    wait_for(&brokers, "pair", &seen, 5000);
+    stop_b.store(true, Ordering::Relaxed);
+    b.join().unwrap();
+    assert_nothing_lost(&brokers, "pair", &seen, 5000);
+    let s = seen.lock().unwrap();
+    let assignments = s.notices.iter().filter(|n| n.contains("Assignment")).count();
+    assert!(assignments >= 3, "the group rebalanced: {:?}", s.notices);
+}
