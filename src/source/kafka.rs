@@ -92,13 +92,15 @@ impl Handler for ToEngine<'_> {
 
     fn deliver(&mut self, mut batch: Batch) -> Delivery {
         let Some(f) = self.inputs.get(&batch.partition) else { return Delivery::Taken };
-        if let Some(kind) = batch.time_kind {
+        let ingest = f.clock().now();
+        let format = f.event_time_format();
+        // The report names the timestamps' clock when they are the event
+        // times (no --event-time reading them from the text).
+        if let (Some(kind), EventTimeFormat::None) = (batch.time_kind, format) {
             if let Ok(mut c) = self.clock.lock() {
                 c.get_or_insert(kind.name());
             }
         }
-        let ingest = f.clock().now();
-        let format = f.event_time_format();
         let data = Bytes::from(std::mem::take(&mut batch.data));
         let mut fallbacks = 0;
         let lines = batch

@@ -542,9 +542,9 @@ impl Consumer {
 struct Assigned {
     /// Where a bounded read ends (the end offset when assigned).
     end: Option<i64>,
-    /// The offset after the last message handed over (or where reading
-    /// starts).
-    next: i64,
+    /// The offset after the last message taken from librdkafka, once one
+    /// was; for a bounded read, where reading starts until then.
+    next: Option<i64>,
 }
 
 /// The consumer loop's state.
@@ -660,7 +660,7 @@ impl Loop<'_> {
         let Some(b) = batch.as_mut() else { return };
         b.next_offset = m.offset() + 1;
         if let Some(a) = self.assigned.get_mut(&b.partition) {
-            a.next = b.next_offset;
+            a.next = Some(b.next_offset);
         }
         let Some(payload) = m.payload() else { return };
         let limit = self.c.settings.max_message_bytes;
@@ -752,14 +752,14 @@ impl Loop<'_> {
 
     /// For a bounded read: the partition's end offset now, and where
     /// reading starts (to know when there is nothing to read at all).
-    fn bounds(&self, p: &PartitionId) -> (Option<i64>, i64) {
+    fn bounds(&self, p: &PartitionId) -> (Option<i64>, Option<i64>) {
         if !self.c.settings.bounded {
-            return (None, 0);
+            return (None, None);
         }
         let timeout = self.c.settings.connect_timeout;
         let Ok((low, high)) = self.c.consumer.fetch_watermarks(&p.topic, p.partition, timeout) else {
             // Unknown: read until the partition's end shows up.
-            return (None, 0);
+            return (None, None);
         };
         let committed = if self.c.settings.group.is_some() {
             let mut list = TopicPartitionList::new();
@@ -780,7 +780,7 @@ impl Loop<'_> {
             StartFrom::Earliest => low,
             _ => high,
         });
-        (Some(high), start)
+        (Some(high), Some(start))
     }
 
     /// A bounded read is over when partitions are assigned and each was
@@ -788,15 +788,28 @@ impl Loop<'_> {
     fn bounded_done(&self) -> bool {
         self.c.settings.bounded
             && !self.assigned.is_empty()
-            && self.assigned.values().all(|a| a.end.is_some_and(|end| a.next >= end))
+            && self.assigned.values().all(|a| a.end.is_some_and(|end| a.next.is_some_and(|next| next >= end)))
     }
 
+    /// Pauses or resumes every assigned partition. librdkafka drops what it
+    /// had fetched for a paused partition, and may resume from past it: so
+    /// each partition is first sought back to the offset after the last
+    /// message taken, and nothing is skipped.
     fn pause(&mut self, pause: bool) {
         let mut list = TopicPartitionList::new();
         for p in self.assigned.keys() {
             let _ = list.add_partition(&p.topic, p.partition);
         }
-        let _ = if pause { self.c.consumer.pause(&list) } else { self.c.consumer.resume(&list) };
+        if pause {
+            let _ = self.c.consumer.pause(&list);
+        } else {
+            for (p, a) in &self.assigned {
+                if let Some(next) = a.next {
+                    let _ = self.c.consumer.seek(&p.topic, p.partition, Offset::Offset(next), Duration::from_secs(10));
+                }
+            }
+            let _ = self.c.consumer.resume(&list);
+        }
         self.paused = pause;
     }
 
