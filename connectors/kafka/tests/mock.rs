@@ -31,12 +31,18 @@ struct Seen {
     acked: HashMap<i32, i64>,
     /// Notices, for the failure messages.
     notices: Vec<String>,
+    /// Batches refused (backpressure).
+    refused: u64,
 }
 
 /// Acknowledges all but the last `lag` batches of each partition.
 struct LaggingAcks {
     seen: Arc<Mutex<Seen>>,
     lag: usize,
+    /// Refuse every n-th batch once (a full engine queue), if set.
+    refuse_every: Option<u64>,
+    /// Batches offered so far.
+    offered: u64,
     acks: HashMap<PartitionId, PartitionAck>,
     /// Per partition, the next offsets of batches not acknowledged yet.
     open: HashMap<PartitionId, Vec<i64>>,
@@ -44,7 +50,7 @@ struct LaggingAcks {
 
 impl LaggingAcks {
     fn new(seen: Arc<Mutex<Seen>>, lag: usize) -> Self {
-        LaggingAcks { seen, lag, acks: HashMap::new(), open: HashMap::new() }
+        LaggingAcks { seen, lag, refuse_every: None, offered: 0, acks: HashMap::new(), open: HashMap::new() }
     }
 
     /// Acknowledges everything received (the end of a run), and commits.
@@ -76,6 +82,11 @@ impl Handler for LaggingAcks {
     }
 
     fn deliver(&mut self, batch: Batch) -> Delivery {
+        self.offered += 1;
+        if self.refuse_every.is_some_and(|n| self.offered % n == 0) {
+            self.seen.lock().unwrap().refused += 1;
+            return Delivery::Full(batch);
+        }
         let mut s = self.seen.lock().unwrap();
         for m in &batch.messages {
             s.got.insert((batch.partition.partition, m.offset), batch.data[m.start as usize..m.end as usize].to_vec());
@@ -101,6 +112,17 @@ impl Handler for LaggingAcks {
 /// Runs a consumer of `group` on a thread until `stop`; then acknowledges
 /// everything it received and commits, as the end of a run does.
 fn consume(brokers: &str, group: &str, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    consume_refusing(brokers, group, seen, stop, None)
+}
+
+/// Like [`consume`], refusing every `refuse_every`-th batch once.
+fn consume_refusing(
+    brokers: &str,
+    group: &str,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    refuse_every: Option<u64>,
+) -> thread::JoinHandle<()> {
     let mut settings = ConsumerSettings::new(brokers, vec![TOPIC.to_string()]);
     settings.group = Some(group.to_string());
     settings.start = StartFrom::Earliest;
@@ -113,6 +135,7 @@ fn consume(brokers: &str, group: &str, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicB
     thread::spawn(move || {
         let consumer = Consumer::connect(settings).unwrap();
         let mut handler = LaggingAcks::new(seen, 3);
+        handler.refuse_every = refuse_every;
         consumer.run(&stop, &mut handler).unwrap();
         handler.finish();
     })
@@ -224,4 +247,25 @@ fn a_rebalance_mid_stream_loses_nothing_and_never_commits_ahead() {
     let s = seen.lock().unwrap();
     let assignments = s.notices.iter().filter(|n| n.contains("Assignment")).count();
     assert!(assignments >= 3, "the group rebalanced: {:?}", s.notices);
+}
+
+#[test]
+fn a_full_engine_pauses_the_partitions_and_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    // Many small record batches, so that pauses land in the middle of what
+    // librdkafka has fetched.
+    produce(&brokers, 0, 3000);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Every batch is refused once before it is taken.
+    let consumer = consume_refusing(&brokers, "full", seen.clone(), stop.clone(), Some(2));
+    wait_for(&brokers, "full", &seen, 3000);
+    produce(&brokers, 3000, 3000);
+    wait_for(&brokers, "full", &seen, 6000);
+    stop.store(true, Ordering::Relaxed);
+    consumer.join().unwrap();
+    assert!(seen.lock().unwrap().refused >= 3, "the handler was full several times");
+    assert_nothing_lost(&brokers, "full", &seen, 6000);
 }
