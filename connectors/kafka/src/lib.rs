@@ -792,9 +792,10 @@ impl Loop<'_> {
     }
 
     /// Pauses or resumes every assigned partition. librdkafka drops what it
-    /// had fetched for a paused partition, and may resume from past it: so
-    /// each partition is first sought back to the offset after the last
-    /// message taken, and nothing is skipped.
+    /// had fetched for a paused partition and resumes after the last
+    /// message it returned; each partition is also sought there explicitly
+    /// (the offset after the last message taken), so that where reading
+    /// resumes does not rest on that.
     fn pause(&mut self, pause: bool) {
         let mut list = TopicPartitionList::new();
         for p in self.assigned.keys() {
