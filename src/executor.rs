@@ -384,6 +384,7 @@ impl Runner<'_> {
             Message::Chunk(_) => false,
             Message::Opened(input, acker) => {
                 self.acks.opened(input, acker);
+                self.graph.register_input(input, self.clock.now());
                 false
             }
             Message::Closed(input) => {

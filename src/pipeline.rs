@@ -202,6 +202,8 @@ pub(crate) trait Graph: Send {
     fn counters(&self) -> WindowCounters;
     /// The earliest place of `input` held in open windows.
     fn unacked(&self, input: u32) -> Option<(u64, u64)>;
+    /// A source opened `input` at monotonic `now`.
+    fn register_input(&mut self, input: u32, now: u64);
     /// The latency histograms.
     fn latency(&self) -> &LatencyRecorder;
 }
@@ -360,6 +362,12 @@ where
 
     fn unacked(&self, input: u32) -> Option<(u64, u64)> {
         self.window.as_ref().and_then(|w| w.unacked(input))
+    }
+
+    fn register_input(&mut self, input: u32, now: u64) {
+        if let Some(w) = self.window.as_mut() {
+            w.register_input(input, now);
+        }
     }
 
     fn latency(&self) -> &LatencyRecorder {

@@ -208,3 +208,41 @@ fn a_missing_topic_is_one_error_for_sources_and_sinks() {
         assert!(err.contains(&format!("topic \"{topic}\" does not exist")), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn event_time_windows_over_three_partitions_follow_every_partition_and_nothing_is_late() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh("times");
+    sluice_kafka::create_topic(&brokers, &topic, 3, TIMEOUT).unwrap();
+    // 3000 lines 10 ms apart, in order; each partition gets an ordered
+    // share, but a consumer reads the partitions in bursts, one ahead of
+    // another. One watermark per partition keeps every line on time.
+    let t0: i64 = 1_700_000_000_000; // ms
+    let mut text = String::new();
+    let mut want: HashMap<i64, u64> = HashMap::new(); // window start (ms) -> words
+    for i in 0..3000i64 {
+        let t = t0 + i * 10;
+        text.push_str(&format!("{} w{} common\n", t * 1_000_000, i % 7));
+        *want.entry(t - t.rem_euclid(5_000)).or_insert(0) += 2;
+    }
+    produce_lines(&brokers, &topic, &text);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let report = dir.path().join("report.json");
+    let run = sluice()
+        .args(["run", "--source", &format!("kafka:{brokers}/{topic}?from=earliest"), "--no-follow"])
+        .args(["--event-time", "first-field", "--window", "tumbling:5s", "--mode", "per-event"])
+        .args(["--sink", &format!("jsonl:{}", out.display()), "--report", &report.display().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let r = read_report(&report);
+    assert_eq!(r["late_events"].as_u64(), Some(0), "{stderr}");
+    let mut got: HashMap<i64, u64> = HashMap::new();
+    for row in read_rows(&out, "per-event") {
+        let start = chrono::DateTime::parse_from_rfc3339(row.window_start.as_deref().unwrap()).unwrap();
+        *got.entry(start.timestamp_millis()).or_insert(0) += row.count;
+    }
+    assert_eq!(got, want);
+}

@@ -237,6 +237,15 @@ where
         &self.agg
     }
 
+    /// An input opened at monotonic `now`: in event time it holds the
+    /// watermark until it delivers or goes idle (see
+    /// [`Watermarks::register`]).
+    pub fn register_input(&mut self, input: u32, now: u64) {
+        if self.config.time == TimeDomain::Event {
+            self.watermarks.register(input, now);
+        }
+    }
+
     /// The current watermark.
     pub fn watermark(&self) -> EpochNanos {
         self.watermarks.get()

@@ -16,9 +16,10 @@ pub struct Watermarks {
     delay: i64,
     /// Idle timeout, monotonic ns.
     idle: u64,
-    /// Per input (indexed by input number): latest event time and the
-    /// monotonic time of its latest event.
-    inputs: Vec<(EpochNanos, u64)>,
+    /// Per input (indexed by input number): latest event time, the
+    /// monotonic time of its latest event (or of its registration), and
+    /// whether it takes part (it delivered an event, or was registered).
+    inputs: Vec<(EpochNanos, u64, bool)>,
     /// The combined watermark.
     value: EpochNanos,
 }
@@ -35,16 +36,32 @@ impl Watermarks {
         self.value
     }
 
+    /// An input opened at monotonic `now` (a Kafka partition assigned, a
+    /// file of a pattern found): until it delivers an event or goes idle,
+    /// it holds the watermark where it is, so that its first events are not
+    /// late merely because another input started earlier.
+    pub fn register(&mut self, input: u32, now: u64) {
+        let i = input as usize;
+        if i >= self.inputs.len() {
+            self.inputs.resize(i + 1, (EpochNanos::MIN, 0, false));
+        }
+        let slot = &mut self.inputs[i];
+        if !slot.2 {
+            *slot = (EpochNanos::MIN, now, true);
+        }
+    }
+
     /// Notes an event of `input` with event time `t`, seen at monotonic `now`.
     #[inline]
     pub fn observe(&mut self, input: u32, t: EpochNanos, now: u64) {
         let i = input as usize;
         if i >= self.inputs.len() {
-            self.inputs.resize(i + 1, (EpochNanos::MIN, 0));
+            self.inputs.resize(i + 1, (EpochNanos::MIN, 0, false));
         }
         let slot = &mut self.inputs[i];
         slot.0 = slot.0.max(t);
         slot.1 = now;
+        slot.2 = true;
         let mark = slot.0.saturating_sub(self.delay);
         if self.inputs.len() == 1 {
             self.raise(mark);
@@ -56,11 +73,15 @@ impl Watermarks {
     /// Re-evaluates idleness at monotonic `now` (call it on timers).
     pub fn recompute(&mut self, now: u64) {
         let mut least = EpochNanos::MAX;
-        for &(max, seen) in &self.inputs {
-            if max == EpochNanos::MIN || now.saturating_sub(seen) > self.idle {
+        for &(max, seen, active) in &self.inputs {
+            if !active || now.saturating_sub(seen) > self.idle {
                 continue;
             }
+            // A registered input without events yet holds it where it is.
             least = least.min(max.saturating_sub(self.delay));
+        }
+        if least == EpochNanos::MIN {
+            return;
         }
         if least != EpochNanos::MAX {
             self.raise(least);
@@ -104,5 +125,24 @@ mod tests {
         assert_eq!(w.get(), 300, "all idle: stays, never pushed forward");
         w.observe(1, 60, 10_001);
         assert_eq!(w.get(), 300, "never goes back");
+    }
+
+    #[test]
+    fn a_registered_input_holds_it_until_it_delivers_or_idles() {
+        let mut w = Watermarks::new(0, 1_000);
+        w.register(0, 0);
+        w.register(1, 0);
+        w.observe(0, 100, 10);
+        assert_eq!(w.get(), i64::MIN, "input 1 has delivered nothing yet");
+        w.observe(1, 40, 20);
+        assert_eq!(w.get(), 40);
+        w.observe(0, 200, 30);
+        assert_eq!(w.get(), 40);
+        // A third input, registered later, holds it where it is.
+        w.register(2, 40);
+        w.observe(1, 300, 50);
+        assert_eq!(w.get(), 40);
+        w.observe(1, 350, 1_050);
+        assert_eq!(w.get(), 350, "input 2 went idle without delivering (and input 0 idle too)");
     }
 }
