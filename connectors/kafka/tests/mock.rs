@@ -83,7 +83,7 @@ impl Handler for LaggingAcks {
 
     fn deliver(&mut self, batch: Batch) -> Delivery {
         self.offered += 1;
-        if self.refuse_every.is_some_and(|n| self.offered % n == 0) {
+        if self.refuse_every.is_some_and(|n| self.offered.is_multiple_of(n)) {
             self.seen.lock().unwrap().refused += 1;
             return Delivery::Full(batch);
         }
