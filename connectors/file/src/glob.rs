@@ -74,6 +74,10 @@ struct Slot {
     tailer: Tailer,
 }
 
+/// Where a path starts: the path, where in its file, and files to read
+/// first (see [`TailConfig::drain_first`]).
+type Start = (PathBuf, StartAt, Vec<SavedPosition>);
+
 /// How many recently truncated files are remembered, to recognize their
 /// copies.
 const TRUNCATED_KEPT: usize = 16;
@@ -158,10 +162,11 @@ impl GlobTailer {
         Ok(g)
     }
 
-    fn start(&mut self, path: PathBuf, start: StartAt, out: &mut dyn FnMut(GlobOutput) -> bool) -> bool {
+    fn start(&mut self, (path, start, drain_first): Start, out: &mut dyn FnMut(GlobOutput) -> bool) -> bool {
         let mut config = self.template.clone();
         config.path = path.clone();
         config.start = start;
+        config.drain_first = drain_first;
         let id = self.next_slot;
         self.next_slot += 1;
         self.slots.push(Slot { id, path: path.clone(), tailer: Tailer::new(config) });
@@ -180,13 +185,13 @@ impl GlobTailer {
 
     /// The first scan with saved files: where each matching file starts,
     /// and which paths resume a file rotated away while nobody followed.
-    fn first_starts(&self, saved: &[SavedFile], found: &[(PathBuf, FileId)]) -> Vec<(PathBuf, StartAt)> {
+    fn first_starts(&self, saved: &[SavedFile], found: &[(PathBuf, FileId)]) -> Vec<Start> {
         let mut used = vec![false; saved.len()];
         let mut starts = Vec::new();
         for (path, id) in found {
             let Ok(file) = fs::File::open(path) else {
                 // Unreadable now: its tailer says so, and retries from the start.
-                starts.push((path.clone(), StartAt::Beginning));
+                starts.push((path.clone(), StartAt::Beginning, Vec::new()));
                 continue;
             };
             let Ok(meta) = file.metadata() else { continue };
@@ -206,26 +211,43 @@ impl GlobTailer {
             match hit {
                 Some(i) => {
                     used[i] = true;
-                    starts.push((path.clone(), StartAt::Offset(saved[i].position.offset)));
+                    starts.push((path.clone(), StartAt::Offset(saved[i].position.offset), Vec::new()));
                 }
-                None => starts.push((path.clone(), StartAt::Beginning)),
+                None => starts.push((path.clone(), StartAt::Beginning, Vec::new())),
             }
         }
-        // Paths whose last saved file was not found under a matching name.
-        let mut seen = HashSet::new();
-        for (i, s) in saved.iter().enumerate().rev() {
-            if !seen.insert(&s.path) || used[i] {
+        // Per path, the saved files not found under a matching name (rotated
+        // while nobody followed): read from their offsets before the path's
+        // file. The last of them, if it is the path's last saved file, is
+        // where the path was (rotated while down): resumed like
+        // StartAt::Saved; the others are drained first.
+        let mut paths: Vec<&PathBuf> = Vec::new();
+        for s in saved {
+            if !paths.contains(&&s.path) {
+                paths.push(&s.path);
+            }
+        }
+        for path in paths {
+            let mine: Vec<usize> = (0..saved.len()).filter(|&i| saved[i].path == *path).collect();
+            let mut unmatched: Vec<SavedPosition> =
+                mine.iter().filter(|&&i| !used[i]).map(|&i| saved[i].position).collect();
+            if unmatched.is_empty() {
                 continue;
             }
-            match starts.iter_mut().find(|(p, _)| *p == s.path) {
-                // The path's file now is not a saved one: rotated while down.
-                Some((_, start @ StartAt::Beginning)) => *start = StartAt::Saved(s.position),
-                Some(_) => {}
-                // Gone, or renamed away without a new file: find the old one.
-                None if parent_dir(&s.path) == self.dir
-                    && s.path.file_name().and_then(|n| n.to_str()).is_some_and(|n| self.pattern.matches(n)) =>
+            let last_unmatched = mine.last().is_some_and(|&i| !used[i]);
+            match starts.iter_mut().find(|(p, _, _)| p == path) {
+                Some((_, start, drain)) => {
+                    if last_unmatched && *start == StartAt::Beginning {
+                        *start = StartAt::Saved(unmatched.pop().expect("not empty"));
+                    }
+                    *drain = unmatched;
+                }
+                // Gone, or renamed away without a new file: find the old ones.
+                None if parent_dir(path) == self.dir
+                    && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| self.pattern.matches(n)) =>
                 {
-                    starts.push((s.path.clone(), StartAt::Saved(s.position)))
+                    let last = unmatched.pop().expect("not empty");
+                    starts.push((path.clone(), StartAt::Saved(last), unmatched));
                 }
                 None => {}
             }
@@ -264,9 +286,9 @@ impl GlobTailer {
             Err(_) => {}
         }
         found.sort();
-        let starts: Vec<(PathBuf, StartAt)> = match (self.first_scan, self.saved.take()) {
+        let starts: Vec<Start> = match (self.first_scan, self.saved.take()) {
             (true, Some(saved)) => self.first_starts(&saved, &found),
-            (true, None) => found.into_iter().map(|(p, _)| (p, self.template.start)).collect(),
+            (true, None) => found.into_iter().map(|(p, _)| (p, self.template.start, Vec::new())).collect(),
             (false, _) => {
                 let mut starts = Vec::new();
                 for (path, id) in found {
@@ -276,15 +298,15 @@ impl GlobTailer {
                             return false;
                         }
                     } else {
-                        starts.push((path, StartAt::Beginning));
+                        starts.push((path, StartAt::Beginning, Vec::new()));
                     }
                 }
                 starts
             }
         };
         self.first_scan = false;
-        for (path, start) in starts {
-            if !self.start(path, start, out) {
+        for start in starts {
+            if !self.start(start, out) {
                 return false;
             }
         }
@@ -430,8 +452,8 @@ mod tests {
     }
 
     /// Polls `g` until nothing came for a few polls; returns the lines
-    /// and, per slot, the path and the position after its last line (as an
-    /// engine acknowledging everything would save).
+    /// and keeps, per file of each path, the position after its last line
+    /// (as an engine acknowledging everything would save).
     fn settle(g: &mut GlobTailer, saved: &mut Vec<SavedFile>) -> Vec<String> {
         let mut got = Vec::new();
         let mut paths: std::collections::HashMap<u64, PathBuf> =
@@ -448,7 +470,16 @@ mod tests {
                         got.extend(l.chunk.lines.iter().map(|s| String::from_utf8_lossy(l.chunk.text(s)).into_owned()));
                         let position =
                             SavedPosition { file: l.file, fingerprint: l.fingerprint, offset: l.chunk.end_offset };
-                        saved.push(SavedFile { path: paths[&slot].clone(), position });
+                        // One entry per file of a path (a truncated file, read
+                        // again from 0, is another), as an engine keeps them.
+                        let path = paths[&slot].clone();
+                        let same = |s: &&mut SavedFile| {
+                            s.path == path && s.position.file == l.file && s.position.offset <= position.offset
+                        };
+                        match saved.iter_mut().rev().find(same) {
+                            Some(s) => s.position = position,
+                            None => saved.push(SavedFile { path, position }),
+                        }
                     }
                     _ => {}
                 }
@@ -527,6 +558,34 @@ mod tests {
         let got = settle(&mut g, &mut saved);
         assert!(got.contains(&"after the second".to_string()), "{got:?}");
         assert!(!got.iter().any(|l| l.starts_with("line number")), "the first copy is not read: {got:?}");
+    }
+
+    #[test]
+    fn unacknowledged_lines_of_a_file_rotated_away_are_read_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("app.log");
+        append(&log, "a1\na2\n");
+        let mut saved = Vec::new();
+        let mut g = GlobTailer::new(config(d.join("*.log"))).unwrap();
+        assert_eq!(settle(&mut g, &mut saved), sorted(&["a1", "a2"]));
+        // Rotated while followed, to a name that does not match.
+        fs::rename(&log, d.join("app.log.1")).unwrap();
+        append(&d.join("app.log.1"), "a3\n");
+        append(&log, "b1\n");
+        assert_eq!(settle(&mut g, &mut saved), sorted(&["a3", "b1"]));
+        drop(g);
+        // A crash while a window still held "a3": its file was saved at the
+        // offset before it, the new file after "b1".
+        let last_of = |ino: u64| saved.iter().rev().find(|s| s.position.file.ino == ino).unwrap().clone();
+        let old = fs::metadata(d.join("app.log.1")).unwrap();
+        let new = fs::metadata(&log).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let mut first = last_of(old.ino());
+        first.position.offset = 6;
+        let crashed = vec![first, last_of(new.ino())];
+        let mut g = GlobTailer::resume(config(d.join("*.log")), crashed).unwrap();
+        assert_eq!(settle(&mut g, &mut saved), sorted(&["a3"]), "the unacknowledged line once more, nothing else");
     }
 
     #[test]

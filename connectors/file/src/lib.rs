@@ -103,6 +103,11 @@ pub struct TailConfig {
     pub rotate_wait: Duration,
     /// Longest line in bytes; longer ones are cut.
     pub max_line: usize,
+    /// Files read earlier under this path, saved with positions not read to
+    /// their end (a pattern's restart): each is found again like a
+    /// [`StartAt::Saved`] file, and read from its offset to its end, oldest
+    /// first, before the file `start` names.
+    pub drain_first: Vec<SavedPosition>,
 }
 
 impl TailConfig {
@@ -117,6 +122,7 @@ impl TailConfig {
             idle_flush: Duration::from_secs(5),
             rotate_wait: Duration::from_secs(1),
             max_line: sluice_lines::DEFAULT_MAX_LINE,
+            drain_first: Vec::new(),
         }
     }
 }
@@ -348,6 +354,56 @@ pub(crate) fn head_of(file: &File, limit: usize) -> io::Result<(u64, usize)> {
     Ok((sum, n))
 }
 
+/// Whether the file at `p` is the one of `saved`: the same first bytes, and
+/// at least as long. A file saved while still empty has no content to
+/// recognize it by, so only its inode can.
+fn same_file(p: &Path, saved: SavedPosition) -> io::Result<bool> {
+    let file = File::open(p)?;
+    let meta = file.metadata()?;
+    let len = saved.fingerprint.len as usize;
+    Ok(meta.is_file()
+        && meta.len() >= saved.offset
+        && (len > 0 || FileId::of(&meta) == saved.file)
+        && head_of(&file, len)? == (saved.fingerprint.sum, len))
+}
+
+/// Finds the file of a saved position among the neighbours of `path` (not
+/// `path` itself; regular files only): the same inode first, then the same
+/// content (a copy made by copytruncate), the most recently modified first.
+/// Also returns the saved file itself if it was found renamed but truncated
+/// since (what it holds now was written after the truncation). An error
+/// names a file that could not be looked at.
+type Found = (Option<PathBuf>, Option<PathBuf>);
+fn find_saved(path: &Path, saved: SavedPosition) -> Result<Found, (PathBuf, io::Error)> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut candidates: Vec<(bool, std::cmp::Reverse<std::time::SystemTime>, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| *p != path)
+        .filter_map(|p| {
+            let meta = fs::metadata(&p).ok().filter(|m| m.is_file())?;
+            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            Some((FileId::of(&meta) != saved.file, std::cmp::Reverse(modified), p))
+        })
+        .collect();
+    candidates.sort();
+    let mut found = None;
+    let mut cut_original = None;
+    for (other, _, p) in &candidates {
+        match same_file(p, saved) {
+            Ok(true) if found.is_none() => found = Some(p.clone()),
+            Ok(true) => {}
+            Ok(false) if !*other => cut_original = Some(p.clone()),
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err((p.clone(), e)),
+        }
+    }
+    Ok((found, cut_original))
+}
+
 /// Follows one path.
 pub struct Tailer {
     /// What to follow.
@@ -443,6 +499,34 @@ impl Tailer {
     /// Compares the path with the open file: rotation, truncation, deletion.
     fn look(&mut self, out: &mut dyn FnMut(Output) -> bool) -> bool {
         let path = self.config.path.clone();
+        if self.first_open && !self.config.drain_first.is_empty() {
+            for saved in std::mem::take(&mut self.config.drain_first) {
+                let (found, cut_original) = match find_saved(&path, saved) {
+                    Ok(f) => f,
+                    Err((p, e)) => {
+                        if !self.notice(Notice::Unreadable(format!("{}: {e}", p.display())), out) {
+                            return false;
+                        }
+                        (None, None)
+                    }
+                };
+                if found.is_none() && !self.notice(Notice::SavedFileGone(saved), out) {
+                    return false;
+                }
+                let files = found.map(|f| (f, saved.offset)).into_iter().chain(cut_original.map(|f| (f, 0)));
+                for (old, offset) in files {
+                    let generation = self.generation();
+                    match Tracked::open(&old, offset, self.config.max_line, generation) {
+                        Ok(t) => t.retire(&mut self.draining),
+                        Err(e) => {
+                            if !self.notice(Notice::Unreadable(format!("{}: {e}", old.display())), out) {
+                                return false;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -515,61 +599,23 @@ impl Tailer {
     /// read the path's file from its start.
     fn resume(&mut self, saved: SavedPosition, at_path: Option<FileId>, out: &mut dyn FnMut(Output) -> bool) -> bool {
         let path = self.config.path.clone();
-        // The same file: the same first bytes, and at least as long. A file
-        // saved while still empty has no content to recognize it by, so only
-        // its inode can. A file that cannot be opened now is asked again at
-        // the next poll rather than taken for another file.
-        let same = |p: &Path| -> io::Result<bool> {
-            let file = File::open(p)?;
-            let meta = file.metadata()?;
-            let len = saved.fingerprint.len as usize;
-            Ok(meta.is_file()
-                && meta.len() >= saved.offset
-                && (len > 0 || FileId::of(&meta) == saved.file)
-                && head_of(&file, len)? == (saved.fingerprint.sum, len))
-        };
-        let retry = |this: &mut Self, p: &Path, e: io::Error, out: &mut dyn FnMut(Output) -> bool| {
-            this.notice(Notice::Unreadable(format!("{}: {e}; will look again", p.display())), out)
-        };
         if at_path == Some(saved.file) {
-            match same(&path) {
+            match same_file(&path, saved) {
                 Ok(true) => return self.open(&path, saved.offset, out),
                 Ok(false) => {}
-                Err(e) => return retry(self, &path, e, out),
+                Err(e) => {
+                    return self.notice(Notice::Unreadable(format!("{}: {e}; will look again", path.display())), out)
+                }
             }
         }
-        // Rotated while down: look among the path's neighbours (regular files
-        // only): the same inode first, then the same content (a copy made by
-        // copytruncate), the most recently modified first.
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut candidates: Vec<(bool, std::cmp::Reverse<std::time::SystemTime>, PathBuf)> = fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| *p != path)
-            .filter_map(|p| {
-                let meta = fs::metadata(&p).ok().filter(|m| m.is_file())?;
-                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                Some((FileId::of(&meta) != saved.file, std::cmp::Reverse(modified), p))
-            })
-            .collect();
-        candidates.sort();
-        let mut found = None;
-        let mut cut_original = None;
-        for (other, _, p) in &candidates {
-            match same(p) {
-                Ok(true) if found.is_none() => found = Some(p.clone()),
-                Ok(true) => {}
-                // The saved file itself, renamed, but truncated since: what
-                // it holds now was written after the truncation, so it is
-                // read whole, after the copy that holds the rest.
-                Ok(false) if !*other => cut_original = Some(p.clone()),
-                Ok(false) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return retry(self, p, e, out),
+        // A file that cannot be opened now is asked again at the next poll
+        // rather than taken for another file.
+        let (found, cut_original) = match find_saved(&path, saved) {
+            Ok(f) => f,
+            Err((p, e)) => {
+                return self.notice(Notice::Unreadable(format!("{}: {e}; will look again", p.display())), out)
             }
-        }
+        };
         self.first_open = false;
         let mut resume_from = Vec::new();
         match found {
