@@ -88,13 +88,14 @@ impl FollowSource {
                         .collect()
                 });
                 let state = Mutex::new(PatternState::default());
-                Saving::Pattern(Arc::new(PatternCheckpoint { dir: dir.clone(), key, state }), files)
+                let write_lock = Mutex::new(());
+                Saving::Pattern(Arc::new(PatternCheckpoint { dir: dir.clone(), key, state, write_lock }), files)
             } else {
                 if let Some(p) = saved.sources.get(&key) {
                     config.start = StartAt::Saved(saved_position(p));
                 }
                 let state = Mutex::new(SaveState { saved: saved.sources.get(&key).copied(), ..SaveState::default() });
-                Saving::File(Arc::new(FileCheckpoint { dir: dir.clone(), key, state }))
+                Saving::File(Arc::new(FileCheckpoint { dir: dir.clone(), key, state, write_lock: Mutex::new(()) }))
             }
         });
         Ok(FollowSource { config, checkpoint })
@@ -133,6 +134,8 @@ struct FileCheckpoint {
     /// Shared by the source thread (which files exist) and the executor
     /// (what is acknowledged).
     state: Mutex<SaveState>,
+    /// Held while the checkpoint file is written.
+    write_lock: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -165,20 +168,35 @@ impl FileCheckpoint {
     /// the file.
     fn opened(&self, generation: u64, at: SavedPosition) {
         self.note(generation, at.file, at.fingerprint);
-        let Ok(mut s) = self.state.lock() else { return };
-        if std::mem::replace(&mut s.baseline, true) || s.saved.is_some() {
-            return;
+        {
+            let Ok(mut s) = self.state.lock() else { return };
+            if std::mem::replace(&mut s.baseline, true) || s.saved.is_some() {
+                return;
+            }
+            s.pending = Some(position(at.file, at.fingerprint, at.offset));
         }
-        s.pending = Some(position(at.file, at.fingerprint, at.offset));
-        let _ = self.write(&mut s);
+        let _ = self.write(true);
     }
 
-    fn write(&self, s: &mut SaveState) -> Result<(), String> {
-        let Some(pos) = s.pending.take() else { return Ok(()) };
-        s.last_write = Some(Instant::now());
-        match self.dir.update(|p| {
+    /// Writes the pending position, when `now` or when due. The state lock
+    /// is not held while the file is written and synced, so that the
+    /// executor's acknowledgements never wait for the disk; `write_lock`
+    /// keeps writes one at a time.
+    fn write(&self, now: bool) -> Result<(), String> {
+        let _one = self.write_lock.lock().map_err(|_| format!("{}: position state poisoned", self.key))?;
+        let pos = {
+            let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
+            if s.pending.is_none() || !(now || due(s.last_write)) {
+                return Ok(());
+            }
+            s.last_write = Some(Instant::now());
+            s.pending.take().expect("checked")
+        };
+        let result = self.dir.update(|p| {
             p.sources.insert(self.key.clone(), pos);
-        }) {
+        });
+        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
+        match result {
             Ok(()) => {
                 s.saved = Some(pos);
                 s.failing = false;
@@ -186,11 +204,11 @@ impl FileCheckpoint {
             }
             Err(e) => {
                 // The last good checkpoint stays; the next try comes after
-                // the usual interval.
+                // the usual interval (unless a newer position is pending).
                 if !std::mem::replace(&mut s.failing, true) {
                     tracing::warn!(source = %self.key, "cannot save the position: {e}; keeping the last saved one");
                 }
-                s.pending = Some(pos);
+                s.pending.get_or_insert(pos);
                 Err(format!("cannot save the position of {}: {e}", self.key))
             }
         }
@@ -213,11 +231,7 @@ impl Acker for FileCheckpoint {
     }
 
     fn save(&self, force: bool) -> Result<(), String> {
-        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
-        if s.pending.is_some() && (force || due(s.last_write)) {
-            return self.write(&mut s);
-        }
-        Ok(())
+        self.write(force)
     }
 }
 
@@ -229,6 +243,8 @@ struct PatternCheckpoint {
     key: String,
     /// Shared by the source thread and the executor.
     state: Mutex<PatternState>,
+    /// Held while the checkpoint file is written.
+    write_lock: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -236,8 +252,12 @@ struct PatternState {
     /// The paths followed (and those ended whose files still exist), by
     /// slot number.
     slots: BTreeMap<u64, SlotFiles>,
-    /// Whether something changed since the last write.
-    dirty: bool,
+    /// Counts changes; `written` is the count the last good write saw.
+    changes: u64,
+    /// The change count of the last good write.
+    written: u64,
+    /// Whether a write succeeded yet.
+    ever_written: bool,
     /// When the file was last written, or last failed to be.
     last_write: Option<Instant>,
     /// Whether the last write failed.
@@ -286,7 +306,7 @@ impl PatternCheckpoint {
                 let record =
                     FileRecord { file: at.file, fingerprint: at.fingerprint, end: at.offset, acked: at.offset };
                 sl.files.insert(generation, record);
-                s.dirty = true;
+                s.changes += 1;
             }
         });
     }
@@ -316,7 +336,7 @@ impl PatternCheckpoint {
             for sl in s.slots.values_mut() {
                 let before = sl.files.len();
                 sl.files.retain(|_, r| r.file != file);
-                s.dirty |= sl.files.len() != before;
+                s.changes += u64::from(sl.files.len() != before);
             }
             s.slots.retain(|_, sl| !(sl.ended && sl.files.is_empty()));
         });
@@ -331,7 +351,7 @@ impl PatternCheckpoint {
                 changed |= r.acked != upto;
                 r.acked = upto;
             }
-            s.dirty |= changed;
+            s.changes += u64::from(changed);
         });
     }
 
@@ -339,26 +359,40 @@ impl PatternCheckpoint {
     /// forced). The first call writes even an empty list, so that a restart
     /// reads files that appeared meanwhile from their start.
     fn save(&self, force: bool) -> Result<(), String> {
-        let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
-        let first = s.last_write.is_none();
-        if !(first || s.dirty && (force || due(s.last_write))) {
-            return Ok(());
-        }
-        let files: Vec<PatternFile> = s
-            .slots
-            .values()
-            .flat_map(|sl| {
-                sl.files
-                    .values()
-                    .map(|r| PatternFile { path: sl.path.clone(), position: position(r.file, r.fingerprint, r.acked) })
-            })
-            .collect();
-        s.last_write = Some(Instant::now());
-        match self.dir.update(|p| {
+        let poisoned = || format!("{}: position state poisoned", self.key);
+        // One write at a time; the state lock is not held while writing, so
+        // the executor's acknowledgements never wait for the disk.
+        let _one = self.write_lock.lock().map_err(|_| poisoned())?;
+        let (files, version) = {
+            let mut s = self.state.lock().map_err(|_| poisoned())?;
+            // Never written yet (even an empty list is worth writing: a
+            // restart then reads files that appeared meanwhile whole), or
+            // changed since; at once the first time, then when due.
+            let needed = !s.ever_written || s.changes != s.written;
+            if !needed || !(s.last_write.is_none() || force || due(s.last_write)) {
+                return Ok(());
+            }
+            let files: Vec<PatternFile> = s
+                .slots
+                .values()
+                .flat_map(|sl| {
+                    sl.files.values().map(|r| PatternFile {
+                        path: sl.path.clone(),
+                        position: position(r.file, r.fingerprint, r.acked),
+                    })
+                })
+                .collect();
+            s.last_write = Some(Instant::now());
+            (files, s.changes)
+        };
+        let result = self.dir.update(|p| {
             p.patterns.insert(self.key.clone(), files);
-        }) {
+        });
+        let mut s = self.state.lock().map_err(|_| poisoned())?;
+        match result {
             Ok(()) => {
-                s.dirty = false;
+                s.written = s.written.max(version);
+                s.ever_written = true;
                 s.failing = false;
                 Ok(())
             }

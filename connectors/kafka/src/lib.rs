@@ -250,6 +250,10 @@ struct AckState {
     /// Counts assignments, so that acknowledgements from an earlier
     /// assignment of a partition are told apart.
     epoch: u64,
+    /// The last synchronous commit that failed after its retries, so that
+    /// the next one (another partition's, a moment later) fails at once
+    /// instead of retrying as long again.
+    commit_failed: Option<(Instant, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -393,6 +397,11 @@ impl PartitionAck {
         if list.count() == 0 {
             return Ok(());
         }
+        if let Some((at, e)) = self.acks.lock().ok().and_then(|a| a.commit_failed.clone()) {
+            if at.elapsed() < self.timeout {
+                return Err(e);
+            }
+        }
         // Stored too: librdkafka commits what is stored when the consumer
         // closes, which must not take the committed offsets back.
         let _ = self.consumer.store_offsets(&list);
@@ -409,11 +418,16 @@ impl PartitionAck {
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
                 Err(e) => {
-                    return Err(format!("cannot commit offsets within {:?}: {e}", self.timeout));
+                    let e = format!("cannot commit offsets within {:?}: {e}", self.timeout);
+                    if let Ok(mut acks) = self.acks.lock() {
+                        acks.commit_failed = Some((Instant::now(), e.clone()));
+                    }
+                    return Err(e);
                 }
             }
         }
         if let Ok(mut acks) = self.acks.lock() {
+            acks.commit_failed = None;
             for (p, offset) in done {
                 if let Some(a) = acks.parts.get_mut(&p) {
                     a.committed = a.committed.max(offset);
@@ -443,7 +457,7 @@ fn config(settings: &ConsumerSettings) -> ClientConfig {
     c.set("bootstrap.servers", &settings.brokers)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", if settings.bounded { "true" } else { "false" })
         .set("allow.auto.create.topics", "false")
         .set(
             "auto.offset.reset",
@@ -543,8 +557,12 @@ struct Assigned {
     /// Where a bounded read ends (the end offset when assigned).
     end: Option<i64>,
     /// The offset after the last message taken from librdkafka, once one
-    /// was; for a bounded read, where reading starts until then.
-    next: Option<i64>,
+    /// was: where reading resumes after a pause.
+    taken: Option<i64>,
+    /// For a bounded read, where reading starts, when known.
+    start: Option<i64>,
+    /// librdkafka said the partition's end was reached (bounded reads).
+    eof: bool,
 }
 
 /// The consumer loop's state.
@@ -594,8 +612,11 @@ impl Loop<'_> {
                 }
                 // Rebalances and errors are served by polling; messages are
                 // not returned for paused partitions.
-                if let Some(Ok(m)) = self.c.consumer.poll(POLL) {
-                    self.add(&mut batch, &m, handler);
+                match self.c.consumer.poll(POLL) {
+                    Some(Ok(m)) => self.add(&mut batch, &m, handler),
+                    Some(Err(KafkaError::PartitionEOF(n))) => self.eof(n),
+                    Some(Err(e)) => self.error(e, String::new(), handler),
+                    None => {}
                 }
                 if let Some(b) = batch.take() {
                     self.pending.push_back(b);
@@ -622,6 +643,10 @@ impl Loop<'_> {
                         if batch.as_ref().is_some_and(|b| b.data.len() >= BATCH_BYTES) {
                             break;
                         }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(n))) => {
+                        self.eof(n);
+                        break;
                     }
                     Some(Err(e)) => {
                         self.error(e, String::new(), handler);
@@ -660,7 +685,7 @@ impl Loop<'_> {
         let Some(b) = batch.as_mut() else { return };
         b.next_offset = m.offset() + 1;
         if let Some(a) = self.assigned.get_mut(&b.partition) {
-            a.next = Some(b.next_offset);
+            a.taken = Some(b.next_offset);
         }
         let Some(payload) = m.payload() else { return };
         let limit = self.c.settings.max_message_bytes;
@@ -721,8 +746,12 @@ impl Loop<'_> {
                             commits: self.c.settings.group.is_some(),
                             timeout: self.c.settings.connect_timeout,
                         };
-                        let (end, next) = self.bounds(&p);
-                        self.assigned.insert(p.clone(), Assigned { end, next });
+                        let (end, start) = self.bounds(&p);
+                        self.assigned.insert(p.clone(), Assigned { end, start, taken: None, eof: false });
+                        if self.paused {
+                            // Backpressure holds: the new partition waits too.
+                            self.pause_one(&p);
+                        }
                         if !handler.assigned(&p, ack) {
                             return false;
                         }
@@ -776,11 +805,15 @@ impl Loop<'_> {
         } else {
             None
         };
-        let start = committed.unwrap_or(match self.c.settings.start {
-            StartFrom::Earliest => low,
-            _ => high,
-        });
-        (Some(high), Some(start))
+        let start = match (committed, self.c.settings.group.is_some(), self.c.settings.start) {
+            (Some(c), _, _) => Some(c),
+            // A group whose committed offset could not be read: unknown;
+            // the end of the partition (EOF) tells.
+            (None, true, _) => None,
+            (None, false, StartFrom::Earliest) => Some(low),
+            (None, false, _) => Some(high),
+        };
+        (Some(high), start)
     }
 
     /// A bounded read is over when partitions are assigned and each was
@@ -788,7 +821,10 @@ impl Loop<'_> {
     fn bounded_done(&self) -> bool {
         self.c.settings.bounded
             && !self.assigned.is_empty()
-            && self.assigned.values().all(|a| a.end.is_some_and(|end| a.next.is_some_and(|next| next >= end)))
+            && self
+                .assigned
+                .values()
+                .all(|a| a.eof || a.end.is_some_and(|end| a.taken.or(a.start).is_some_and(|next| next >= end)))
     }
 
     /// Pauses or resumes every assigned partition. librdkafka drops what it
@@ -805,13 +841,44 @@ impl Loop<'_> {
             let _ = self.c.consumer.pause(&list);
         } else {
             for (p, a) in &self.assigned {
-                if let Some(next) = a.next {
+                if let Some(next) = a.taken {
                     let _ = self.c.consumer.seek(&p.topic, p.partition, Offset::Offset(next), Duration::from_secs(10));
                 }
             }
             let _ = self.c.consumer.resume(&list);
         }
         self.paused = pause;
+    }
+
+    fn pause_one(&self, p: &PartitionId) {
+        let mut list = TopicPartitionList::new();
+        let _ = list.add_partition(&p.topic, p.partition);
+        let _ = self.c.consumer.pause(&list);
+    }
+
+    /// The end of partition number `n` (of some topic) was reached. Which
+    /// topic is not said: with several topics, only the partitions whose
+    /// position is at their end offset are marked.
+    fn eof(&mut self, n: i32) {
+        let numbered: Vec<PartitionId> = self.assigned.keys().filter(|p| p.partition == n).cloned().collect();
+        if numbered.len() == 1 {
+            if let Some(a) = self.assigned.get_mut(&numbered[0]) {
+                a.eof = true;
+            }
+            return;
+        }
+        let Ok(positions) = self.c.consumer.position() else { return };
+        for p in numbered {
+            let pos = positions.find_partition(&p.topic, p.partition).and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+            if let Some(a) = self.assigned.get_mut(&p) {
+                if pos.is_some_and(|o| a.end.is_some_and(|end| o >= end)) {
+                    a.eof = true;
+                }
+            }
+        }
     }
 
     /// Hands librdkafka's offset store what was acknowledged (at most every
@@ -823,13 +890,18 @@ impl Loop<'_> {
         self.last_store = Instant::now();
         let Ok(mut acks) = self.c.acks.lock() else { return };
         let mut list = TopicPartitionList::new();
-        for (p, a) in acks.parts.iter_mut() {
+        let mut stored = Vec::new();
+        for (p, a) in acks.parts.iter() {
             if a.acked > a.stored && list.add_partition_offset(&p.topic, p.partition, Offset::Offset(a.acked)).is_ok() {
-                a.stored = a.acked;
+                stored.push((p.clone(), a.acked));
             }
         }
-        if list.count() > 0 {
-            let _ = self.c.consumer.store_offsets(&list);
+        if list.count() > 0 && self.c.consumer.store_offsets(&list).is_ok() {
+            for (p, offset) in stored {
+                if let Some(a) = acks.parts.get_mut(&p) {
+                    a.stored = a.stored.max(offset);
+                }
+            }
         }
     }
 
