@@ -113,15 +113,7 @@ impl Handler for ToEngine<'_> {
                         line.event_time = ms.saturating_mul(1_000_000);
                     }
                 } else {
-                    let text = &data[m.start as usize..m.end as usize];
-                    match format.find(text, f.clock().to_wall(ingest)) {
-                        Some((t, skip)) => {
-                            line.event_time = t;
-                            line.start += skip as u32;
-                        }
-                        None if !text.iter().all(u8::is_ascii_whitespace) => fallbacks += 1,
-                        None => {}
-                    }
+                    fallbacks += f.stamp(&mut line, &data[m.start as usize..m.end as usize], ingest);
                 }
                 line
             })

@@ -305,21 +305,7 @@ impl Feed {
             .map(|span| {
                 let mut line = InputLine { start: span.start, end: span.end, offset: span.offset, event_time: NO_TIME };
                 if self.event_time != EventTimeFormat::None {
-                    let text = chunk.text(span);
-                    match self.event_time.find(text, self.clock.to_wall(ingest)) {
-                        Some((t, skip)) => {
-                            line.event_time = t;
-                            line.start += skip as u32;
-                        }
-                        // No time: the line keeps its ingest time for window
-                        // assignment, but never moves the watermark. Blank
-                        // lines have nothing to count and are not fallbacks.
-                        None => {
-                            if !text.iter().all(u8::is_ascii_whitespace) {
-                                fallbacks += 1;
-                            }
-                        }
-                    }
+                    fallbacks += self.stamp(&mut line, chunk.text(span), ingest);
                 }
                 line
             })
@@ -354,6 +340,21 @@ impl Feed {
     /// How event times are found in line text.
     pub fn event_time_format(&self) -> &EventTimeFormat {
         &self.event_time
+    }
+
+    /// Sets `line`'s event time from its text (`--event-time`), skipping a
+    /// time at its start. Returns 1 for a fallback: no time found, so the
+    /// line keeps its ingest time for window assignment but never moves the
+    /// watermark. Blank lines have nothing to count and are not fallbacks.
+    pub fn stamp(&self, line: &mut InputLine, text: &[u8], ingest: u64) -> u32 {
+        match self.event_time.find(text, self.clock.to_wall(ingest)) {
+            Some((t, skip)) => {
+                line.event_time = t;
+                line.start += skip as u32;
+                0
+            }
+            None => u32::from(!text.iter().all(u8::is_ascii_whitespace)),
+        }
     }
 }
 
