@@ -443,6 +443,29 @@ impl PartitionAck {
     }
 }
 
+/// The partition numbers of `topic`, checking within `timeout` that the
+/// brokers answer and the topic exists.
+fn partitions_of<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, ConnectError> {
+    let md = client.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        ConnectError::Unreachable(format!(
+            "cannot reach the Kafka brokers {brokers} within {timeout:?}: {e}; check the address, or give more time with --kafka-timeout"
+        ))
+    })?;
+    match md.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().iter().map(|p| p.id()).collect())
+        }
+        _ => Err(ConnectError::NoTopic(format!(
+            "topic {topic:?} does not exist on {brokers}; create it, or check the name"
+        ))),
+    }
+}
+
 /// A connected consumer.
 pub struct Consumer {
     consumer: Arc<BaseConsumer<Ctx>>,
@@ -488,25 +511,9 @@ impl Consumer {
             config(&settings).create_with_context(ctx).map_err(|e| ConnectError::Config(format!("kafka: {e}")))?;
         let mut all = Vec::new();
         for topic in &settings.topics {
-            let md = consumer.fetch_metadata(Some(topic), settings.connect_timeout).map_err(|e| {
-                ConnectError::Unreachable(format!(
-                    "cannot reach the Kafka brokers {} within {:?}: {e}; check the address, or give more time with --kafka-timeout",
-                    settings.brokers, settings.connect_timeout
-                ))
-            })?;
-            let t = md.topics().iter().find(|t| t.name() == topic);
-            match t {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    let name: Arc<str> = Arc::from(topic.as_str());
-                    all.extend(t.partitions().iter().map(|p| PartitionId { topic: name.clone(), partition: p.id() }));
-                }
-                _ => {
-                    return Err(ConnectError::NoTopic(format!(
-                        "topic {topic:?} does not exist on {}; create it, or check the name",
-                        settings.brokers
-                    )))
-                }
-            }
+            let ids = partitions_of(consumer.client(), &settings.brokers, topic, settings.connect_timeout)?;
+            let name: Arc<str> = Arc::from(topic.as_str());
+            all.extend(ids.into_iter().map(|partition| PartitionId { topic: name.clone(), partition }));
         }
         if settings.group.is_some() {
             let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
@@ -618,9 +625,7 @@ impl Loop<'_> {
                     Some(Err(e)) => self.error(e, String::new(), handler),
                     None => {}
                 }
-                if let Some(b) = batch.take() {
-                    self.pending.push_back(b);
-                }
+                self.close_batch(&mut batch);
                 continue;
             }
             if self.paused {
@@ -655,9 +660,20 @@ impl Loop<'_> {
                     None => break,
                 }
             }
-            self.pending.extend(batch.take());
+            self.close_batch(&mut batch);
         }
         Ok(())
+    }
+
+    /// Queues a finished batch for the handler, and notes how far its
+    /// partition was taken (once per batch, not per message).
+    fn close_batch(&mut self, batch: &mut Option<Batch>) {
+        if let Some(b) = batch.take() {
+            if let Some(a) = self.assigned.get_mut(&b.partition) {
+                a.taken = Some(b.next_offset);
+            }
+            self.pending.push_back(b);
+        }
     }
 
     /// Adds a message to the batch, handing the batch to `pending` first if
@@ -666,7 +682,7 @@ impl Loop<'_> {
         let same =
             batch.as_ref().is_some_and(|b| b.partition.partition == m.partition() && *b.partition.topic == *m.topic());
         if !same {
-            self.pending.extend(batch.take());
+            self.close_batch(batch);
             let topic = self
                 .assigned
                 .keys()
@@ -684,9 +700,6 @@ impl Loop<'_> {
         }
         let Some(b) = batch.as_mut() else { return };
         b.next_offset = m.offset() + 1;
-        if let Some(a) = self.assigned.get_mut(&b.partition) {
-            a.taken = Some(b.next_offset);
-        }
         let Some(payload) = m.payload() else { return };
         let limit = self.c.settings.max_message_bytes;
         let take = if payload.len() > limit {
@@ -976,19 +989,7 @@ impl Producer {
         let inner: BaseProducer<ProdCtx> = c
             .create_with_context(ProdCtx { failed: Mutex::new(None) })
             .map_err(|e| ConnectError::Config(format!("kafka: {e}")))?;
-        let md = inner.client().fetch_metadata(Some(topic), timeout).map_err(|e| {
-            ConnectError::Unreachable(format!(
-                "cannot reach the Kafka brokers {brokers} within {timeout:?}: {e}; check the address, or give more time with --kafka-timeout"
-            ))
-        })?;
-        match md.topics().iter().find(|t| t.name() == topic) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
-            _ => {
-                return Err(ConnectError::NoTopic(format!(
-                    "topic {topic:?} does not exist on {brokers}; create it, or check the name"
-                )))
-            }
-        }
+        partitions_of(inner.client(), brokers, topic, timeout)?;
         Ok(Producer { inner, topic: topic.to_string(), brokers: brokers.to_string() })
     }
 
