@@ -502,6 +502,7 @@ impl Settings {
             seed: raw.seed.as_ref().map(|v| v.value).unwrap_or(42),
             count: raw.count.as_ref().map(|v| v.value),
             duration: duration("duration", &raw.duration)?,
+            start_at: None,
         };
         let mut kafka = KafkaOptions::default();
         if let Some(v) = &raw.kafka_option {

@@ -12,6 +12,7 @@
 //!   An empty interval still advances processing time and watermarks. At the
 //!   end of input the last batch runs at once.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::error::RunError;
+use crate::latency::IntervalLog;
 use crate::pipeline::Pipeline;
 use crate::record::{Line, Meta, Position, Record};
 use crate::report::{LatencyReport, RunReport};
@@ -65,6 +67,9 @@ pub struct RunOptions {
     /// Set from outside (Ctrl-C, SIGTERM) to end the run cleanly: queued
     /// input is processed, open windows are flushed, the report is made.
     pub interrupt: Arc<AtomicBool>,
+    /// Write an HdrHistogram interval log to this path, one interval per
+    /// the given duration (see [`IntervalLog`]).
+    pub interval_log: Option<(PathBuf, Duration)>,
 }
 
 impl RunOptions {
@@ -76,6 +81,7 @@ impl RunOptions {
             queue_chunks: 64,
             max_batch_bytes: 256 << 20,
             interrupt: Arc::new(AtomicBool::new(false)),
+            interval_log: None,
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct RunOutcome {
     pub report: RunReport,
     /// The error that ended the run early.
     pub error: Option<RunError>,
+    /// The latency histograms the report summarizes.
+    pub latency: crate::latency::LatencyRecorder,
 }
 
 /// Input counters the executor keeps.
@@ -144,6 +152,7 @@ impl Tally {
 /// Runs `pipeline` over `sources` until they end, fail or are interrupted.
 pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
     let Pipeline { config, mut graph } = pipeline;
+    let usage = crate::usage::Usage::start();
     let clock = Clock::new();
     let (tx, rx) = bounded(opts.queue_chunks.max(1));
     let stop = Arc::new(AtomicBool::new(false));
@@ -177,6 +186,19 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     };
     let info = RunInfo { mode: opts.mode.name(), batch_interval_ms: interval_ms.map(|ms| ms as u64), value_field: "" };
     let mut tally = Tally::default();
+    let mut hlog = None;
+    let mut error = None;
+    if let Some((path, every)) = &opts.interval_log {
+        match IntervalLog::create(path, clock.to_wall(0), *every) {
+            Ok(mut log) => {
+                log.begin(graph.latency_mut(), clock.now());
+                hlog = Some(log);
+            }
+            Err(message) => {
+                error = Some(RunError::Sink { sink: "hdr-log".into(), err: std::io::Error::other(message) })
+            }
+        }
+    }
     let mut run = Runner {
         graph: &mut *graph,
         rx: &rx,
@@ -189,8 +211,11 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         last_ack: Instant::now(),
         failure: None,
         ended_by: "end-of-input",
+        hlog: &mut hlog,
     };
-    let mut error = run.graph.open(info, clock, immediate).err();
+    if error.is_none() {
+        error = run.graph.open(info, clock, immediate).err();
+    }
     if error.is_none() {
         let result = match opts.mode {
             Mode::PerEvent => run.per_event(),
@@ -202,6 +227,11 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let mut ended_by = run.ended_by;
     stop.store(true, Ordering::Relaxed);
     let finished = graph.finish();
+    if let Some(log) = hlog.take() {
+        if let Err(message) = log.finish(graph.latency_mut(), clock.now()) {
+            error.get_or_insert(RunError::Sink { sink: "hdr-log".into(), err: std::io::Error::other(message) });
+        }
+    }
     // Every window was emitted and flushed: all processed lines are
     // acknowledged, unless a sink failed on the way (a source failing does
     // not make what was delivered less delivered).
@@ -228,6 +258,8 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         elapsed_s: elapsed,
         events_per_s: if elapsed > 0.0 { tally.seq as f64 / elapsed } else { 0.0 },
         mb_per_s: if elapsed > 0.0 { tally.bytes as f64 / elapsed / 1e6 } else { 0.0 },
+        cpu_s: usage.cpu_s(),
+        peak_rss_bytes: crate::usage::peak_rss_bytes(),
         items: counters.items,
         results: counters.results,
         late_events: counters.late_events,
@@ -253,7 +285,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     if let Some(kind) = event_clocks.iter().find_map(|c| c.lock().ok().and_then(|k| *k)) {
         report.latency.clocks.end_to_end = format!("wall; event time is the Kafka message timestamp ({kind})");
     }
-    RunOutcome { report, error }
+    RunOutcome { report, error, latency: graph.latency().clone() }
 }
 
 /// The executor's loop state.
@@ -280,6 +312,8 @@ struct Runner<'a> {
     failure: Option<RunError>,
     /// How the run ended.
     ended_by: &'static str,
+    /// The interval log, if one is kept.
+    hlog: &'a mut Option<IntervalLog>,
 }
 
 /// How often acknowledgements are computed at most.
@@ -364,6 +398,9 @@ impl Runner<'_> {
     /// every [`ACK_EVERY`]).
     fn flush(&mut self) -> Result<(), RunError> {
         self.graph.flush()?;
+        if let Some(log) = self.hlog.as_mut() {
+            log.tick(self.graph.latency_mut(), self.clock.now());
+        }
         if self.acks.any() && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
             // Not forced: nothing is written here, so nothing can fail.

@@ -18,6 +18,11 @@
 //! adds is at most 1% of an event's distance from the window's first ingest
 //! (ingest) or the window's start (event time), and is documented in README.
 
+use std::path::Path;
+use std::time::Duration;
+
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -83,6 +88,17 @@ impl LatencyHistogram {
         self.clamped += other.clamped;
     }
 
+    /// The latency at each percentile, as (quantile, µs) points from 0 to
+    /// the last one below 1, closer together towards the tail: the
+    /// percentile spectrum that HdrHistogram plots draw.
+    pub fn spectrum(&self) -> Vec<(f64, f64)> {
+        self.hist
+            .iter_quantiles(5)
+            .map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1e3))
+            .take_while(|&(q, _)| q < 1.0)
+            .collect()
+    }
+
     /// The percentiles the report shows, in µs.
     pub fn summary(&self) -> LatencySummary {
         let us = |ns: u64| ns as f64 / 1000.0;
@@ -138,15 +154,156 @@ pub struct LatencyRecorder {
     pub end_to_end: LatencyHistogram,
     /// Emit − window end, wall clock.
     pub result: LatencyHistogram,
+    /// The same three for the current interval, while an interval log is
+    /// kept (see [`IntervalLog`]).
+    interval: Option<Box<[LatencyHistogram; 3]>>,
 }
 
 impl LatencyRecorder {
     /// Records one event whose effect was emitted at (`emit_mono`, `emit_wall`).
     #[inline]
     pub fn record_event(&mut self, ingest: u64, event_time: EpochNanos, emit_mono: u64, emit_wall: EpochNanos) {
-        self.processing.record(emit_mono as i64 - ingest as i64);
+        self.processing_n(emit_mono as i64 - ingest as i64, 1);
         if event_time != NO_TIME {
-            self.end_to_end.record(emit_wall.saturating_sub(event_time));
+            self.end_to_end_n(emit_wall.saturating_sub(event_time), 1);
+        }
+    }
+
+    /// Records `n` processing latencies of `ns`.
+    #[inline]
+    pub fn processing_n(&mut self, ns: i64, n: u64) {
+        self.processing.record_n(ns, n);
+        if let Some(i) = &mut self.interval {
+            i[0].record_n(ns, n);
+        }
+    }
+
+    /// Records `n` end-to-end latencies of `ns`.
+    #[inline]
+    pub fn end_to_end_n(&mut self, ns: i64, n: u64) {
+        self.end_to_end.record_n(ns, n);
+        if let Some(i) = &mut self.interval {
+            i[1].record_n(ns, n);
+        }
+    }
+
+    /// Records `n` result latencies of `ns`.
+    #[inline]
+    pub fn result_n(&mut self, ns: i64, n: u64) {
+        self.result.record_n(ns, n);
+        if let Some(i) = &mut self.interval {
+            i[2].record_n(ns, n);
+        }
+    }
+}
+
+/// The tags of the three kinds in an interval log, in recorder order.
+const TAGS: [&str; 3] = ["processing", "end-to-end", "result"];
+
+/// One finished interval on its way to the log writer.
+struct Interval {
+    /// Its start, from the start of the run.
+    start: Duration,
+    /// Its length.
+    length: Duration,
+    /// Processing, end-to-end and result latencies recorded in it.
+    hists: Box<[LatencyHistogram; 3]>,
+}
+
+/// An HdrHistogram interval log: every `every`, the latencies recorded in
+/// the interval are written as one compressed histogram per kind, tagged
+/// `processing`, `end-to-end` or `result`, values in ns. A thread of its
+/// own encodes and writes them; the executor only swaps histograms, so the
+/// log adds no pause to the run.
+pub struct IntervalLog {
+    /// Finished intervals, to the writer (bounded).
+    tx: Option<std::sync::mpsc::SyncSender<Interval>>,
+    /// The writer; its result says whether every interval was written.
+    writer: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// The interval length, ns.
+    every: u64,
+    /// Start of the current interval, monotonic ns.
+    started: u64,
+}
+
+impl IntervalLog {
+    /// Creates the log at `path`, for a run whose clock started at
+    /// `run_start` (wall clock), cutting an interval every `every`.
+    pub fn create(path: &Path, run_start: EpochNanos, every: Duration) -> Result<Self, String> {
+        let file = std::fs::File::create(path).map_err(|e| {
+            format!("cannot create the interval log {}: {}", path.display(), crate::source::describe_io(&e))
+        })?;
+        let shown = path.display().to_string();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Interval>(4);
+        let start = std::time::UNIX_EPOCH + Duration::from_nanos(run_start.max(0) as u64);
+        let writer = std::thread::Builder::new()
+            .name("hdr-log".into())
+            .spawn(move || {
+                let fail = |e: &dyn std::fmt::Display| format!("cannot write the interval log {shown}: {e}");
+                let mut out = std::io::BufWriter::new(file);
+                let mut ser = V2DeflateSerializer::new();
+                let mut log = IntervalLogWriterBuilder::new()
+                    .add_comment("sluice latency interval log; values in ns; tags: processing [monotonic clock], end-to-end and result [wall clock]")
+                    .with_start_time(start)
+                    .with_base_time(start)
+                    .with_max_value_divisor(1e6)
+                    .begin_log_with(&mut out, &mut ser)
+                    .map_err(|e| fail(&e))?;
+                for iv in rx {
+                    for (k, h) in iv.hists.iter().enumerate() {
+                        // Processing latency is written for every interval,
+                        // the other kinds when they have values.
+                        if k > 0 && h.count() == 0 {
+                            continue;
+                        }
+                        log.write_histogram(&h.hist, iv.start, iv.length, Tag::new(TAGS[k])).map_err(|e| fail(&e))?;
+                    }
+                }
+                drop(log);
+                std::io::Write::flush(&mut out).map_err(|e| fail(&e))
+            })
+            .map_err(|e| format!("cannot start the interval-log thread: {e}"))?;
+        Ok(IntervalLog { tx: Some(tx), writer: Some(writer), every: every.as_nanos().max(1) as u64, started: 0 })
+    }
+
+    /// Starts recording intervals into `rec`, at monotonic `now`.
+    pub fn begin(&mut self, rec: &mut LatencyRecorder, now: u64) {
+        rec.interval = Some(Box::default());
+        self.started = now;
+    }
+
+    /// Ends the current interval if it is due at monotonic `now`.
+    #[inline]
+    pub fn tick(&mut self, rec: &mut LatencyRecorder, now: u64) {
+        if now.saturating_sub(self.started) >= self.every {
+            self.cut(rec, now);
+        }
+    }
+
+    /// Ends the current interval at `now` and starts the next.
+    fn cut(&mut self, rec: &mut LatencyRecorder, now: u64) {
+        let Some(hists) = rec.interval.replace(Box::default()) else { return };
+        let iv = Interval {
+            start: Duration::from_nanos(self.started),
+            length: Duration::from_nanos(now.saturating_sub(self.started)),
+            hists,
+        };
+        self.started = now;
+        if let Some(tx) = &self.tx {
+            // A writer that failed has said why; its result reports it.
+            let _ = tx.send(iv);
+        }
+    }
+
+    /// Writes the last interval and closes the log.
+    pub fn finish(mut self, rec: &mut LatencyRecorder, now: u64) -> Result<(), String> {
+        self.cut(rec, now);
+        rec.interval = None;
+        self.tx = None;
+        match self.writer.take().map(|w| w.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("the interval-log writer stopped unexpectedly".into()),
+            None => Ok(()),
         }
     }
 }
@@ -244,11 +401,11 @@ impl WindowLatency {
     pub fn replay(&self, rec: &mut LatencyRecorder, emit_mono: u64, emit_wall: EpochNanos) {
         for v in self.ingest.iter_recorded() {
             let ingest = self.first_ingest + self.ingest.median_equivalent(v.value_iterated_to()) * 1000;
-            rec.processing.record_n(emit_mono as i64 - ingest as i64, v.count_at_value() as u64);
+            rec.processing_n(emit_mono as i64 - ingest as i64, v.count_at_value() as u64);
         }
         for v in self.event.iter_recorded() {
             let t = self.base_time + (self.event.median_equivalent(v.value_iterated_to()) * 1000) as i64;
-            rec.end_to_end.record_n(emit_wall.saturating_sub(t), v.count_at_value() as u64);
+            rec.end_to_end_n(emit_wall.saturating_sub(t), v.count_at_value() as u64);
         }
     }
 }

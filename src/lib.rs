@@ -20,7 +20,9 @@
 //! - [`executor`]: the two modes, and [`run`].
 //! - [`latency`]: HDR histograms for processing, end-to-end and result latency.
 //! - [`report`]: the run report.
+//! - [`compare`]: `sluice compare`, one pipeline under several modes.
 //! - [`config`]: the pipeline file (TOML) and its validation.
+//! - [`usage`]: CPU time and peak memory of a run.
 //! - [`tokenize`]: the exact word tokenizer.
 //!
 //! ## A pipeline, defined once, run in either mode
@@ -59,6 +61,7 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod executor;
@@ -71,6 +74,7 @@ pub mod sink;
 pub mod source;
 pub mod time;
 pub mod tokenize;
+pub mod usage;
 pub mod window;
 pub mod wordcount;
 

@@ -25,6 +25,9 @@ enum Command {
     /// Run a pipeline. With no options: replay a bundled book as a live
     /// stream and show windowed counts and the latency report.
     Run(Box<RunArgs>),
+    /// Run one pipeline over identical input under several modes, and show
+    /// latency and cost side by side.
+    Compare(Box<CompareArgs>),
     /// Check a pipeline file and explain each error with its line.
     Validate {
         /// The pipeline file (TOML).
@@ -117,6 +120,78 @@ struct RunArgs {
     kafka_timeout: Option<String>,
 }
 
+/// `sluice compare`: the pipeline options of `run` that make sense when the
+/// input is replayed for every mode.
+#[derive(Args, Default)]
+struct CompareArgs {
+    /// gen:RATE | demo:RATE | file:PATH (with --rate)  [default: gen:20000]
+    #[arg(long)]
+    source: Option<String>,
+    /// Lines per second to replay a file at.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
+    #[arg(long)]
+    modes: Option<String>,
+    /// How long each mode's generator runs, like 10s  [default: 10s for gen]
+    #[arg(long)]
+    duration: Option<String>,
+    /// Stop each mode's generator after this many lines.
+    #[arg(long)]
+    count: Option<u64>,
+    /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: tumbling:1s]
+    #[arg(long)]
+    window: Option<String>,
+    /// final | update  [default: update]
+    #[arg(long)]
+    output: Option<String>,
+    /// event | processing; results are checked for equality in event time  [default: event]
+    #[arg(long)]
+    time: Option<String>,
+    /// Bounded out-of-orderness of event time  [default: 0s]
+    #[arg(long)]
+    watermark_delay: Option<String>,
+    /// Words per generated line  [default: 8]
+    #[arg(long)]
+    gen_words: Option<u64>,
+    /// Seed of the generator  [default: 42]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Longest line in bytes; longer ones are cut and counted  [default: 1048576]
+    #[arg(long)]
+    max_line_bytes: Option<u64>,
+    /// Write the run reports as a JSON array to this path.
+    #[arg(long)]
+    report: Option<String>,
+    /// Draw the latency percentile spectrum of every mode to this SVG file.
+    #[arg(long)]
+    plot: Option<String>,
+    /// Write an HdrHistogram interval log per mode into this directory.
+    #[arg(long)]
+    hdr_log: Option<String>,
+}
+
+impl CompareArgs {
+    fn raw(&self) -> RawSettings {
+        let s = |v: &Option<String>| v.clone().map(Val::from);
+        RawSettings {
+            source: Some(Val::from(self.source.clone().unwrap_or_else(|| "gen:20000".into()))),
+            window: Some(Val::from(self.window.clone().unwrap_or_else(|| "tumbling:1s".into()))),
+            output: Some(Val::from(self.output.clone().unwrap_or_else(|| "update".into()))),
+            time: s(&self.time),
+            watermark_delay: s(&self.watermark_delay),
+            gen_words: self.gen_words.map(Val::from),
+            seed: self.seed.map(Val::from),
+            count: self.count.map(Val::from),
+            duration: s(&self.duration),
+            max_line_bytes: self.max_line_bytes.map(Val::from),
+            sink: Some(Val::from(vec!["null".to_string()])),
+            no_follow: Some(Val::from(true)),
+            ..Default::default()
+        }
+    }
+}
+
 impl RunArgs {
     fn raw(&self) -> RawSettings {
         let s = |v: &Option<String>| v.clone().map(Val::from);
@@ -180,12 +255,7 @@ fn run(args: RunArgs) -> ExitCode {
     if settings.ignored_batch_interval {
         tracing::warn!("--batch-interval is ignored in per-event mode");
     }
-    let interrupt = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while the first is being handled exits at once.
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, interrupt.clone());
-        let _ = signal_hook::flag::register(signal, interrupt.clone());
-    }
+    let interrupt = interrupt_flag();
     if let Mode::MicroBatch { interval } = settings.mode {
         tracing::info!(interval_ms = interval.as_millis() as u64, "micro-batch mode");
     }
@@ -208,6 +278,86 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(e) = outcome.error {
         eprintln!("error: {e}");
         code = ExitCode::from(FAILURE);
+    }
+    code
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is being handled exits at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, interrupt.clone());
+        let _ = signal_hook::flag::register(signal, interrupt.clone());
+    }
+    interrupt
+}
+
+fn compare(args: CompareArgs) -> ExitCode {
+    use sluice::compare::{self, CompareOptions};
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::from(USAGE)
+    };
+    let settings = match Settings::resolve(&args.raw()) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
+    let modes = match compare::parse_modes(args.modes.as_deref().unwrap_or(compare::DEFAULT_MODES)) {
+        Ok(m) => m,
+        Err(e) => return usage(&format!("--modes: {e}")),
+    };
+    let opts = match CompareOptions::new(settings, modes, args.rate) {
+        Ok(o) => o,
+        Err(e) => return usage(&e),
+    };
+    if let Some(dir) = &args.hdr_log {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: cannot create the interval-log directory {dir}: {}", sluice::source::describe_io(&e));
+            return ExitCode::from(FAILURE);
+        }
+    }
+    let interrupt = interrupt_flag();
+    let total = opts.modes.len();
+    let mut done = 0;
+    let runs = compare::compare(&opts, interrupt, args.hdr_log.as_deref().map(std::path::Path::new), |run| {
+        done += 1;
+        eprintln!(
+            "[{done}/{total}] {}: {} events, {:.0} events/s, ended by {}",
+            run.label, run.report.events, run.report.events_per_s, run.report.ended_by
+        );
+    });
+    print!("{}", compare::render_table(&runs));
+    let mut code = ExitCode::SUCCESS;
+    for run in &runs {
+        if let Some(e) = &run.error {
+            eprintln!("error: {}: {e}", run.label);
+            code = ExitCode::from(FAILURE);
+        }
+    }
+    if let Some(path) = &args.report {
+        let reports: Vec<_> = runs.iter().map(|r| &r.report).collect();
+        let json = serde_json::to_string_pretty(&reports).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!("error: cannot write the report to {path}: {}", sluice::source::describe_io(&e));
+            code = ExitCode::from(FAILURE);
+        }
+    }
+    if let Some(path) = &args.plot {
+        if let Err(e) = compare::plot_svg(&runs, std::path::Path::new(path)) {
+            eprintln!("error: {e}");
+            code = ExitCode::from(FAILURE);
+        }
+    }
+    match compare::check(&runs, opts.settings.window.time) {
+        Some(diff) => {
+            eprintln!("error: results differ between modes, which is a bug: {diff}");
+            code = ExitCode::from(FAILURE);
+        }
+        None if opts.settings.window.time == sluice::TimeDomain::Event && runs.len() > 1 => {
+            let n = runs[0].results.len();
+            println!("results: equal in every mode ({n} window results)");
+        }
+        None => println!("results: not compared (processing-time windows differ from run to run)"),
     }
     code
 }
@@ -253,6 +403,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Run(args) => run(*args),
+        Command::Compare(args) => compare(*args),
         Command::Validate { file } => validate(file),
     }
 }

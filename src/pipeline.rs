@@ -206,6 +206,8 @@ pub(crate) trait Graph: Send {
     fn register_input(&mut self, input: u32, now: u64);
     /// The latency histograms.
     fn latency(&self) -> &LatencyRecorder;
+    /// The latency histograms, to cut intervals from.
+    fn latency_mut(&mut self) -> &mut LatencyRecorder;
 }
 
 /// The concrete graph.
@@ -372,5 +374,9 @@ where
 
     fn latency(&self) -> &LatencyRecorder {
         &self.latency
+    }
+
+    fn latency_mut(&mut self) -> &mut LatencyRecorder {
+        &mut self.latency
     }
 }

@@ -50,6 +50,13 @@ pub struct RunReport {
     pub events_per_s: f64,
     /// `bytes / elapsed_s / 10^6`.
     pub mb_per_s: f64,
+    /// CPU seconds (user + system) the process used during the run, every
+    /// thread included; absent where `/proc` is not available.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cpu_s: Option<f64>,
+    /// The most memory resident during the run, in bytes (process-wide).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub peak_rss_bytes: Option<u64>,
     /// Items (words) that reached the window.
     pub items: u64,
     /// Window results emitted (final results and updates).
@@ -106,6 +113,9 @@ impl RunReport {
             "   events {}  bytes {}  elapsed {:.3} s  {:.0} events/s  {:.2} MB/s  ended by {}",
             self.events, self.bytes, self.elapsed_s, self.events_per_s, self.mb_per_s, self.ended_by
         );
+        if let (Some(cpu), Some(rss)) = (self.cpu_s, self.peak_rss_bytes) {
+            let _ = writeln!(s, "   cpu {cpu:.2} s  peak rss {:.1} MiB", rss as f64 / (1u64 << 20) as f64);
+        }
         let _ = writeln!(
             s,
             "   words {}  results {}  late events {} (items {})  cut lines {}  time fallbacks {}",

@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Feed, InputChunk, InputLine, Source};
 use crate::error::RunError;
+use crate::time::EpochNanos;
 
 /// The book `sluice run` replays when given no source: Moby Dick, from
 /// Project Gutenberg (public domain in the USA; its licence is inside).
@@ -32,11 +33,15 @@ pub struct GeneratorConfig {
     pub count: Option<u64>,
     /// Stop after this long (by intended send time).
     pub duration: Option<Duration>,
+    /// The intended send time of the first line (wall clock); `None` is
+    /// at once. `sluice compare` starts every mode's generator at the same
+    /// phase of the window grid with it.
+    pub start_at: Option<EpochNanos>,
 }
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        GeneratorConfig { rate: None, words_per_line: 8, seed: 42, count: None, duration: None }
+        GeneratorConfig { rate: None, words_per_line: 8, seed: 42, count: None, duration: None, start_at: None }
     }
 }
 
@@ -240,8 +245,10 @@ enum Lines {
     },
     /// The lines of a text, in order, once.
     Text {
-        /// Remaining text.
-        rest: &'static str,
+        /// The whole text.
+        data: Bytes,
+        /// Where the next line starts.
+        at: usize,
     },
 }
 
@@ -252,7 +259,7 @@ pub struct Generator {
     /// What it sends.
     lines: Lines,
     /// Name for messages.
-    name: &'static str,
+    name: String,
 }
 
 impl Generator {
@@ -271,13 +278,21 @@ impl Generator {
             .collect();
         let rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let per_line = config.words_per_line;
-        Generator { config, lines: Lines::Words { cdf, rng, per_line }, name: "gen" }
+        Generator { config, lines: Lines::Words { cdf, rng, per_line }, name: "gen".into() }
     }
 
     /// The bundled book, line by line, with the intended send time as event
     /// time (the text itself carries no time field).
     pub fn demo(config: GeneratorConfig) -> Self {
-        Generator { config, lines: Lines::Text { rest: DEMO_TEXT.trim_start_matches('\u{FEFF}') }, name: "demo" }
+        Self::replay(config, "demo", Bytes::from_static(DEMO_TEXT.as_bytes()))
+    }
+
+    /// The lines of `text` (a recorded file, say), in order, once, each
+    /// with its intended send time as event time. A UTF-8 byte-order mark
+    /// at the start and `\r` before each newline are left out.
+    pub fn replay(config: GeneratorConfig, name: &str, text: Bytes) -> Self {
+        let at = if text.starts_with("\u{FEFF}".as_bytes()) { 3 } else { 0 };
+        Generator { config, lines: Lines::Text { data: text, at }, name: name.to_string() }
     }
 
     /// Appends one line to `buf` (without newline); returns the text's start
@@ -298,13 +313,14 @@ impl Generator {
                 }
                 Some(digits + 1)
             }
-            Lines::Text { rest } => {
-                if rest.is_empty() {
-                    return None;
-                }
-                let (line, tail) = rest.split_once('\n').unwrap_or((rest, ""));
-                *rest = tail;
-                buf.put_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+            Lines::Text { data, at } => {
+                let rest = data.get(*at..).filter(|r| !r.is_empty())?;
+                let (line, used) = match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => (&rest[..i], i + 1),
+                    None => (rest, rest.len()),
+                };
+                *at += used;
+                buf.put_slice(line.strip_suffix(b"\r").unwrap_or(line));
                 Some(0)
             }
         }
@@ -337,7 +353,17 @@ impl Source for Generator {
 
     fn run(mut self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let clock = *feed.clock();
-        let start = clock.now();
+        let start = match self.config.start_at {
+            Some(wall) => {
+                let at = clock.to_mono(wall);
+                while clock.now() < at && !feed.stopping() {
+                    let left = at.saturating_sub(clock.now());
+                    std::thread::sleep(Duration::from_nanos(left).min(Duration::from_millis(50)));
+                }
+                at
+            }
+            None => clock.now(),
+        };
         let period = self.config.rate.map(|r| 1e9 / r);
         let limit = self.config.count.unwrap_or(u64::MAX);
         let end = self.config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));

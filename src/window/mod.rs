@@ -5,7 +5,8 @@
 //! - [`operator::WindowOperator`] keeps the open windows and emits results.
 //!
 //! Tumbling and sliding windows are aligned to the Unix epoch: a window starts
-//! at a multiple of its slide. Windows are half-open, `[start, end)`.
+//! at a multiple of its slide (plus [`WindowConfig::origin`], zero unless
+//! set). Windows are half-open, `[start, end)`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -153,6 +154,11 @@ pub struct WindowConfig {
     pub idle_timeout: Duration,
     /// Final or update output.
     pub output: OutputMode,
+    /// Tumbling and sliding windows start at `origin + k·slide` for whole
+    /// `k`: the default, 0, aligns them to the Unix epoch. `sluice compare`
+    /// aligns them to the start of each run, so that every mode sees the
+    /// same windows.
+    pub origin: EpochNanos,
 }
 
 impl WindowConfig {
@@ -165,6 +171,7 @@ impl WindowConfig {
             watermark_delay: Duration::ZERO,
             idle_timeout: Duration::from_secs(10),
             output: OutputMode::Final,
+            origin: 0,
         }
     }
 

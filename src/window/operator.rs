@@ -334,7 +334,8 @@ where
             WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, &meta),
             WindowSpec::Tumbling { size } => {
                 let size = size.as_nanos() as i64;
-                let start = t.div_euclid(size) * size;
+                let off = self.config.origin.rem_euclid(size);
+                let start = (t - off).div_euclid(size) * size + off;
                 let w = Window { start, end: start.saturating_add(size) };
                 if w.end <= wm {
                     self.late(key, t, w, wm, &meta);
@@ -344,7 +345,8 @@ where
             }
             WindowSpec::Sliding { size, slide } => {
                 let (size, slide) = (size.as_nanos() as i64, slide.as_nanos() as i64);
-                let last = t.div_euclid(slide) * slide;
+                let off = self.config.origin.rem_euclid(slide);
+                let last = (t - off).div_euclid(slide) * slide + off;
                 let first = last - size + slide;
                 // The item's windows in order of their end: the first ones may
                 // be closed already, the rest are open.
@@ -453,7 +455,7 @@ where
                 lat.replay(rec, emit_mono, emit_wall);
             }
             if !window.is_global() && self.config.output == OutputMode::Final {
-                rec.result.record_n(emit_wall.saturating_sub(window.end), results);
+                rec.result_n(emit_wall.saturating_sub(window.end), results);
             }
         }
     }
@@ -699,6 +701,34 @@ mod tests {
                 .collect();
             v.sort();
             (v, self.op.counters())
+        }
+    }
+
+    #[test]
+    fn windows_align_to_the_origin() {
+        let origin_ms = 250;
+        for (spec, want) in [
+            (
+                WindowSpec::Tumbling { size: Duration::from_secs(1) },
+                vec![(-750, 250, "a".to_string(), 1), (250, 1250, "a".to_string(), 2)],
+            ),
+            (
+                WindowSpec::Sliding { size: Duration::from_secs(1), slide: Duration::from_millis(500) },
+                vec![
+                    (-750, 250, "a".to_string(), 1),
+                    (-250, 750, "a".to_string(), 2),
+                    (250, 1250, "a".to_string(), 2),
+                    (750, 1750, "a".to_string(), 1),
+                ],
+            ),
+        ] {
+            let mut f = Feeder::new(spec, 0);
+            // An origin far from zero, in whole windows, changes nothing.
+            f.op.config.origin = origin_ms * 1_000_000 + 7 * 86_400 * 1_000_000_000;
+            for t in [100, 300, 900] {
+                f.push("a", t);
+            }
+            assert_eq!(f.finish().0, want, "{spec}");
         }
     }
 

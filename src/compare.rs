@@ -1,0 +1,521 @@
+//! `sluice compare`: one pipeline over identical input under several modes,
+//! shown side by side.
+//!
+//! Every mode gets the same input: the generator with the same seed, or the
+//! same recorded file, sent at the same fixed rate. Each line's event time
+//! is its intended send time, so end-to-end latency counts from when the
+//! line was due, not from when the generator got round to sending it: a
+//! stalled engine cannot hide its stall by slowing its own load
+//! (coordinated omission).
+//!
+//! Modes run one after another in this process. Each run's generator starts
+//! at a wall-clock time chosen just before it, and the run's tumbling and
+//! sliding windows are aligned to that start ([`WindowConfig::origin`]), so
+//! line `i` falls in the same window, relative to the start, in every mode.
+//! In event time the results must then be equal; [`Results::diff`] says
+//! where they are not.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+
+use crate::config::Settings;
+use crate::error::{RunError, SpecError};
+use crate::executor::{run, Mode, RunOptions};
+use crate::latency::LatencyRecorder;
+use crate::operator::lines;
+use crate::report::RunReport;
+use crate::sink::{RunInfo, Sink};
+use crate::source::{Generator, GeneratorConfig, Source, SourceSpec};
+use crate::time::{format_duration, parse_duration, wall_now, EpochNanos};
+use crate::tokenize::{tokenize, Word};
+use crate::window::operator::WindowResult;
+use crate::window::{TimeDomain, Window, WindowConfig};
+
+/// The modes `sluice compare` runs when given none.
+pub const DEFAULT_MODES: &str = "per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s";
+
+/// How long before its first line each run's generator is told to start:
+/// time to set up the run, so that the first line is not already late.
+const LEAD: Duration = Duration::from_millis(100);
+
+/// Parses `per-event,micro-batch:100ms,...`. A bare `micro-batch` means 1s
+/// batches.
+pub fn parse_modes(text: &str) -> Result<Vec<Mode>, SpecError> {
+    let mut modes = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let mode = match part.split_once(':') {
+            None if part == "per-event" => Mode::PerEvent,
+            None if part == "micro-batch" => Mode::MicroBatch { interval: Duration::from_secs(1) },
+            Some(("micro-batch", d)) => {
+                let interval = parse_duration(d)?;
+                if interval < Duration::from_millis(1) {
+                    return Err(SpecError::Invalid(format!(
+                        "invalid mode {part:?}: a batch interval must be at least 1ms"
+                    )));
+                }
+                Mode::MicroBatch { interval }
+            }
+            _ => {
+                return Err(SpecError::Invalid(format!(
+                    "invalid mode {part:?}: use per-event or micro-batch:INTERVAL, like per-event,micro-batch:100ms"
+                )))
+            }
+        };
+        if modes.contains(&mode) {
+            return Err(SpecError::Invalid(format!("mode {part:?} is given twice: name each mode once")));
+        }
+        modes.push(mode);
+    }
+    Ok(modes)
+}
+
+/// How a mode is written on the command line and in the table.
+pub fn mode_label(mode: &Mode) -> String {
+    match mode {
+        Mode::PerEvent => "per-event".to_string(),
+        Mode::MicroBatch { interval } => format!("micro-batch:{}", format_duration(*interval)),
+    }
+}
+
+/// What `sluice compare` replays.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The generator's random words.
+    Words,
+    /// A text, line by line, once (a recorded file, or the demo book).
+    Text {
+        /// Its name in the report (`demo`, or the file's path).
+        name: String,
+        /// The text.
+        data: Bytes,
+    },
+}
+
+/// Everything a comparison needs.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// The pipeline's settings; their mode is replaced by each of `modes`.
+    pub settings: Settings,
+    /// The modes to run, in order.
+    pub modes: Vec<Mode>,
+    /// What is replayed.
+    pub input: Input,
+    /// Lines per second.
+    pub rate: f64,
+}
+
+impl CompareOptions {
+    /// Checks that `settings` describe input that can be replayed the same
+    /// way for every mode, at a fixed rate, and reads a recorded file.
+    /// `rate` is `--rate`, needed for files.
+    pub fn new(settings: Settings, modes: Vec<Mode>, rate: Option<f64>) -> Result<Self, SpecError> {
+        let fixed = |r: Option<f64>, spec: &str| match (r, rate) {
+            (Some(_), Some(_)) => Err(SpecError::Invalid(format!(
+                "the rate is given twice, in --source {spec}:RATE and in --rate: give it once"
+            ))),
+            (Some(r), None) | (None, Some(r)) => Ok(r),
+            (None, None) => Err(SpecError::Invalid(format!(
+                "compare replays input at a fixed rate: write --source {spec}:RATE, like {spec}:20000"
+            ))),
+        };
+        let (input, rate) = match &settings.source {
+            SourceSpec::Gen(r) => (Input::Words, fixed(*r, "gen")?),
+            SourceSpec::Demo(r) => (
+                Input::Text { name: "demo".into(), data: Bytes::from_static(crate::source::DEMO_TEXT.as_bytes()) },
+                fixed(*r, "demo")?,
+            ),
+            SourceSpec::File(path) => {
+                let Some(rate) = rate else {
+                    return Err(SpecError::Invalid(
+                        "compare replays a recorded file at a fixed rate: add --rate LINES_PER_SECOND, like --rate 20000"
+                            .into(),
+                    ));
+                };
+                let data = std::fs::read(path).map_err(|e| {
+                    SpecError::Invalid(format!(
+                        "cannot read {} to replay it: {}",
+                        path.display(),
+                        crate::source::describe_io(&e)
+                    ))
+                })?;
+                (Input::Text { name: format!("file:{}", path.display()), data: Bytes::from(data) }, rate)
+            }
+            other => {
+                return Err(SpecError::Invalid(format!(
+                    "compare cannot replay {other:?} identically for every mode: use gen:RATE, demo:RATE, or file:PATH with --rate"
+                )))
+            }
+        };
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(SpecError::Invalid(format!("invalid rate {rate}: give lines per second, like 20000")));
+        }
+        if modes.is_empty() {
+            return Err(SpecError::Invalid("no modes to compare: give --modes per-event,micro-batch:100ms".into()));
+        }
+        let mut settings = settings;
+        let g = &mut settings.source_options.generator;
+        if matches!(input, Input::Words) && g.count.is_none() && g.duration.is_none() {
+            g.duration = Some(Duration::from_secs(10));
+        }
+        Ok(CompareOptions { settings, modes, input, rate })
+    }
+
+    /// The source of one run, starting at `start_at`.
+    fn source(&self, start_at: EpochNanos) -> Box<dyn Source> {
+        let config = GeneratorConfig {
+            rate: Some(self.rate),
+            start_at: Some(start_at),
+            ..self.settings.source_options.generator.clone()
+        };
+        match &self.input {
+            Input::Words => Box::new(Generator::words(config)),
+            Input::Text { name, data } => Box::new(Generator::replay(config, name, data.clone())),
+        }
+    }
+}
+
+/// The last value of every (window, key), windows taken relative to the
+/// run's start: what a reader of the results would end up with.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Results {
+    /// (window start, window end) relative to the run's start (global:
+    /// `i64::MIN..i64::MAX`), then key, to value.
+    pub values: FxHashMap<(EpochNanos, EpochNanos), FxHashMap<Word, u64>>,
+}
+
+impl Results {
+    /// Windows taken relative to `origin`.
+    fn relative(windows: FxHashMap<Window, FxHashMap<Word, u64>>, origin: EpochNanos) -> Self {
+        let values = windows
+            .into_iter()
+            .map(|(w, keys)| {
+                let at = if w.is_global() { (w.start, w.end) } else { (w.start - origin, w.end - origin) };
+                (at, keys)
+            })
+            .collect();
+        Results { values }
+    }
+
+    /// (window, key) pairs held.
+    pub fn len(&self) -> usize {
+        self.values.values().map(|k| k.len()).sum()
+    }
+
+    /// True when there are no results.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where `other` differs from these results: `None` when they are
+    /// equal, else how many (window, key) pairs differ and the first few.
+    pub fn diff(&self, other: &Results, name: &str, other_name: &str) -> Option<String> {
+        let mut keys: Vec<(EpochNanos, EpochNanos, &Word)> = Vec::new();
+        for (w, ks) in self.values.iter().chain(&other.values) {
+            keys.extend(ks.keys().map(|k| (w.0, w.1, k)));
+        }
+        keys.sort();
+        keys.dedup();
+        let get = |r: &Results, (s, e, k): (EpochNanos, EpochNanos, &Word)| -> Option<u64> {
+            r.values.get(&(s, e)).and_then(|m| m.get(k)).copied()
+        };
+        let differing: Vec<_> = keys.into_iter().filter(|&k| get(self, k) != get(other, k)).collect();
+        if differing.is_empty() {
+            return None;
+        }
+        let mut s = format!(
+            "{} of {} (window, word) results differ between {name} and {other_name}",
+            differing.len(),
+            self.len().max(other.len())
+        );
+        let show = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
+        for &(start, end, word) in differing.iter().take(5) {
+            let window = if start == EpochNanos::MIN {
+                "global".to_string()
+            } else {
+                format!("[{:.3}s, {:.3}s)", start as f64 / 1e9, end as f64 / 1e9)
+            };
+            let _ = write!(
+                s,
+                "; {window} {word:?}: {} vs {}",
+                show(get(self, (start, end, word))),
+                show(get(other, (start, end, word)))
+            );
+        }
+        Some(s)
+    }
+}
+
+/// The sink of a comparison: keeps the last value of each (window, key).
+/// A hit costs two hash look-ups and no allocation.
+struct LastValues {
+    /// Window → key → latest value.
+    windows: FxHashMap<Window, FxHashMap<Word, u64>>,
+    /// Where the values go when the run closes the sink.
+    out: Arc<Mutex<FxHashMap<Window, FxHashMap<Word, u64>>>>,
+}
+
+impl Sink<WindowResult<Word, u64>> for LastValues {
+    fn write(&mut self, r: &WindowResult<Word, u64>) -> io::Result<()> {
+        let keys = self.windows.entry(r.window).or_default();
+        match keys.get_mut(&r.key) {
+            Some(v) => *v = r.value,
+            None => {
+                keys.insert(r.key.clone(), r.value);
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, _info: &RunInfo) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        if let Ok(mut out) = self.out.lock() {
+            *out = std::mem::take(&mut self.windows);
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        "compare".into()
+    }
+}
+
+/// One mode's run.
+#[derive(Debug)]
+pub struct ModeRun {
+    /// The mode as written, like `micro-batch:100ms`.
+    pub label: String,
+    /// Its report.
+    pub report: RunReport,
+    /// Its results, windows relative to the run's start.
+    pub results: Results,
+    /// Its latency histograms.
+    pub latency: LatencyRecorder,
+    /// The error that ended it early, if any.
+    pub error: Option<RunError>,
+}
+
+/// Runs the word count under each mode in turn. `interrupt` ends the
+/// current run cleanly and skips the rest. `each` is told of every finished
+/// run (to print progress).
+/// With `hdr_log`, each run writes an HdrHistogram interval log (one
+/// interval a second) into that directory, named by [`hdr_log_path`].
+pub fn compare(
+    opts: &CompareOptions,
+    interrupt: Arc<AtomicBool>,
+    hdr_log: Option<&Path>,
+    mut each: impl FnMut(&ModeRun),
+) -> Vec<ModeRun> {
+    let mut runs = Vec::new();
+    for &mode in &opts.modes {
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
+        let start_at = wall_now() + LEAD.as_nanos() as i64;
+        let mut window: WindowConfig = opts.settings.window;
+        window.origin = start_at;
+        let out = Arc::new(Mutex::new(FxHashMap::default()));
+        let pipeline = lines()
+            .flat_map(|line, emit| tokenize(&line.text(), emit))
+            .key_by(|w: &Word| w.clone())
+            .window(window)
+            .count()
+            .sink(LastValues { windows: FxHashMap::default(), out: out.clone() })
+            .build();
+        let mut ro = RunOptions::new(mode);
+        ro.event_time = opts.settings.event_time.clone();
+        ro.interrupt = interrupt.clone();
+        ro.interval_log = hdr_log.map(|dir| (hdr_log_path(dir, &mode_label(&mode)), Duration::from_secs(1)));
+        let outcome = run(pipeline, vec![opts.source(start_at)], &ro);
+        let windows = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
+        let mr = ModeRun {
+            label: mode_label(&mode),
+            report: outcome.report,
+            latency: outcome.latency,
+            results: Results::relative(windows, start_at),
+            error: outcome.error,
+        };
+        each(&mr);
+        runs.push(mr);
+    }
+    runs
+}
+
+/// The first difference between the runs' results, if any; `None` also
+/// when results are not expected to be equal (processing time).
+pub fn check(runs: &[ModeRun], time: TimeDomain) -> Option<String> {
+    if time != TimeDomain::Event {
+        return None;
+    }
+    let (first, rest) = runs.split_first()?;
+    rest.iter().find_map(|r| first.results.diff(&r.results, &first.label, &r.label))
+}
+
+/// A latency in µs, in the unit that keeps it short.
+fn fmt_us(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.1}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2}ms", us / 1e3)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+/// The side-by-side table: one block per mode, one row per latency kind.
+pub fn render_table(runs: &[ModeRun]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<19} {:>10} {:>7} {:>8}  {:<19} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "mode", "events/s", "cpu s", "rss MiB", "latency [clock]", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for run in runs {
+        let r = &run.report;
+        let mut rows: Vec<(&str, &crate::latency::LatencySummary)> = Vec::new();
+        if let Some(l) = &r.latency.end_to_end {
+            rows.push(("end-to-end [wall]", l));
+        }
+        rows.push(("processing [mono]", &r.latency.processing));
+        for (i, (name, l)) in rows.iter().enumerate() {
+            let head = if i == 0 {
+                format!(
+                    "{:<19} {:>10.0} {:>7} {:>8}",
+                    run.label,
+                    r.events_per_s,
+                    r.cpu_s.map_or("-".into(), |c| format!("{c:.2}")),
+                    r.peak_rss_bytes.map_or("-".into(), |b| format!("{:.1}", b as f64 / (1u64 << 20) as f64)),
+                )
+            } else {
+                format!("{:<19} {:>10} {:>7} {:>8}", "", "", "", "")
+            };
+            let _ = writeln!(
+                s,
+                "{head}  {name:<19} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                fmt_us(l.p50_us),
+                fmt_us(l.p90_us),
+                fmt_us(l.p99_us),
+                fmt_us(l.p999_us),
+                fmt_us(l.max_us)
+            );
+        }
+    }
+    s
+}
+
+/// Writes the latency percentile spectrum as an SVG: one line per mode,
+/// latency against percentile on a log scale that spreads out the tail
+/// (50%, 90%, 99%, 99.9%...), as HdrHistogram's plots do. The end-to-end
+/// latency is drawn when the runs have it, else processing latency.
+pub fn plot_svg(runs: &[ModeRun], path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+
+    let spectrum = |run: &ModeRun| -> Vec<(f64, f64)> {
+        let h = if run.latency.end_to_end.count() > 0 { &run.latency.end_to_end } else { &run.latency.processing };
+        h.spectrum().into_iter().map(|(q, us)| (1.0 / (1.0 - q), (us / 1e3).max(1e-3))).collect()
+    };
+    let lines: Vec<(String, Vec<(f64, f64)>)> = runs.iter().map(|r| (r.label.clone(), spectrum(r))).collect();
+    let ymax = lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(1e-3, f64::max) * 2.0;
+    let ymin =
+        lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min).min(ymax / 10.0) / 2.0;
+    let xmax = lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.0)).fold(10.0, f64::max);
+    let kind = if runs.iter().all(|r| r.report.latency.end_to_end.is_some()) {
+        "end-to-end latency [wall clock]"
+    } else {
+        "processing latency [monotonic clock]"
+    };
+    let err = |e: &dyn std::fmt::Display| format!("cannot write the plot to {}: {e}", path.display());
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("sluice compare: {kind} by percentile"), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0f64..xmax).log_scale(), (ymin..ymax).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency, ms")
+        .x_label_formatter(&|v| {
+            let p = 100.0 - 100.0 / v;
+            if p < 99.0 {
+                format!("{p:.0}%")
+            } else {
+                format!("{}%", format!("{p:.5}").trim_end_matches('0').trim_end_matches('.'))
+            }
+        })
+        .y_label_formatter(&|v| format!("{v}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, (label, points)) in lines.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba().stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points, color))
+            .map_err(|e| err(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
+/// Where each mode's interval log goes: `DIR/LABEL.hlog`, with `:` left
+/// out of the name.
+pub fn hdr_log_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(format!("{}.hlog", label.replace(':', "-")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse() {
+        let m = parse_modes("per-event, micro-batch:100ms,micro-batch").unwrap();
+        assert_eq!(
+            m,
+            vec![
+                Mode::PerEvent,
+                Mode::MicroBatch { interval: Duration::from_millis(100) },
+                Mode::MicroBatch { interval: Duration::from_secs(1) }
+            ]
+        );
+        assert_eq!(m.iter().map(mode_label).collect::<Vec<_>>(), ["per-event", "micro-batch:100ms", "micro-batch:1s"]);
+        for bad in ["", "per-event,", "storm", "micro-batch:0ms", "micro-batch:fast", "per-event,per-event"] {
+            let e = parse_modes(bad).unwrap_err().to_string();
+            assert!(e.contains("mode") || e.contains("duration"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn diff_names_what_differs() {
+        let mut a = Results::default();
+        a.values.entry((0, 1_000_000_000)).or_default().insert(Word::from("the"), 3);
+        a.values.entry((0, 1_000_000_000)).or_default().insert(Word::from("cat"), 1);
+        let mut b = a.clone();
+        assert_eq!(a.diff(&b, "a", "b"), None);
+        b.values.entry((0, 1_000_000_000)).or_default().insert(Word::from("the"), 2);
+        b.values.entry((1_000_000_000, 2_000_000_000)).or_default().insert(Word::from("hat"), 1);
+        let d = a.diff(&b, "per-event", "micro-batch:1s").unwrap();
+        assert!(d.starts_with("2 of 3 (window, word) results differ between per-event and micro-batch:1s"), "{d}");
+        assert!(d.contains("[0.000s, 1.000s) \"the\": 3 vs 2"), "{d}");
+        assert!(d.contains("\"hat\": none vs 1"), "{d}");
+    }
+}
