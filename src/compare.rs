@@ -376,7 +376,7 @@ pub fn render_table(runs: &[ModeRun]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<19} {:>10} {:>7} {:>8}  {:<19} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<19} {:>10} {:>7} {:>8}  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "mode", "events/s", "cpu s", "rss MiB", "latency [clock]", "p50", "p90", "p99", "p99.9", "max"
     );
     for run in runs {
@@ -386,6 +386,9 @@ pub fn render_table(runs: &[ModeRun]) -> String {
             rows.push(("end-to-end [wall]", l));
         }
         rows.push(("processing [mono]", &r.latency.processing));
+        for (name, l) in r.latency.stages.rows() {
+            rows.push((name, l));
+        }
         for (i, (name, l)) in rows.iter().enumerate() {
             let head = if i == 0 {
                 format!(
@@ -400,7 +403,12 @@ pub fn render_table(runs: &[ModeRun]) -> String {
             };
             let _ = writeln!(
                 s,
-                "{head}  {name:<19} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "{head}  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                if i < 2 || !name.contains(']') || name.starts_with("end") || name.starts_with("processing") {
+                    name.to_string()
+                } else {
+                    format!("· {name}")
+                },
                 fmt_us(l.p50_us),
                 fmt_us(l.p90_us),
                 fmt_us(l.p99_us),
@@ -468,7 +476,7 @@ pub fn plot_svg(runs: &[ModeRun], path: &Path) -> Result<(), String> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::error::RunError;
-use crate::latency::IntervalLog;
+use crate::latency::{IntervalLog, LatencyRecorder};
 use crate::pipeline::Pipeline;
 use crate::record::{Line, Meta, Position, Record};
 use crate::report::{LatencyReport, RunReport};
@@ -119,8 +119,10 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts a chunk and turns its lines into records, appending to `out`.
-    fn records(&mut self, chunk: InputChunk, out: &mut Vec<Record<Line>>) {
+    /// Counts a chunk and turns its lines into records, appending to `out`;
+    /// notes each line's source wait (event time → ingest) in `lat`.
+    fn records(&mut self, chunk: InputChunk, out: &mut Vec<Record<Line>>, lat: &mut LatencyRecorder, clock: &Clock) {
+        let ingest_wall = clock.to_wall(chunk.ingest);
         self.bytes += chunk.bytes;
         self.truncated += chunk.truncated as u64;
         self.fallbacks += chunk.time_fallbacks as u64;
@@ -134,6 +136,9 @@ impl Tally {
         let frontier = &mut self.frontiers[input];
         for l in &chunk.lines {
             *frontier = (*frontier).max(l.event_time);
+            if l.event_time != NO_TIME {
+                lat.stages.source_wait.record(ingest_wall.saturating_sub(l.event_time));
+            }
             out.push(Record {
                 value: Line::new(chunk.data.slice(l.start as usize..l.end as usize)),
                 meta: Meta {
@@ -498,7 +503,7 @@ impl Runner<'_> {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    self.graph.advance(self.clock.now())?;
+                    self.graph.advance(self.clock.now(), None)?;
                     self.flush()?;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -507,9 +512,14 @@ impl Runner<'_> {
     }
 
     fn per_event_chunk(&mut self, chunk: InputChunk, records: &mut Vec<Record<Line>>) -> Result<(), RunError> {
-        self.tally.records(chunk, records);
+        let lines = chunk.lines.len() as u64;
+        self.tally.records(chunk, records, self.graph.latency_mut(), &self.clock);
+        // No batches here: every line's batch wait is zero.
+        self.graph.latency_mut().stages.batch_wait.record_n(0, lines);
+        // Each line starts as the one before it was handed over.
+        let mut at = self.clock.now();
         for rec in records.drain(..) {
-            self.graph.push(rec)?;
+            at = self.graph.push(rec, at)?;
         }
         Ok(())
     }
@@ -529,7 +539,7 @@ impl Runner<'_> {
             }
             let now = self.clock.now();
             if now >= boundary {
-                self.run_batch(&mut pending, &mut batch)?;
+                self.run_batch(&mut pending, &mut batch, boundary)?;
                 pending_bytes = 0;
                 let now = self.clock.now();
                 while boundary <= now {
@@ -560,23 +570,38 @@ impl Runner<'_> {
             }
         }
         // End of input (or interrupt): the last batch runs now.
-        self.run_batch(&mut pending, &mut batch)
+        self.run_batch(&mut pending, &mut batch, boundary)
     }
 
-    fn run_batch(&mut self, pending: &mut Vec<InputChunk>, batch: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+    /// Runs the batch due at monotonic `boundary` (or, at the end of input,
+    /// before it).
+    fn run_batch(
+        &mut self,
+        pending: &mut Vec<InputChunk>,
+        batch: &mut Vec<Record<Line>>,
+        boundary: u64,
+    ) -> Result<(), RunError> {
+        let start = self.clock.now();
+        let due = boundary.min(start);
+        let mut lines = 0;
         // The batch goes through the operators slice by slice, as Spark runs
         // a stage's narrow operators over a partition: the results are the
         // same as for the whole batch at once (operators keep the order and
         // nothing leaves before the boundary), without materializing every
         // intermediate item of the batch at the same time.
         for chunk in pending.drain(..) {
-            self.tally.records(chunk, batch);
+            let (n, ingest) = (chunk.lines.len() as u64, chunk.ingest);
+            lines += n;
+            let st = &mut self.graph.latency_mut().stages;
+            st.batch_wait.record_n(due.saturating_sub(ingest) as i64, n);
+            st.queueing.record_n(start.saturating_sub(ingest.max(due)) as i64, n);
+            self.tally.records(chunk, batch, self.graph.latency_mut(), &self.clock);
             if batch.len() >= BATCH_SLICE {
                 self.graph.push_batch(batch);
             }
         }
         self.graph.push_batch(batch);
-        self.graph.advance(self.clock.now())?;
+        self.graph.advance(self.clock.now(), Some((start, lines)))?;
         self.flush()?;
         self.tally.batches += 1;
         Ok(())

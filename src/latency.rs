@@ -154,9 +154,38 @@ pub struct LatencyRecorder {
     pub end_to_end: LatencyHistogram,
     /// Emit − window end, wall clock.
     pub result: LatencyHistogram,
+    /// Where each event's time went, stage by stage.
+    pub stages: Box<StageHistograms>,
     /// The same three for the current interval, while an interval log is
     /// kept (see [`IntervalLog`]).
     interval: Option<Box<[LatencyHistogram; 3]>>,
+}
+
+/// The stages an event's latency is split into, one histogram each (ns).
+/// Every line is counted in every stage that applies to it, whether or not
+/// it had an effect.
+#[derive(Debug, Clone, Default)]
+pub struct StageHistograms {
+    /// Event time → ingest, wall clock: how late the line reached sluice
+    /// (for the generator, how far it fell behind its schedule).
+    pub source_wait: LatencyHistogram,
+    /// Ingest → the batch boundary that takes the line, monotonic clock;
+    /// zero in per-event mode.
+    pub batch_wait: LatencyHistogram,
+    /// Waiting to be processed, monotonic clock. Per-event mode: ingest →
+    /// the start of the line's own processing (the queue from the source,
+    /// and earlier lines). Micro-batch mode: the boundary → the batch's
+    /// start, when the previous batch overran (Spark's scheduling delay).
+    pub queueing: LatencyHistogram,
+    /// Processing through the operators, monotonic clock. Per-event mode:
+    /// the line's own trip. Micro-batch mode: the whole batch's, since no
+    /// result leaves before the batch is done.
+    pub compute: LatencyHistogram,
+    /// Final output only: ingest → the close of the line's window,
+    /// monotonic clock. Update output holds nothing back.
+    pub window_hold: LatencyHistogram,
+    /// Handing the results to the sinks, monotonic clock.
+    pub sink_write: LatencyHistogram,
 }
 
 impl LatencyRecorder {
@@ -397,11 +426,13 @@ impl WindowLatency {
         self.first_ingest = self.first_ingest.min(other.first_ingest);
     }
 
-    /// Replays the window's events into `rec` as emitted at the given times.
-    pub fn replay(&self, rec: &mut LatencyRecorder, emit_mono: u64, emit_wall: EpochNanos) {
+    /// Replays the window's events into `rec` as emitted at the given
+    /// times, the window having closed at monotonic `ready`.
+    pub fn replay(&self, rec: &mut LatencyRecorder, ready: u64, emit_mono: u64, emit_wall: EpochNanos) {
         for v in self.ingest.iter_recorded() {
             let ingest = self.first_ingest + self.ingest.median_equivalent(v.value_iterated_to()) * 1000;
             rec.processing_n(emit_mono as i64 - ingest as i64, v.count_at_value() as u64);
+            rec.stages.window_hold.record_n(ready as i64 - ingest as i64, v.count_at_value() as u64);
         }
         for v in self.event.iter_recorded() {
             let t = self.base_time + (self.event.median_equivalent(v.value_iterated_to()) * 1000) as i64;
@@ -433,7 +464,7 @@ mod tests {
             w.note(*ing, 5_000_000_000 + i as i64 * 100_000_000);
         }
         let mut rec = LatencyRecorder::default();
-        w.replay(&mut rec, 1_000_000_000, 6_000_000_000);
+        w.replay(&mut rec, 1_000_000_000, 1_000_000_000, 6_000_000_000);
         let p = rec.processing.summary();
         assert_eq!(p.count, 3);
         // Exact values: 999 ms, 997 ms, 750 ms; 1% of the offset at most.

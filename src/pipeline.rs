@@ -184,14 +184,16 @@ pub(crate) trait Graph: Send {
     /// Opens the sinks; `immediate` is per-event mode.
     fn open(&mut self, info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError>;
     /// Per-event mode: one event through the whole graph, and its effects
-    /// to the sinks.
-    fn push(&mut self, rec: Record<Line>) -> Result<(), RunError>;
+    /// to the sinks, starting at monotonic `start`; returns when its effects
+    /// were handed over.
+    fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError>;
     /// Micro-batch mode: a whole batch through each operator in turn; results
     /// wait for [`Graph::advance`] at the batch boundary.
     fn push_batch(&mut self, batch: &mut Vec<Record<Line>>);
     /// Time reached `now` (monotonic ns): close what can close, and hand
-    /// everything ready to the sinks.
-    fn advance(&mut self, now: u64) -> Result<(), RunError>;
+    /// everything ready to the sinks. In micro-batch mode `batch` is the
+    /// batch's start and its number of lines, for the stage histograms.
+    fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError>;
     /// The wall-clock time of the next processing-time window close.
     fn next_close(&self) -> Option<i64>;
     /// Flushes the sinks.
@@ -263,24 +265,28 @@ where
     S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
 {
     /// Hands ready results and late items to the sinks, then accounts the
-    /// latency of the events they carry, as emitted now.
-    fn deliver(&mut self) -> Result<(), RunError> {
+    /// latency of the events they carry, as emitted now. `ready` is when
+    /// the results were ready (monotonic); returns when they were handed
+    /// over (`ready` when there was nothing to hand over).
+    fn deliver(&mut self, ready: u64) -> Result<u64, RunError> {
         let Some(window) = self.window.as_mut() else {
-            return Ok(());
+            return Ok(ready);
         };
         window.take_results(&mut self.results);
         window.take_late(&mut self.late);
+        let wrote = !self.results.is_empty() || !self.late.is_empty();
         // Handed over once, even when a sink fails part-way: a retry at
         // finish must not write them again to the sinks that took them.
         let written = write_all(&mut self.sinks, &self.results).and(write_all(&mut self.late_sinks, &self.late));
         self.results.clear();
         self.late.clear();
         written?;
-        if window.has_pending_latency() {
-            let now = self.clock.now();
-            window.account_emitted(&mut self.latency, now, self.clock.to_wall(now));
+        let pending = window.has_pending_latency();
+        let emit = if wrote || pending { self.clock.now() } else { ready };
+        if pending {
+            window.account_emitted(&mut self.latency, ready, emit, self.clock.to_wall(emit));
         }
-        Ok(())
+        Ok(emit)
     }
 }
 
@@ -306,12 +312,19 @@ where
         Ok(())
     }
 
-    fn push(&mut self, rec: Record<Line>) -> Result<(), RunError> {
+    fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
         let Some(window) = self.window.as_mut() else {
-            return Ok(());
+            return Ok(start);
         };
+        let ingest = rec.meta.ingest;
         self.stages.push(rec, &mut |kv| window.process(kv));
-        self.deliver()
+        let ready = self.clock.now();
+        let emit = self.deliver(ready)?;
+        let st = &mut self.latency.stages;
+        st.queueing.record(start.saturating_sub(ingest) as i64);
+        st.compute.record(ready.saturating_sub(start) as i64);
+        st.sink_write.record(emit.saturating_sub(ready) as i64);
+        Ok(emit)
     }
 
     fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
@@ -323,11 +336,18 @@ where
         }
     }
 
-    fn advance(&mut self, now: u64) -> Result<(), RunError> {
+    fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError> {
         if let Some(window) = self.window.as_mut() {
             window.advance(now);
         }
-        self.deliver()
+        let ready = if batch.is_some() { self.clock.now() } else { now };
+        let emit = self.deliver(ready)?;
+        if let Some((start, lines)) = batch {
+            let st = &mut self.latency.stages;
+            st.compute.record_n(ready.saturating_sub(start) as i64, lines);
+            st.sink_write.record_n(emit.saturating_sub(ready) as i64, lines);
+        }
+        Ok(())
     }
 
     fn next_close(&self) -> Option<i64> {
@@ -348,7 +368,7 @@ where
         if let Some(window) = self.window.as_mut() {
             window.finish();
         }
-        self.deliver()?;
+        self.deliver(self.clock.now())?;
         for sink in &mut self.sinks {
             sink.close().map_err(|e| sink_err(sink.name(), e))?;
         }

@@ -17,8 +17,50 @@ pub struct LatencyReport {
     /// Sink emit − window end, wall clock, one value per final result.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result: Option<LatencySummary>,
+    /// Where the time went, stage by stage (see
+    /// [`crate::latency::StageHistograms`]). Every line counts in each
+    /// stage that applies to it.
+    pub stages: StageReport,
     /// The clock each kind uses.
     pub clocks: Clocks,
+}
+
+/// The per-stage percentiles of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// Event time → ingest, wall clock; absent without event times.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_wait: Option<LatencySummary>,
+    /// Ingest → batch boundary, monotonic; zero in per-event mode.
+    pub batch_wait: LatencySummary,
+    /// Waiting to be processed, monotonic.
+    pub queueing: LatencySummary,
+    /// Through the operators, monotonic.
+    pub compute: LatencySummary,
+    /// Ingest → window close, monotonic; final output only.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_hold: Option<LatencySummary>,
+    /// Handing results to the sinks, monotonic.
+    pub sink_write: LatencySummary,
+}
+
+impl StageReport {
+    /// The stages as (name [clock], summary) rows, in the order an event
+    /// meets them; those that do not apply are left out.
+    pub fn rows(&self) -> Vec<(&'static str, &LatencySummary)> {
+        let mut rows = Vec::new();
+        if let Some(l) = &self.source_wait {
+            rows.push(("source wait [wall]", l));
+        }
+        rows.push(("batch wait [mono]", &self.batch_wait));
+        rows.push(("queueing [mono]", &self.queueing));
+        rows.push(("compute [mono]", &self.compute));
+        if let Some(l) = &self.window_hold {
+            rows.push(("window hold [mono]", l));
+        }
+        rows.push(("sink write [mono]", &self.sink_write));
+        rows
+    }
 }
 
 /// Which clock each latency kind is read from.
@@ -93,6 +135,14 @@ impl LatencyReport {
             processing: rec.processing.summary(),
             end_to_end: some(&rec.end_to_end),
             result: some(&rec.result),
+            stages: StageReport {
+                source_wait: some(&rec.stages.source_wait),
+                batch_wait: rec.stages.batch_wait.summary(),
+                queueing: rec.stages.queueing.summary(),
+                compute: rec.stages.compute.summary(),
+                window_hold: some(&rec.stages.window_hold),
+                sink_write: rec.stages.sink_write.summary(),
+            },
             clocks: Clocks { processing: "monotonic".into(), end_to_end: "wall".into(), result: "wall".into() },
         }
     }
@@ -150,6 +200,9 @@ impl RunReport {
         }
         if let Some(l) = &self.latency.result {
             row("result [wall]", l);
+        }
+        for (name, l) in self.latency.stages.rows() {
+            row(&format!("· {name}"), l);
         }
         s
     }

@@ -445,14 +445,15 @@ where
     }
 
     /// Records the latency of every event whose first effect was among the
-    /// results just handed to the sinks, as emitted at these times.
-    pub fn account_emitted(&mut self, rec: &mut LatencyRecorder, emit_mono: u64, emit_wall: EpochNanos) {
+    /// results just handed to the sinks, as emitted at these times; the
+    /// results were ready (their windows closed) at monotonic `ready`.
+    pub fn account_emitted(&mut self, rec: &mut LatencyRecorder, ready: u64, emit_mono: u64, emit_wall: EpochNanos) {
         for (ingest, et) in self.pending_events.drain(..) {
             rec.record_event(ingest, et, emit_mono, emit_wall);
         }
         for (window, lat, results) in self.pending_windows.drain(..) {
             if let Some(lat) = lat {
-                lat.replay(rec, emit_mono, emit_wall);
+                lat.replay(rec, ready, emit_mono, emit_wall);
             }
             if !window.is_global() && self.config.output == OutputMode::Final {
                 rec.result_n(emit_wall.saturating_sub(window.end), results);
