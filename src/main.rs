@@ -178,7 +178,6 @@ impl CompareArgs {
             source: Some(Val::from(self.source.clone().unwrap_or_else(|| "gen:20000".into()))),
             window: Some(Val::from(self.window.clone().unwrap_or_else(|| "tumbling:1s".into()))),
             output: Some(Val::from(self.output.clone().unwrap_or_else(|| "update".into()))),
-            time: s(&self.time),
             watermark_delay: s(&self.watermark_delay),
             gen_words: self.gen_words.map(Val::from),
             seed: self.seed.map(Val::from),
@@ -298,9 +297,14 @@ fn compare(args: CompareArgs) -> ExitCode {
         eprintln!("error: {e}");
         ExitCode::from(USAGE)
     };
-    let settings = match Settings::resolve(&args.raw()) {
+    let mut settings = match Settings::resolve(&args.raw()) {
         Ok(s) => s,
         Err(e) => return usage(&e),
+    };
+    // Every replayed line carries its intended send time as event time.
+    settings.window.time = match args.time.as_deref().unwrap_or("event").parse() {
+        Ok(t) => t,
+        Err(e) => return usage(&format!("--time: {e}")),
     };
     let modes = match compare::parse_modes(args.modes.as_deref().unwrap_or(compare::DEFAULT_MODES)) {
         Ok(m) => m,

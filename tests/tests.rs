@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod book;
+mod compare;
 mod docker;
 mod follow;
 mod kafka;

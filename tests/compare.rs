@@ -1,0 +1,169 @@
+//! `sluice compare`: every mode sees the same input, the report has one
+//! entry per mode with its stages, the plot and the interval logs are
+//! written and readable, and bad options are refused.
+
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+
+use crate::util::*;
+
+/// Sums the histograms tagged `tag` in an HdrHistogram interval log.
+fn log_count(text: &[u8], tag: &str) -> (u64, usize) {
+    let mut de = Deserializer::new();
+    let (mut count, mut intervals) = (0, 0);
+    for entry in IntervalLogIterator::new(text) {
+        if let LogEntry::Interval(h) = entry.expect("a well-formed log line") {
+            if h.tag().map(|t| t.as_str()) != Some(tag) {
+                continue;
+            }
+            let bytes = base64_decode(h.encoded_histogram());
+            let hist: Histogram<u64> = de.deserialize(&mut &bytes[..]).expect("a readable histogram");
+            count += hist.len();
+            intervals += 1;
+        }
+    }
+    (count, intervals)
+}
+
+/// Standard base64, written out here so the test relies on nothing the
+/// engine uses to write the log.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    } as u32;
+    let mut out = Vec::new();
+    for quad in s.trim_end_matches('=').as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in quad.iter().enumerate() {
+            n |= val(c) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..quad.len()]);
+    }
+    out
+}
+
+#[test]
+fn compare_runs_each_mode_on_the_same_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let plot = dir.path().join("p.svg");
+    let logs = dir.path().join("logs");
+    let out = run_ok(&[
+        "compare",
+        "--source",
+        "gen:2000",
+        "--duration",
+        "2s",
+        "--modes",
+        "per-event,micro-batch:100ms",
+        "--window",
+        "tumbling:1s",
+        "--output",
+        "update",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--hdr-log",
+        logs.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("results: equal in every mode"), "{stdout}");
+    for row in ["per-event", "micro-batch:100ms", "end-to-end [wall]", "· batch wait [mono]", "· compute [mono]"] {
+        assert!(stdout.contains(row), "{row} missing from\n{stdout}");
+    }
+
+    let runs = read_report(&report);
+    let runs = runs.as_array().expect("the report is an array");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["mode"], "per-event");
+    assert_eq!(runs[1]["mode"], "micro-batch");
+    assert_eq!(runs[1]["batch_interval_ms"], 100.0);
+    for r in runs {
+        // 2 s at 2000 lines/s, by intended send time.
+        assert_eq!(r["events"], 4000, "{r}");
+        assert_eq!(r["output"], "update");
+        assert_eq!(r["time"], "event");
+        assert!(r["cpu_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{r}");
+        let lat = &r["latency"];
+        assert_eq!(lat["end_to_end"]["count"], 4000, "every line has words, so every line has an effect");
+        assert_eq!(lat["stages"]["source_wait"]["count"], 4000);
+        assert!(lat["stages"]["window_hold"].is_null(), "update output holds nothing back");
+    }
+    let stages = |i: usize, s: &str, q: &str| runs[i]["latency"]["stages"][s][q].as_f64().unwrap();
+    assert_eq!(stages(0, "batch_wait", "max_us"), 0.0, "per-event mode has no batches");
+    // Lines wait for the 100 ms boundary: half of them 50 ms or more.
+    assert!(stages(1, "batch_wait", "p50_us") > 30_000.0, "{}", runs[1]);
+    assert!(stages(1, "batch_wait", "max_us") <= 101_000.0, "{}", runs[1]);
+    let e2e = |i: usize, q: &str| runs[i]["latency"]["end_to_end"][q].as_f64().unwrap();
+    assert!(e2e(1, "p50_us") > e2e(0, "p50_us"), "micro-batches hold lines back");
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..100.min(svg.len())]);
+    assert!(svg.contains("per-event") && svg.contains("micro-batch:100ms"), "the legend names each mode");
+
+    for (i, name) in ["per-event.hlog", "micro-batch-100ms.hlog"].iter().enumerate() {
+        let text = std::fs::read(logs.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (count, intervals) = log_count(&text, "end-to-end");
+        assert_eq!(count, runs[i]["latency"]["end_to_end"]["count"].as_u64().unwrap(), "{name}");
+        assert!(intervals >= 2, "{name}: a 2 s run is cut into 1 s intervals, got {intervals}");
+        let (processing, _) = log_count(&text, "processing");
+        assert_eq!(processing, 4000, "{name}");
+    }
+}
+
+#[test]
+fn compare_replays_a_recorded_file_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first 3000 lines of the book, with its BOM and CRLFs.
+    let book = std::fs::read(fixture("moby-dick.txt")).unwrap();
+    let cut = book.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(2999).unwrap().0 + 1;
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, &book[..cut]).unwrap();
+    let report = dir.path().join("r.json");
+    let out = run_ok(&[
+        "compare",
+        "--source",
+        &format!("file:{}", input.display()),
+        "--rate",
+        "20000",
+        "--window",
+        "global",
+        "--modes",
+        "per-event,micro-batch:20ms",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("results: equal in every mode"));
+    let words: u64 = independent_count(&book[..cut]).values().sum();
+    for r in read_report(&report).as_array().unwrap() {
+        assert_eq!(r["events"], 3000, "{r}");
+        assert_eq!(r["items"], words, "{r}");
+    }
+}
+
+#[test]
+fn compare_refuses_input_it_cannot_replay() {
+    for (args, want) in [
+        (&["--source", "gen"][..], "fixed rate"),
+        (&["--source", "stdin"][..], "cannot replay"),
+        (&["--source", "file:/nonexistent/x.log", "--rate", "100"][..], "cannot read"),
+        (&["--source", "file:Cargo.toml"][..], "--rate"),
+        (&["--source", "gen:100", "--rate", "100"][..], "given twice"),
+        (&["--modes", "per-event,storm"][..], "invalid mode \"storm\""),
+        (&["--modes", "micro-batch:0ms"][..], "at least 1ms"),
+        (&["--window", "tumbling:0s"][..], "window"),
+    ] {
+        let out = sluice().arg("compare").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+}
