@@ -168,10 +168,10 @@ impl CompareOptions {
         Ok(CompareOptions { settings, modes, input, rate })
     }
 
-    /// The source of one run, starting at `start_at`.
-    fn source(&self, start_at: EpochNanos) -> Box<dyn Source> {
+    /// The source of one run, starting at `start_at`, sending at `rate`.
+    fn source(&self, start_at: EpochNanos, rate: f64) -> Box<dyn Source> {
         let config = GeneratorConfig {
-            rate: Some(self.rate),
+            rate: Some(rate),
             start_at: Some(start_at),
             ..self.settings.source_options.generator.clone()
         };
@@ -321,34 +321,242 @@ pub fn compare(
         if interrupt.load(Ordering::Relaxed) {
             break;
         }
-        let start_at = wall_now() + LEAD.as_nanos() as i64;
-        let mut window: WindowConfig = opts.settings.window;
-        window.origin = start_at;
-        let out = Arc::new(Mutex::new(FxHashMap::default()));
-        let pipeline = lines()
-            .flat_map(|line, emit| tokenize(&line.text(), emit))
-            .key_by(|w: &Word| w.clone())
-            .window(window)
-            .count()
-            .sink(LastValues { windows: FxHashMap::default(), out: out.clone() })
-            .build();
-        let mut ro = RunOptions::new(mode);
-        ro.event_time = opts.settings.event_time.clone();
-        ro.interrupt = interrupt.clone();
-        ro.interval_log = hdr_log.map(|dir| (hdr_log_path(dir, &mode_label(&mode)), Duration::from_secs(1)));
-        let outcome = run(pipeline, vec![opts.source(start_at)], &ro);
-        let windows = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
-        let mr = ModeRun {
-            label: mode_label(&mode),
-            report: outcome.report,
-            latency: outcome.latency,
-            results: Results::relative(windows, start_at),
-            error: outcome.error,
-        };
+        let log = hdr_log.map(|dir| hdr_log_path(dir, &mode_label(&mode)));
+        let mr = run_mode(opts, mode, opts.rate, interrupt.clone(), log);
         each(&mr);
         runs.push(mr);
     }
     runs
+}
+
+/// One run of the word count in `mode` over the input sent at `rate`.
+fn run_mode(
+    opts: &CompareOptions,
+    mode: Mode,
+    rate: f64,
+    interrupt: Arc<AtomicBool>,
+    hdr_log: Option<PathBuf>,
+) -> ModeRun {
+    let start_at = wall_now() + LEAD.as_nanos() as i64;
+    let mut window: WindowConfig = opts.settings.window;
+    window.origin = start_at;
+    let out = Arc::new(Mutex::new(FxHashMap::default()));
+    let pipeline = lines()
+        .flat_map(|line, emit| tokenize(&line.text(), emit))
+        .key_by(|w: &Word| w.clone())
+        .window(window)
+        .count()
+        .sink(LastValues { windows: FxHashMap::default(), out: out.clone() })
+        .build();
+    let mut ro = RunOptions::new(mode);
+    ro.event_time = opts.settings.event_time.clone();
+    ro.interrupt = interrupt;
+    ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));
+    let outcome = run(pipeline, vec![opts.source(start_at, rate)], &ro);
+    let windows = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
+    ModeRun {
+        label: mode_label(&mode),
+        report: outcome.report,
+        latency: outcome.latency,
+        results: Results::relative(windows, start_at),
+        error: outcome.error,
+    }
+}
+
+/// One point of a sweep: a mode at an offered rate.
+#[derive(Debug)]
+pub struct SweepPoint {
+    /// The offered rate, lines per second.
+    pub rate: f64,
+    /// Whether the mode kept up (see [`keeps_up`]).
+    pub keeps_up: bool,
+    /// The run.
+    pub run: ModeRun,
+}
+
+/// Whether a run kept up with its offered rate: the generator was never
+/// held up for long, that is the 99th percentile of source wait (how far
+/// lines fell behind their intended send time before sluice took them)
+/// stays within one batch interval, and within 10 ms in per-event mode;
+/// and, as a guard, the run took in at least 90% of the offered lines per
+/// second over its whole length (start-up and the final flush included).
+pub fn keeps_up(report: &RunReport, rate: f64) -> bool {
+    let slack_us = report.batch_interval_ms.unwrap_or(0.0).max(10.0) * 1e3;
+    let behind = report.latency.stages.source_wait.as_ref().map_or(0.0, |l| l.p99_us);
+    report.ended_by == "end-of-input" && report.events_per_s >= 0.9 * rate && behind <= slack_us
+}
+
+/// The rates `sluice sweep` tries when given none: 1-2-5 steps from 1000 to
+/// 2 million lines per second.
+pub const DEFAULT_RATES: &str = "1k,2k,5k,10k,20k,50k,100k,200k,500k,1M,2M";
+
+/// Parses rates like `1k,20000,1.5M`, in increasing order.
+pub fn parse_rates(text: &str) -> Result<Vec<f64>, SpecError> {
+    let mut rates: Vec<f64> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (num, mult) = match part.char_indices().last() {
+            Some((i, 'k')) => (&part[..i], 1e3),
+            Some((i, 'M')) => (&part[..i], 1e6),
+            _ => (part, 1.0),
+        };
+        let r = num.parse::<f64>().ok().map(|n| n * mult).filter(|r| r.is_finite() && *r >= 1.0);
+        let Some(r) = r else {
+            return Err(SpecError::Invalid(format!(
+                "invalid rate {part:?}: give lines per second of 1 or more, like 1k,10k,100k"
+            )));
+        };
+        if rates.last().is_some_and(|&last| r <= last) {
+            return Err(SpecError::Invalid(format!("rates must increase: {part:?} comes after a rate as high")));
+        }
+        rates.push(r);
+    }
+    Ok(rates)
+}
+
+/// Runs every mode at each rate in turn, lowest first, until the mode no
+/// longer keeps up (higher rates would only be worse). `each` is told of
+/// every point.
+pub fn sweep(
+    opts: &CompareOptions,
+    rates: &[f64],
+    interrupt: Arc<AtomicBool>,
+    mut each: impl FnMut(&SweepPoint),
+) -> Vec<SweepPoint> {
+    let mut points = Vec::new();
+    for &mode in &opts.modes {
+        for &rate in rates {
+            if interrupt.load(Ordering::Relaxed) {
+                return points;
+            }
+            let run = run_mode(opts, mode, rate, interrupt.clone(), None);
+            let point = SweepPoint { rate, keeps_up: keeps_up(&run.report, rate), run };
+            each(&point);
+            let stop = !point.keeps_up;
+            points.push(point);
+            if stop {
+                break;
+            }
+        }
+    }
+    points
+}
+
+/// The end-to-end p99 of a run (processing latency when there is none), µs.
+fn p99_us(report: &RunReport) -> f64 {
+    report.latency.end_to_end.as_ref().unwrap_or(&report.latency.processing).p99_us
+}
+
+/// For each mode, the highest rate it kept up with, and that run's p99.
+pub fn knees(points: &[SweepPoint]) -> Vec<(String, Option<(f64, f64)>)> {
+    let mut out: Vec<(String, Option<(f64, f64)>)> = Vec::new();
+    for p in points {
+        if out.last().is_none_or(|(l, _)| *l != p.run.label) {
+            out.push((p.run.label.clone(), None));
+        }
+        if p.keeps_up {
+            if let Some(last) = out.last_mut() {
+                last.1 = Some((p.rate, p99_us(&p.run.report)));
+            }
+        }
+    }
+    out
+}
+
+/// The mode that meets `target_us` at p99 (end-to-end) at the highest rate
+/// it keeps up with: (mode, rate, p99 µs). Ties go to the lower p99.
+pub fn recommend(points: &[SweepPoint], target_us: f64) -> Option<(String, f64, f64)> {
+    points
+        .iter()
+        .filter(|p| p.keeps_up && p99_us(&p.run.report) <= target_us)
+        .map(|p| (p.run.label.clone(), p.rate, p99_us(&p.run.report)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.total_cmp(&a.2)))
+}
+
+/// The sweep as a table: one row per point.
+pub fn render_sweep(points: &[SweepPoint]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<19} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10} {:>7}",
+        "mode", "offered/s", "taken/s", "keeps up", "e2e p50", "e2e p99", "behind p99", "cpu s"
+    );
+    for p in points {
+        let r = &p.run.report;
+        let e2e = r.latency.end_to_end.as_ref().unwrap_or(&r.latency.processing);
+        let _ = writeln!(
+            s,
+            "{:<19} {:>10.0} {:>10.0} {:>8} {:>10} {:>10} {:>10} {:>7}",
+            p.run.label,
+            p.rate,
+            r.events_per_s,
+            if p.keeps_up { "yes" } else { "no" },
+            fmt_us(e2e.p50_us),
+            fmt_us(e2e.p99_us),
+            r.latency.stages.source_wait.as_ref().map_or("-".into(), |l| fmt_us(l.p99_us)),
+            r.cpu_s.map_or("-".into(), |c| format!("{c:.2}")),
+        );
+    }
+    s
+}
+
+/// Draws p99 end-to-end latency against offered rate, one line per mode,
+/// both axes logarithmic; points where the mode did not keep up are drawn
+/// as crosses.
+pub fn plot_sweep_svg(points: &[SweepPoint], path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+
+    let err = |e: &dyn std::fmt::Display| format!("cannot write the plot to {}: {e}", path.display());
+    let mut series: Vec<(String, Vec<(f64, f64, bool)>)> = Vec::new();
+    for p in points {
+        if series.last().is_none_or(|(l, _)| *l != p.run.label) {
+            series.push((p.run.label.clone(), Vec::new()));
+        }
+        let ms = (p99_us(&p.run.report) / 1e3).max(1e-3);
+        if let Some(last) = series.last_mut() {
+            last.1.push((p.rate, ms, p.keeps_up));
+        }
+    }
+    let all = || series.iter().flat_map(|(_, v)| v.iter());
+    let (xmin, xmax) = all().fold((f64::INFINITY, 1.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let (ymin, ymax) = all().fold((f64::INFINITY, 1e-3f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (xmin, ymin) = (xmin.min(xmax) / 1.5, ymin.min(ymax) / 2.0);
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("sluice sweep: p99 end-to-end latency [wall clock] against offered rate", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d((xmin..xmax * 1.5).log_scale(), (ymin..ymax * 2.0).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("offered rate, lines/s")
+        .y_desc("p99 latency, ms")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, (label, pts)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba().stroke_width(2);
+        let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
+        chart
+            .draw_series(LineSeries::new(line, color))
+            .map_err(|e| err(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(pts.iter().filter(|p| !p.2).map(|p| Cross::new((p.0, p.1), 6, color)))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
 }
 
 /// The first difference between the runs' results, if any; `None` also
@@ -510,6 +718,15 @@ mod tests {
         for bad in ["", "per-event,", "storm", "micro-batch:0ms", "micro-batch:fast", "per-event,per-event"] {
             let e = parse_modes(bad).unwrap_err().to_string();
             assert!(e.contains("mode") || e.contains("duration"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rates("1k, 20000,1.5M").unwrap(), vec![1e3, 2e4, 1.5e6]);
+        assert_eq!(parse_rates(DEFAULT_RATES).unwrap().len(), 11);
+        for bad in ["", "fast", "0", "10k,5k", "1k,1k", "-5", "1G"] {
+            assert!(parse_rates(bad).unwrap_err().to_string().contains("rate"), "{bad}");
         }
     }
 

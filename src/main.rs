@@ -28,6 +28,9 @@ enum Command {
     /// Run one pipeline over identical input under several modes, and show
     /// latency and cost side by side.
     Compare(Box<CompareArgs>),
+    /// Find the highest rate each mode keeps up with, plot latency against
+    /// rate, and recommend a mode for a p99 target.
+    Sweep(Box<SweepArgs>),
     /// Check a pipeline file and explain each error with its line.
     Validate {
         /// The pipeline file (TOML).
@@ -120,23 +123,14 @@ struct RunArgs {
     kafka_timeout: Option<String>,
 }
 
-/// `sluice compare`: the pipeline options of `run` that make sense when the
-/// input is replayed for every mode.
+/// The pipeline options of `run` that make sense when the input is
+/// replayed for every mode (`compare` and `sweep`).
 #[derive(Args, Default)]
-struct CompareArgs {
-    /// gen:RATE | demo:RATE | file:PATH (with --rate)  [default: gen:20000]
-    #[arg(long)]
-    source: Option<String>,
-    /// Lines per second to replay a file at.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
-    #[arg(long)]
-    modes: Option<String>,
-    /// How long each mode's generator runs, like 10s  [default: 10s for gen]
+struct ReplayArgs {
+    /// How long each run's generator runs, like 10s  [default: 10s for compare, 3s for sweep]
     #[arg(long)]
     duration: Option<String>,
-    /// Stop each mode's generator after this many lines.
+    /// Stop each run's generator after this many lines.
     #[arg(long)]
     count: Option<u64>,
     /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: tumbling:1s]
@@ -160,22 +154,54 @@ struct CompareArgs {
     /// Longest line in bytes; longer ones are cut and counted  [default: 1048576]
     #[arg(long)]
     max_line_bytes: Option<u64>,
+    /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
+    #[arg(long)]
+    modes: Option<String>,
     /// Write the run reports as a JSON array to this path.
     #[arg(long)]
     report: Option<String>,
-    /// Draw the latency percentile spectrum of every mode to this SVG file.
+    /// Draw the latency plot to this SVG file.
     #[arg(long)]
     plot: Option<String>,
+}
+
+/// `sluice compare`.
+#[derive(Args, Default)]
+struct CompareArgs {
+    /// gen:RATE | demo:RATE | file:PATH (with --rate)  [default: gen:20000]
+    #[arg(long)]
+    source: Option<String>,
+    /// Lines per second to replay a file at.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Write an HdrHistogram interval log per mode into this directory.
     #[arg(long)]
     hdr_log: Option<String>,
+    #[command(flatten)]
+    common: ReplayArgs,
 }
 
-impl CompareArgs {
-    fn raw(&self) -> RawSettings {
+/// `sluice sweep`.
+#[derive(Args, Default)]
+struct SweepArgs {
+    /// gen | demo | file:PATH  [default: gen]
+    #[arg(long)]
+    source: Option<String>,
+    /// Offered rates in lines per second, increasing  [default: 1k,2k,5k,10k,20k,50k,100k,200k,500k,1M,2M]
+    #[arg(long)]
+    rates: Option<String>,
+    /// Recommend the mode that meets this p99 at the highest rate, like 50ms
+    #[arg(long)]
+    target_p99: Option<String>,
+    #[command(flatten)]
+    common: ReplayArgs,
+}
+
+impl ReplayArgs {
+    fn raw(&self, source: String) -> RawSettings {
         let s = |v: &Option<String>| v.clone().map(Val::from);
         RawSettings {
-            source: Some(Val::from(self.source.clone().unwrap_or_else(|| "gen:20000".into()))),
+            source: Some(Val::from(source)),
             window: Some(Val::from(self.window.clone().unwrap_or_else(|| "tumbling:1s".into()))),
             output: Some(Val::from(self.output.clone().unwrap_or_else(|| "update".into()))),
             watermark_delay: s(&self.watermark_delay),
@@ -187,6 +213,39 @@ impl CompareArgs {
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
             ..Default::default()
+        }
+    }
+
+    /// Checked options for replaying `source` at `rate` (or the source's own).
+    fn options(
+        &self,
+        source: String,
+        rate: Option<f64>,
+        duration: &str,
+    ) -> Result<sluice::compare::CompareOptions, String> {
+        use sluice::compare;
+        let mut settings = Settings::resolve(&self.raw(source)).map_err(|e| e.to_string())?;
+        // Every replayed line carries its intended send time as event time.
+        settings.window.time = self.time.as_deref().unwrap_or("event").parse().map_err(|e| format!("--time: {e}"))?;
+        let g = &mut settings.source_options.generator;
+        if g.count.is_none() && g.duration.is_none() {
+            g.duration = sluice::time::parse_duration(duration).ok();
+        }
+        let modes = compare::parse_modes(self.modes.as_deref().unwrap_or(compare::DEFAULT_MODES))
+            .map_err(|e| format!("--modes: {e}"))?;
+        compare::CompareOptions::new(settings, modes, rate).map_err(|e| e.to_string())
+    }
+
+    /// Writes the reports, if asked to; false when that failed.
+    fn write_report<T: serde::Serialize>(&self, reports: &[T]) -> bool {
+        let Some(path) = &self.report else { return true };
+        let json = serde_json::to_string_pretty(reports).unwrap_or_default();
+        match std::fs::write(path, json + "\n") {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("error: cannot write the report to {path}: {}", sluice::source::describe_io(&e));
+                false
+            }
         }
     }
 }
@@ -291,28 +350,17 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     interrupt
 }
 
+fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(USAGE)
+}
+
 fn compare(args: CompareArgs) -> ExitCode {
-    use sluice::compare::{self, CompareOptions};
-    let usage = |e: &dyn std::fmt::Display| {
-        eprintln!("error: {e}");
-        ExitCode::from(USAGE)
-    };
-    let mut settings = match Settings::resolve(&args.raw()) {
-        Ok(s) => s,
-        Err(e) => return usage(&e),
-    };
-    // Every replayed line carries its intended send time as event time.
-    settings.window.time = match args.time.as_deref().unwrap_or("event").parse() {
-        Ok(t) => t,
-        Err(e) => return usage(&format!("--time: {e}")),
-    };
-    let modes = match compare::parse_modes(args.modes.as_deref().unwrap_or(compare::DEFAULT_MODES)) {
-        Ok(m) => m,
-        Err(e) => return usage(&format!("--modes: {e}")),
-    };
-    let opts = match CompareOptions::new(settings, modes, args.rate) {
+    use sluice::compare;
+    let source = args.source.clone().unwrap_or_else(|| "gen:20000".into());
+    let opts = match args.common.options(source, args.rate, "10s") {
         Ok(o) => o,
-        Err(e) => return usage(&e),
+        Err(e) => return usage_error(&e),
     };
     if let Some(dir) = &args.hdr_log {
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -320,10 +368,9 @@ fn compare(args: CompareArgs) -> ExitCode {
             return ExitCode::from(FAILURE);
         }
     }
-    let interrupt = interrupt_flag();
     let total = opts.modes.len();
     let mut done = 0;
-    let runs = compare::compare(&opts, interrupt, args.hdr_log.as_deref().map(std::path::Path::new), |run| {
+    let runs = compare::compare(&opts, interrupt_flag(), args.hdr_log.as_deref().map(std::path::Path::new), |run| {
         done += 1;
         eprintln!(
             "[{done}/{total}] {}: {} events, {:.0} events/s, ended by {}",
@@ -338,15 +385,11 @@ fn compare(args: CompareArgs) -> ExitCode {
             code = ExitCode::from(FAILURE);
         }
     }
-    if let Some(path) = &args.report {
-        let reports: Vec<_> = runs.iter().map(|r| &r.report).collect();
-        let json = serde_json::to_string_pretty(&reports).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, json + "\n") {
-            eprintln!("error: cannot write the report to {path}: {}", sluice::source::describe_io(&e));
-            code = ExitCode::from(FAILURE);
-        }
+    let reports: Vec<_> = runs.iter().map(|r| &r.report).collect();
+    if !args.common.write_report(&reports) {
+        code = ExitCode::from(FAILURE);
     }
-    if let Some(path) = &args.plot {
+    if let Some(path) = &args.common.plot {
         if let Err(e) = compare::plot_svg(&runs, std::path::Path::new(path)) {
             eprintln!("error: {e}");
             code = ExitCode::from(FAILURE);
@@ -362,6 +405,82 @@ fn compare(args: CompareArgs) -> ExitCode {
             println!("results: equal in every mode ({n} window results)");
         }
         None => println!("results: not compared (processing-time windows differ from run to run)"),
+    }
+    code
+}
+
+fn sweep(args: SweepArgs) -> ExitCode {
+    use sluice::compare;
+    let source = args.source.clone().unwrap_or_else(|| "gen".into());
+    if source.starts_with("gen:") || source.starts_with("demo:") {
+        return usage_error(&"--source: sweep chooses the rates itself: write --source gen and --rates 1k,10k,100k");
+    }
+    let rates = match compare::parse_rates(args.rates.as_deref().unwrap_or(compare::DEFAULT_RATES)) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&format!("--rates: {e}")),
+    };
+    let target = match args.target_p99.as_deref().map(sluice::time::parse_duration).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage_error(&format!("--target-p99: {e}")),
+    };
+    let opts = match args.common.options(source, rates.first().copied(), "3s") {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let points = compare::sweep(&opts, &rates, interrupt_flag(), |p| {
+        eprintln!(
+            "{} at {:.0}/s: took {:.0}/s, {}",
+            p.run.label,
+            p.rate,
+            p.run.report.events_per_s,
+            if p.keeps_up { "keeps up" } else { "falls behind" }
+        );
+    });
+    print!("{}", compare::render_sweep(&points));
+    let mut code = ExitCode::SUCCESS;
+    for p in &points {
+        if let Some(e) = &p.run.error {
+            eprintln!("error: {} at {:.0}/s: {e}", p.run.label, p.rate);
+            code = ExitCode::from(FAILURE);
+        }
+    }
+    for (label, knee) in compare::knees(&points) {
+        match knee {
+            Some((rate, p99)) => println!("{label}: keeps up to {rate:.0} lines/s (p99 {:.3} ms there)", p99 / 1e3),
+            None => println!("{label}: kept up with none of the rates tried"),
+        }
+    }
+    if let Some(target) = target {
+        let us = target.as_secs_f64() * 1e6;
+        match compare::recommend(&points, us) {
+            Some((label, rate, p99)) => println!(
+                "recommendation for p99 <= {}: {label}, which keeps up to {rate:.0} lines/s with p99 {:.3} ms",
+                sluice::time::format_duration(target),
+                p99 / 1e3
+            ),
+            None => println!(
+                "recommendation for p99 <= {}: no mode met it at any rate tried",
+                sluice::time::format_duration(target)
+            ),
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Point<'a> {
+        rate: f64,
+        keeps_up: bool,
+        #[serde(flatten)]
+        report: &'a sluice::RunReport,
+    }
+    let reports: Vec<_> =
+        points.iter().map(|p| Point { rate: p.rate, keeps_up: p.keeps_up, report: &p.run.report }).collect();
+    if !args.common.write_report(&reports) {
+        code = ExitCode::from(FAILURE);
+    }
+    if let Some(path) = &args.common.plot {
+        if let Err(e) = compare::plot_sweep_svg(&points, std::path::Path::new(path)) {
+            eprintln!("error: {e}");
+            code = ExitCode::from(FAILURE);
+        }
     }
     code
 }
@@ -408,6 +527,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Compare(args) => compare(*args),
+        Command::Sweep(args) => sweep(*args),
         Command::Validate { file } => validate(file),
     }
 }

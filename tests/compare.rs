@@ -167,3 +167,65 @@ fn compare_refuses_input_it_cannot_replay() {
         assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn sweep_finds_what_each_mode_keeps_up_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("s.json");
+    let plot = dir.path().join("s.svg");
+    let out = run_ok(&[
+        "sweep",
+        "--rates",
+        "500,1k",
+        "--modes",
+        "per-event,micro-batch:50ms",
+        "--duration",
+        "2s",
+        "--target-p99",
+        "10s",
+        "--report",
+        report.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let points = read_report(&report);
+    let points = points.as_array().unwrap();
+    // Each mode is tried at the first rate, and at the second only if it
+    // kept up with the first.
+    assert!(points.len() >= 2 && points.len() <= 4, "{points:?}");
+    for p in points {
+        let rate = p["rate"].as_f64().unwrap();
+        assert!(rate == 500.0 || rate == 1000.0, "{p}");
+        assert_eq!(p["events"].as_f64().unwrap(), 2.0 * rate, "{p}");
+        let keeps_up = p["keeps_up"].as_bool().unwrap();
+        let behind = p["latency"]["stages"]["source_wait"]["p99_us"].as_f64().unwrap();
+        let slack = p["batch_interval_ms"].as_f64().unwrap_or(0.0).max(10.0) * 1e3;
+        assert_eq!(keeps_up, behind <= slack && p["events_per_s"].as_f64().unwrap() >= 0.9 * rate, "{p}");
+    }
+    for mode in ["per-event", "micro-batch:50ms"] {
+        assert!(
+            stdout.contains(&format!("{mode}: keeps up to")) || stdout.contains(&format!("{mode}: kept up with none")),
+            "{stdout}"
+        );
+    }
+    // A 10 s target is met by any mode that keeps up at all.
+    let any = points.iter().any(|p| p["keeps_up"] == true);
+    assert_eq!(stdout.contains("recommendation for p99 <= 10s: "), true, "{stdout}");
+    assert_eq!(!stdout.contains("no mode met it"), any, "{stdout}");
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("per-event"));
+}
+
+#[test]
+fn sweep_refuses_bad_options() {
+    for (args, want) in [
+        (&["--source", "gen:100"][..], "chooses the rates"),
+        (&["--rates", "10k,5k"][..], "rates must increase"),
+        (&["--target-p99", "soon"][..], "--target-p99"),
+    ] {
+        let out = sluice().arg("sweep").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+}
