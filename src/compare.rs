@@ -506,7 +506,9 @@ pub fn plot_sweep_svg(points: &[SweepPoint], path: &Path) -> Result<(), String> 
     use plotters::prelude::*;
 
     let err = |e: &dyn std::fmt::Display| format!("cannot write the plot to {}: {e}", path.display());
-    let mut series: Vec<(String, Vec<(f64, f64, bool)>)> = Vec::new();
+    /// A mode's points: (rate, p99 ms, kept up).
+    type Series = (String, Vec<(f64, f64, bool)>);
+    let mut series: Vec<Series> = Vec::new();
     for p in points {
         if series.last().is_none_or(|(l, _)| *l != p.run.label) {
             series.push((p.run.label.clone(), Vec::new()));
