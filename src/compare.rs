@@ -116,7 +116,14 @@ impl CompareOptions {
     /// Checks that `settings` describe input that can be replayed the same
     /// way for every mode, at a fixed rate, and reads a recorded file.
     /// `rate` is `--rate`, needed for files.
-    pub fn new(settings: Settings, modes: Vec<Mode>, rate: Option<f64>) -> Result<Self, SpecError> {
+    /// A generator with neither `--duration` nor `--count` runs for
+    /// `default_duration`.
+    pub fn new(
+        settings: Settings,
+        modes: Vec<Mode>,
+        rate: Option<f64>,
+        default_duration: Duration,
+    ) -> Result<Self, SpecError> {
         let fixed = |r: Option<f64>, spec: &str| match (r, rate) {
             (Some(_), Some(_)) => Err(SpecError::Invalid(format!(
                 "the rate is given twice, in --source {spec}:RATE and in --rate: give it once"
@@ -163,7 +170,7 @@ impl CompareOptions {
         let mut settings = settings;
         let g = &mut settings.source_options.generator;
         if matches!(input, Input::Words) && g.count.is_none() && g.duration.is_none() {
-            g.duration = Some(Duration::from_secs(10));
+            g.duration = Some(default_duration);
         }
         Ok(CompareOptions { settings, modes, input, rate })
     }
@@ -561,13 +568,20 @@ pub fn plot_sweep_svg(points: &[SweepPoint], path: &Path) -> Result<(), String> 
     root.present().map_err(|e| err(&e))
 }
 
-/// The first difference between the runs' results, if any; `None` also
-/// when results are not expected to be equal (processing time).
+/// True for a run that read all its input and failed nowhere: only such
+/// runs are expected to have equal results.
+pub fn complete(run: &ModeRun) -> bool {
+    run.error.is_none() && run.report.ended_by == "end-of-input"
+}
+
+/// The first difference between the complete runs' results, if any; `None`
+/// also when results are not expected to be equal (processing time).
 pub fn check(runs: &[ModeRun], time: TimeDomain) -> Option<String> {
     if time != TimeDomain::Event {
         return None;
     }
-    let (first, rest) = runs.split_first()?;
+    let complete: Vec<&ModeRun> = runs.iter().filter(|r| complete(r)).collect();
+    let (first, rest) = complete.split_first()?;
     rest.iter().find_map(|r| first.results.diff(&r.results, &first.label, &r.label))
 }
 

@@ -264,7 +264,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         events_per_s: if elapsed > 0.0 { tally.seq as f64 / elapsed } else { 0.0 },
         mb_per_s: if elapsed > 0.0 { tally.bytes as f64 / elapsed / 1e6 } else { 0.0 },
         cpu_s: usage.cpu_s(),
-        peak_rss_bytes: crate::usage::peak_rss_bytes(),
+        peak_rss_bytes: usage.peak_rss_bytes(),
         items: counters.items,
         results: counters.results,
         late_events: counters.late_events,
@@ -526,7 +526,8 @@ impl Runner<'_> {
 
     fn micro_batch(&mut self, interval: Duration) -> Result<(), RunError> {
         let step = interval.as_nanos().max(1) as u64;
-        let mut boundary = self.clock.now() + step;
+        let origin = self.clock.now();
+        let mut boundary = origin + step;
         let mut pending: Vec<InputChunk> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut batch: Vec<Record<Line>> = Vec::new();
@@ -539,7 +540,29 @@ impl Runner<'_> {
             }
             let now = self.clock.now();
             if now >= boundary {
-                self.run_batch(&mut pending, &mut batch, boundary)?;
+                // What already waits in the queue arrived by the boundary:
+                // it belongs to this batch, not the next.
+                while pending_bytes < self.opts.max_batch_bytes {
+                    match self.rx.try_recv() {
+                        Ok(Message::Chunk(c)) => {
+                            pending_bytes += c.data.len();
+                            pending.push(c);
+                        }
+                        Ok(msg) => {
+                            if self.control(msg) {
+                                pending.extend(self.drain());
+                                done = true;
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if done {
+                    // The last batch runs below.
+                    continue;
+                }
+                self.run_batch(&mut pending, &mut batch, (origin, step))?;
                 pending_bytes = 0;
                 let now = self.clock.now();
                 while boundary <= now {
@@ -570,19 +593,20 @@ impl Runner<'_> {
             }
         }
         // End of input (or interrupt): the last batch runs now.
-        self.run_batch(&mut pending, &mut batch, boundary)
+        self.run_batch(&mut pending, &mut batch, (origin, step))
     }
 
-    /// Runs the batch due at monotonic `boundary` (or, at the end of input,
-    /// before it).
+    /// Runs a batch now. Boundaries lie on the grid `origin + k·step`; a
+    /// line's batch wait lasts until the first boundary at or after its
+    /// ingest, and any time from there to the batch's start is queueing (an
+    /// earlier batch overran).
     fn run_batch(
         &mut self,
         pending: &mut Vec<InputChunk>,
         batch: &mut Vec<Record<Line>>,
-        boundary: u64,
+        (origin, step): (u64, u64),
     ) -> Result<(), RunError> {
         let start = self.clock.now();
-        let due = boundary.min(start);
         let mut lines = 0;
         // The batch goes through the operators slice by slice, as Spark runs
         // a stage's narrow operators over a partition: the results are the
@@ -592,9 +616,10 @@ impl Runner<'_> {
         for chunk in pending.drain(..) {
             let (n, ingest) = (chunk.lines.len() as u64, chunk.ingest);
             lines += n;
+            let due = (origin + ingest.saturating_sub(origin).div_ceil(step) * step).min(start);
             let st = &mut self.graph.latency_mut().stages;
             st.batch_wait.record_n(due.saturating_sub(ingest) as i64, n);
-            st.queueing.record_n(start.saturating_sub(ingest.max(due)) as i64, n);
+            st.queueing.record_n(start.saturating_sub(due) as i64, n);
             self.tally.records(chunk, batch, self.graph.latency_mut(), &self.clock);
             if batch.len() >= BATCH_SLICE {
                 self.graph.push_batch(batch);

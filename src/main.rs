@@ -127,7 +127,7 @@ struct RunArgs {
 /// replayed for every mode (`compare` and `sweep`).
 #[derive(Args, Default)]
 struct ReplayArgs {
-    /// How long each run's generator runs, like 10s  [default: 10s for compare, 3s for sweep]
+    /// How long each run's generator runs, like 10s  [default: 10s for compare, 3s for sweep; a file is replayed in full]
     #[arg(long)]
     duration: Option<String>,
     /// Stop each run's generator after this many lines.
@@ -151,9 +151,6 @@ struct ReplayArgs {
     /// Seed of the generator  [default: 42]
     #[arg(long)]
     seed: Option<u64>,
-    /// Longest line in bytes; longer ones are cut and counted  [default: 1048576]
-    #[arg(long)]
-    max_line_bytes: Option<u64>,
     /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
     #[arg(long)]
     modes: Option<String>,
@@ -209,7 +206,6 @@ impl ReplayArgs {
             seed: self.seed.map(Val::from),
             count: self.count.map(Val::from),
             duration: s(&self.duration),
-            max_line_bytes: self.max_line_bytes.map(Val::from),
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
             ..Default::default()
@@ -221,19 +217,15 @@ impl ReplayArgs {
         &self,
         source: String,
         rate: Option<f64>,
-        duration: &str,
+        duration: std::time::Duration,
     ) -> Result<sluice::compare::CompareOptions, String> {
         use sluice::compare;
         let mut settings = Settings::resolve(&self.raw(source)).map_err(|e| e.to_string())?;
         // Every replayed line carries its intended send time as event time.
         settings.window.time = self.time.as_deref().unwrap_or("event").parse().map_err(|e| format!("--time: {e}"))?;
-        let g = &mut settings.source_options.generator;
-        if g.count.is_none() && g.duration.is_none() {
-            g.duration = sluice::time::parse_duration(duration).ok();
-        }
         let modes = compare::parse_modes(self.modes.as_deref().unwrap_or(compare::DEFAULT_MODES))
             .map_err(|e| format!("--modes: {e}"))?;
-        compare::CompareOptions::new(settings, modes, rate).map_err(|e| e.to_string())
+        compare::CompareOptions::new(settings, modes, rate, duration).map_err(|e| e.to_string())
     }
 
     /// Writes the reports, if asked to; false when that failed.
@@ -358,7 +350,7 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
 fn compare(args: CompareArgs) -> ExitCode {
     use sluice::compare;
     let source = args.source.clone().unwrap_or_else(|| "gen:20000".into());
-    let opts = match args.common.options(source, args.rate, "10s") {
+    let opts = match args.common.options(source, args.rate, std::time::Duration::from_secs(10)) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };
@@ -400,9 +392,16 @@ fn compare(args: CompareArgs) -> ExitCode {
             eprintln!("error: results differ between modes, which is a bug: {diff}");
             code = ExitCode::from(FAILURE);
         }
-        None if opts.settings.window.time == sluice::TimeDomain::Event && runs.len() > 1 => {
-            let n = runs[0].results.len();
-            println!("results: equal in every mode ({n} window results)");
+        None if opts.settings.window.time == sluice::TimeDomain::Event => {
+            let done: Vec<_> = runs.iter().filter(|r| compare::complete(r)).collect();
+            let skipped = runs.len() - done.len();
+            let note = if skipped > 0 { format!("; {skipped} incomplete run(s) not compared") } else { String::new() };
+            match done.first() {
+                Some(first) if done.len() > 1 => {
+                    println!("results: equal in every mode ({} window results{note})", first.results.len())
+                }
+                _ => println!("results: fewer than two complete runs, nothing to compare{note}"),
+            }
         }
         None => println!("results: not compared (processing-time windows differ from run to run)"),
     }
@@ -423,7 +422,7 @@ fn sweep(args: SweepArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage_error(&format!("--target-p99: {e}")),
     };
-    let opts = match args.common.options(source, rates.first().copied(), "3s") {
+    let opts = match args.common.options(source, rates.first().copied(), std::time::Duration::from_secs(3)) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };

@@ -54,13 +54,25 @@ fn parse_hwm(status: &str) -> Option<u64> {
 pub struct Usage {
     /// CPU seconds at the start.
     cpu_start: Option<f64>,
+    /// Whether the peak was reset at the start, so that it is this run's.
+    peak_reset: bool,
 }
 
 impl Usage {
     /// Starts measuring: notes the CPU time so far and resets the peak.
     pub fn start() -> Self {
-        reset_peak_rss();
-        Usage { cpu_start: cpu_seconds() }
+        let peak_reset = reset_peak_rss();
+        Usage { cpu_start: cpu_seconds(), peak_reset }
+    }
+
+    /// The peak resident memory since [`Usage::start`]; `None` where it
+    /// could not be reset then (it would be the process's lifetime peak).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        if self.peak_reset {
+            peak_rss_bytes()
+        } else {
+            None
+        }
     }
 
     /// CPU seconds since [`Usage::start`].

@@ -74,7 +74,14 @@ fn compare_runs_each_mode_on_the_same_input() {
         logs.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("results: equal in every mode"), "{stdout}");
+    let n: usize = stdout
+        .split("results: equal in every mode (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no result check in\n{stdout}"));
+    // 2 s of 1 s windows: two or three windows, each with many words.
+    assert!(n > 100, "{n} window results");
     for row in ["per-event", "micro-batch:100ms", "end-to-end [wall]", "· batch wait [mono]", "· compute [mono]"] {
         assert!(stdout.contains(row), "{row} missing from\n{stdout}");
     }
@@ -99,9 +106,10 @@ fn compare_runs_each_mode_on_the_same_input() {
     }
     let stages = |i: usize, s: &str, q: &str| runs[i]["latency"]["stages"][s][q].as_f64().unwrap();
     assert_eq!(stages(0, "batch_wait", "max_us"), 0.0, "per-event mode has no batches");
-    // Lines wait for the 100 ms boundary: half of them 50 ms or more.
+    // Lines wait for the next 100 ms boundary: half of them 50 ms or more,
+    // and none longer than an interval (the histogram's precision aside).
     assert!(stages(1, "batch_wait", "p50_us") > 30_000.0, "{}", runs[1]);
-    assert!(stages(1, "batch_wait", "max_us") <= 101_000.0, "{}", runs[1]);
+    assert!(stages(1, "batch_wait", "max_us") <= 100_100.0, "{}", runs[1]);
     let e2e = |i: usize, q: &str| runs[i]["latency"]["end_to_end"][q].as_f64().unwrap();
     assert!(e2e(1, "p50_us") > e2e(0, "p50_us"), "micro-batches hold lines back");
 

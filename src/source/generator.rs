@@ -353,6 +353,9 @@ impl Source for Generator {
 
     fn run(mut self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let clock = *feed.clock();
+        // Event times count from `start_at` exactly, even when the run
+        // started so late that the first lines are already overdue.
+        let base_wall = self.config.start_at;
         let start = match self.config.start_at {
             Some(wall) => {
                 let at = clock.to_mono(wall);
@@ -397,7 +400,10 @@ impl Source for Generator {
                     exhausted = true;
                     break;
                 }
-                let event_time = clock.to_wall(intended);
+                let event_time = match (base_wall, period) {
+                    (Some(base), Some(p)) => base + (k as f64 * p) as i64,
+                    _ => clock.to_wall(intended),
+                };
                 let line_start = buf.len();
                 let Some(text_at) = self.next_line(&mut buf, event_time) else {
                     exhausted = true;
