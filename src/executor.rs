@@ -542,19 +542,9 @@ impl Runner<'_> {
             if now >= boundary {
                 // What already waits in the queue arrived by the boundary:
                 // it belongs to this batch, not the next.
-                while pending_bytes < self.opts.max_batch_bytes {
+                while !done && pending_bytes < self.opts.max_batch_bytes {
                     match self.rx.try_recv() {
-                        Ok(Message::Chunk(c)) => {
-                            pending_bytes += c.data.len();
-                            pending.push(c);
-                        }
-                        Ok(msg) => {
-                            if self.control(msg) {
-                                pending.extend(self.drain());
-                                done = true;
-                                break;
-                            }
-                        }
+                        Ok(msg) => done = self.collect(msg, &mut pending, &mut pending_bytes),
                         Err(_) => break,
                     }
                 }
@@ -578,22 +568,33 @@ impl Runner<'_> {
                 continue;
             }
             match self.rx.recv_timeout(wait) {
-                Ok(Message::Chunk(c)) => {
-                    pending_bytes += c.data.len();
-                    pending.push(c);
-                }
-                Ok(msg) => {
-                    if self.control(msg) {
-                        pending.extend(self.drain());
-                        done = true;
-                    }
-                }
+                Ok(msg) => done = self.collect(msg, &mut pending, &mut pending_bytes),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => done = true,
             }
         }
         // End of input (or interrupt): the last batch runs now.
         self.run_batch(&mut pending, &mut batch, (origin, step))
+    }
+
+    /// Micro-batch mode: adds a chunk to the pending batch, or handles a
+    /// control message; true when the input has ended (what the sources
+    /// still had is then pending too).
+    fn collect(&mut self, msg: Message, pending: &mut Vec<InputChunk>, pending_bytes: &mut usize) -> bool {
+        match msg {
+            Message::Chunk(c) => {
+                *pending_bytes += c.data.len();
+                pending.push(c);
+                false
+            }
+            msg => {
+                let ended = self.control(msg);
+                if ended {
+                    pending.extend(self.drain());
+                }
+                ended
+            }
+        }
     }
 
     /// Runs a batch now. Boundaries lie on the grid `origin + k·step`; a
