@@ -31,7 +31,7 @@ use crate::executor::{run, Mode, RunOptions};
 use crate::latency::LatencyRecorder;
 use crate::operator::lines;
 use crate::report::RunReport;
-use crate::sink::{RunInfo, Sink};
+use crate::sink::Sink;
 use crate::source::{Generator, GeneratorConfig, Source, SourceSpec};
 use crate::time::{format_duration, parse_duration, wall_now, EpochNanos};
 use crate::tokenize::{tokenize, Word};
@@ -278,10 +278,6 @@ impl Sink<WindowResult<Word, u64>> for LastValues {
                 keys.insert(r.key.clone(), r.value);
             }
         }
-        Ok(())
-    }
-
-    fn open(&mut self, _info: &RunInfo) -> io::Result<()> {
         Ok(())
     }
 
