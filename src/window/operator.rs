@@ -11,7 +11,7 @@
 //! The watermark moves per item in both modes, so lateness, and therefore
 //! every event-time window result, is the same in both modes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
@@ -115,6 +115,79 @@ struct Pane<K, A> {
     oldest: Oldest,
 }
 
+/// A pane's place in [`Panes`]: its window as (end, start), so that panes
+/// sort by the time they close.
+type PaneKey = (EpochNanos, EpochNanos);
+
+/// The open panes, sorted by (end, start). Few panes are open at a time
+/// (one or two for a tumbling window, size/slide for a sliding one) and the
+/// items of one event go to the same ones, so a sorted vector with the last
+/// pane used remembered finds a pane without a tree walk.
+struct Panes<K, A> {
+    /// The panes in closing order.
+    list: Vec<(PaneKey, Pane<K, A>)>,
+    /// Index of the pane used last.
+    last: usize,
+}
+
+impl<K, A> Panes<K, A> {
+    fn new() -> Self {
+        Panes { list: Vec::new(), last: 0 }
+    }
+
+    /// The index of the pane with this key, if it is open.
+    #[inline]
+    fn find(&mut self, key: PaneKey) -> Result<usize, usize> {
+        if self.list.get(self.last).is_some_and(|(k, _)| *k == key) {
+            return Ok(self.last);
+        }
+        let found = self.list.binary_search_by(|(k, _)| k.cmp(&key));
+        if let Ok(i) = found {
+            self.last = i;
+        }
+        found
+    }
+
+    /// The pane with this key, opened empty if need be.
+    #[inline]
+    fn get_or_open(&mut self, key: PaneKey) -> &mut Pane<K, A> {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.list.insert(i, (key, Pane { keys: FxHashMap::default(), lat: None, oldest: Oldest::default() }));
+                self.last = i;
+                i
+            }
+        };
+        &mut self.list[i].1
+    }
+
+    fn get_mut(&mut self, key: PaneKey) -> Option<&mut Pane<K, A>> {
+        let i = self.find(key).ok()?;
+        Some(&mut self.list[i].1)
+    }
+
+    /// The end of the pane that closes first.
+    fn first_end(&self) -> Option<EpochNanos> {
+        self.list.first().map(|(k, _)| k.0)
+    }
+
+    /// Takes out every pane whose end is at or before `wm`, in order.
+    fn close_until(&mut self, wm: EpochNanos) -> std::vec::Drain<'_, (PaneKey, Pane<K, A>)> {
+        let n = self.list.partition_point(|(k, _)| k.0 <= wm);
+        self.last = 0;
+        self.list.drain(..n)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(PaneKey, Pane<K, A>)> {
+        self.list.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+}
+
 /// One open session of one key.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session<A> {
@@ -167,7 +240,7 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     /// Event-time (or processing-time) progress.
     watermarks: Watermarks,
     /// Open tumbling, sliding and global windows, by (end, start).
-    panes: BTreeMap<(EpochNanos, EpochNanos), Pane<K, A::Acc>>,
+    panes: Panes<K, A::Acc>,
     /// Open sessions per key.
     sessions: FxHashMap<K, Vec<Session<A::Acc>>>,
     /// Session ends, to close sessions in order.
@@ -176,6 +249,10 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     dirty_panes: Vec<((EpochNanos, EpochNanos), K)>,
     /// Micro-batch update output: keys whose sessions changed in this batch.
     dirty_sessions: Vec<K>,
+    /// Sequence number of the event whose items are being processed.
+    event_seq: u64,
+    /// That event's time (event or processing time).
+    event_time: EpochNanos,
     /// Sequence number of the last event whose latency is accounted for.
     accounted_seq: u64,
     /// Sequence number of the last event counted late.
@@ -215,11 +292,13 @@ where
             agg,
             clock,
             immediate,
-            panes: BTreeMap::new(),
+            panes: Panes::new(),
             sessions: FxHashMap::default(),
             session_ends: BTreeSet::new(),
             dirty_panes: Vec::new(),
             dirty_sessions: Vec::new(),
+            event_seq: u64::MAX,
+            event_time: NO_TIME,
             accounted_seq: u64::MAX,
             late_seq: u64::MAX,
             pending_events: Vec::new(),
@@ -262,7 +341,7 @@ where
             panes: self
                 .panes
                 .iter()
-                .map(|(&(end, start), p)| {
+                .map(|&((end, start), ref p)| {
                     let keys = p.keys.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
                     PaneState { window: Window { start, end }, keys, lat: p.lat.clone(), oldest: p.oldest.clone() }
                 })
@@ -274,7 +353,7 @@ where
 
     /// Replaces the state with a checkpointed one.
     pub fn restore(&mut self, state: WindowState<K, A::Acc>) {
-        self.panes = state
+        let mut panes: Vec<_> = state
             .panes
             .into_iter()
             .map(|p| {
@@ -284,6 +363,9 @@ where
                 )
             })
             .collect();
+        panes.sort_by_key(|(k, _)| *k);
+        self.panes = Panes { list: panes, last: 0 };
+        self.event_seq = u64::MAX;
         self.session_ends =
             state.sessions.iter().flat_map(|(k, list)| list.iter().map(move |s| (s.window.end, k.clone()))).collect();
         self.sessions = state.sessions.into_iter().collect();
@@ -293,7 +375,7 @@ where
     /// The earliest place (file, offset) of `input` among the events that
     /// open windows hold: lines from there on are not acknowledged yet.
     pub fn unacked(&self, input: u32) -> Option<(u64, u64)> {
-        let panes = self.panes.values().filter_map(|p| p.oldest.of(input));
+        let panes = self.panes.iter().filter_map(|(_, p)| p.oldest.of(input));
         let sessions = self.sessions.values().flatten().filter_map(|s| s.oldest.of(input));
         panes.chain(sessions).min()
     }
@@ -309,26 +391,40 @@ where
         let Keyed { key, record } = item;
         let meta = record.meta;
         self.counters.items += 1;
-        let t = match self.config.time {
-            TimeDomain::Event => {
-                // The watermark follows the input's event-time frontier, which
-                // lines without a time of their own never move.
-                if meta.frontier != NO_TIME {
-                    self.watermarks.observe(meta.pos.input, meta.frontier, meta.ingest);
+        if self.event_seq != meta.seq {
+            // The first item of an event: the items of one event share its
+            // metadata, so its time and the watermark it brings are worked
+            // out once, here.
+            self.event_seq = meta.seq;
+            self.event_time = match self.config.time {
+                TimeDomain::Event => {
+                    // The watermark follows the input's event-time frontier,
+                    // which lines without a time of their own never move.
+                    if meta.frontier != NO_TIME {
+                        self.watermarks.observe(meta.pos.input, meta.frontier, meta.ingest);
+                    }
+                    match meta.event_time {
+                        NO_TIME => self.clock.to_wall(meta.ingest),
+                        t => t,
+                    }
                 }
-                match meta.event_time {
-                    NO_TIME => self.clock.to_wall(meta.ingest),
-                    t => t,
+                TimeDomain::Processing => {
+                    // Processing time is never late: an item that waited in
+                    // a queue while its window closed goes to the earliest
+                    // open one.
+                    let t = self.clock.to_wall(meta.ingest).max(self.watermarks.get());
+                    self.watermarks.raise(t);
+                    t
                 }
+            };
+            if self.immediate {
+                // What the new watermark closes goes out now. The event's
+                // own items go to windows that end after it, so closing
+                // before adding them gives the same results.
+                self.close_ripe();
             }
-            TimeDomain::Processing => {
-                // Processing time is never late: an item that waited in a
-                // queue while its window closed goes to the earliest open one.
-                let t = self.clock.to_wall(meta.ingest).max(self.watermarks.get());
-                self.watermarks.raise(t);
-                t
-            }
-        };
+        }
+        let t = self.event_time;
         let wm = self.watermarks.get();
         match self.config.spec {
             WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, &meta),
@@ -369,9 +465,6 @@ where
                 self.add_to_session(w, key, &record.value, &meta);
             }
         }
-        if self.immediate {
-            self.close_ripe();
-        }
     }
 
     /// Time passed without events: processing time reached `now_mono`
@@ -396,7 +489,7 @@ where
         if self.config.time != TimeDomain::Processing {
             return None;
         }
-        let pane = self.panes.keys().next().map(|k| k.0);
+        let pane = self.panes.first_end();
         let session = self.session_ends.iter().next().map(|k| k.0);
         match (pane, session) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -408,7 +501,7 @@ where
     /// Micro-batch update output: turns this batch's changes into results.
     pub fn emit_updates(&mut self) {
         for (wkey, key) in self.dirty_panes.drain(..) {
-            if let Some(pane) = self.panes.get_mut(&wkey) {
+            if let Some(pane) = self.panes.get_mut(wkey) {
                 if let Some(e) = pane.keys.get_mut(&key) {
                     e.dirty = false;
                     let window = Window { start: wkey.1, end: wkey.0 };
@@ -484,11 +577,7 @@ where
     fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
         let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
-        let pane = self.panes.entry((w.end, w.start)).or_insert_with(|| Pane {
-            keys: FxHashMap::default(),
-            lat: None,
-            oldest: Oldest::default(),
-        });
+        let pane = self.panes.get_or_open((w.end, w.start));
         pane.oldest.note(&meta.pos);
         if first {
             if update {
@@ -597,11 +686,7 @@ where
             // Changes of this batch go out before their windows are dropped.
             self.emit_updates();
         }
-        while let Some(entry) = self.panes.first_entry() {
-            if entry.key().0 > wm {
-                break;
-            }
-            let ((end, start), pane) = entry.remove_entry();
+        for ((end, start), pane) in self.panes.close_until(wm) {
             let window = Window { start, end };
             let n = pane.keys.len() as u64;
             if final_output {
