@@ -346,13 +346,14 @@ fn run_mode(
     let out = Arc::new(Mutex::new(FxHashMap::default()));
     let pipeline = lines()
         .flat_map(|line, emit| tokenize(&line.text(), emit))
-        .key_by(|w: &Word| w.clone())
+        .key()
         .window(window)
         .count()
         .sink(LastValues { windows: FxHashMap::default(), out: out.clone() })
         .build();
     let mut ro = RunOptions::new(mode);
     ro.event_time = opts.settings.event_time.clone();
+    ro.spin_wait = opts.settings.spin_wait;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));
     let outcome = run(pipeline, vec![opts.source(start_at, rate)], &ro);

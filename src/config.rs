@@ -45,6 +45,7 @@ pub struct RawSettings {
     pub checkpoint_dir: Option<Val<String>>,
     pub mode: Option<Val<String>>,
     pub batch_interval: Option<Val<String>>,
+    pub spin_wait: Option<Val<String>>,
     pub window: Option<Val<String>>,
     pub time: Option<Val<String>>,
     pub event_time: Option<Val<String>>,
@@ -85,6 +86,7 @@ struct FileSettings {
     checkpoint_dir: Option<toml::Spanned<String>>,
     mode: Option<toml::Spanned<String>>,
     batch_interval: Option<toml::Spanned<String>>,
+    spin_wait: Option<toml::Spanned<String>>,
     window: Option<toml::Spanned<String>>,
     time: Option<toml::Spanned<String>>,
     event_time: Option<toml::Spanned<String>>,
@@ -189,6 +191,7 @@ impl RawSettings {
             checkpoint_dir: v(text, file.checkpoint_dir),
             mode: v(text, file.mode),
             batch_interval: v(text, file.batch_interval),
+            spin_wait: v(text, file.spin_wait),
             window: v(text, file.window),
             time: v(text, file.time),
             event_time: v(text, file.event_time),
@@ -248,6 +251,7 @@ impl RawSettings {
             checkpoint_dir,
             mode,
             batch_interval,
+            spin_wait,
             window,
             time,
             event_time,
@@ -323,6 +327,8 @@ pub struct Settings {
     pub source_options: SourceOptions,
     /// The execution mode.
     pub mode: Mode,
+    /// Per-event mode: how long to poll the input queue before sleeping.
+    pub spin_wait: Duration,
     /// True when a batch interval was given with per-event mode (ignored).
     pub ignored_batch_interval: bool,
     /// Windowing.
@@ -408,6 +414,17 @@ impl Settings {
         let interval = duration("batch-interval", &raw.batch_interval)?;
         if interval.is_some_and(|d| d < Duration::from_millis(1)) {
             return fail("batch-interval", line(&raw.batch_interval), "a batch interval must be at least 1ms");
+        }
+        let spin_wait = match &raw.spin_wait {
+            Some(v) if v.value.trim() == "0" => Duration::ZERO,
+            _ => duration("spin-wait", &raw.spin_wait)?.unwrap_or(crate::executor::DEFAULT_SPIN),
+        };
+        if spin_wait > Duration::from_millis(10) {
+            return fail(
+                "spin-wait",
+                line(&raw.spin_wait),
+                "a spin wait above 10ms only burns CPU: use at most 10ms, or 0 to sleep at once",
+            );
         }
         let mode = match raw.mode.as_ref().map(|v| (v.value.as_str(), v.line)) {
             None | Some(("micro-batch", _)) => {
@@ -538,6 +555,7 @@ impl Settings {
                 kafka: kafka.clone(),
             },
             ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
+            spin_wait,
             mode,
             window,
             event_time,

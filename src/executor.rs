@@ -52,6 +52,10 @@ impl Mode {
     }
 }
 
+/// How long per-event mode polls its input queue before sleeping, unless
+/// told otherwise ([`RunOptions::spin_wait`]).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+
 /// How a run is carried out.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -67,6 +71,11 @@ pub struct RunOptions {
     /// Set from outside (Ctrl-C, SIGTERM) to end the run cleanly: queued
     /// input is processed, open windows are flushed, the report is made.
     pub interrupt: Arc<AtomicBool>,
+    /// Per-event mode: how long to poll the input queue before going to
+    /// sleep on it. Waking a sleeping thread costs some 10 µs here, which
+    /// would be most of an event's processing latency; polling costs CPU
+    /// for up to this long per wait instead.
+    pub spin_wait: Duration,
     /// Write an HdrHistogram interval log to this path, one interval per
     /// the given duration (see [`IntervalLog`]).
     pub interval_log: Option<(PathBuf, Duration)>,
@@ -81,6 +90,7 @@ impl RunOptions {
             queue_chunks: 64,
             max_batch_bytes: 256 << 20,
             interrupt: Arc::new(AtomicBool::new(false)),
+            spin_wait: DEFAULT_SPIN,
             interval_log: None,
         }
     }
@@ -393,7 +403,7 @@ impl Acks {
 }
 
 /// Lines per slice when a micro-batch goes through the operators.
-const BATCH_SLICE: usize = 4096;
+const BATCH_SLICE: usize = 256;
 
 /// The longest the executors block without looking at the interrupt flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -484,7 +494,11 @@ impl Runner<'_> {
                 let at = self.clock.to_mono(close);
                 wait = wait.min(Duration::from_nanos(at.saturating_sub(self.clock.now())));
             }
-            match self.rx.recv_timeout(wait) {
+            let received = match self.spin(self.opts.spin_wait) {
+                Some(msg) => Ok(msg),
+                None => self.rx.recv_timeout(wait),
+            };
+            match received {
                 Ok(Message::Chunk(c)) => {
                     self.per_event_chunk(c, &mut records)?;
                     // Flush when the queue is drained, and under sustained
@@ -508,6 +522,25 @@ impl Runner<'_> {
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
+        }
+    }
+
+    /// Polls the input queue for up to `spin`; `None` when nothing came.
+    fn spin(&self, spin: Duration) -> Option<Message> {
+        if spin.is_zero() {
+            return None;
+        }
+        let until = Instant::now() + spin;
+        loop {
+            match self.rx.try_recv() {
+                Ok(msg) => return Some(msg),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::hint::spin_loop();
         }
     }
 

@@ -67,6 +67,9 @@ struct RunArgs {
     /// Micro-batch interval, 1ms and up, like 200ms  [default: 1s]
     #[arg(long)]
     batch_interval: Option<String>,
+    /// Per-event mode: poll the input queue this long before sleeping, which trades CPU for wake-up latency; 0 sleeps at once  [default: 20us]
+    #[arg(long)]
+    spin_wait: Option<String>,
     /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: global for files and stdin, tumbling:1s otherwise]
     #[arg(long)]
     window: Option<String>,
@@ -151,6 +154,9 @@ struct ReplayArgs {
     /// Seed of the generator  [default: 42]
     #[arg(long)]
     seed: Option<u64>,
+    /// Per-event mode: poll the input queue this long before sleeping; 0 sleeps at once  [default: 20us]
+    #[arg(long)]
+    spin_wait: Option<String>,
     /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
     #[arg(long)]
     modes: Option<String>,
@@ -206,6 +212,7 @@ impl ReplayArgs {
             seed: self.seed.map(Val::from),
             count: self.count.map(Val::from),
             duration: s(&self.duration),
+            spin_wait: s(&self.spin_wait),
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
             ..Default::default()
@@ -254,6 +261,7 @@ impl RunArgs {
             checkpoint_dir: s(&self.checkpoint_dir),
             mode: s(&self.mode),
             batch_interval: s(&self.batch_interval),
+            spin_wait: s(&self.spin_wait),
             window: s(&self.window),
             time: s(&self.time),
             event_time: s(&self.event_time),

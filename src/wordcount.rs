@@ -48,11 +48,7 @@ fn late_sink(spec: &SinkSpec, kafka: &KafkaOptions) -> Result<Box<dyn Sink<LateE
 /// The windowed word count: lines → words → keyed by word → window → count
 /// → every configured sink. Opening a file sink can fail.
 pub fn word_count(settings: &Settings) -> Result<Pipeline, RunError> {
-    let mut counted = lines()
-        .flat_map(|line, emit| tokenize(&line.text(), emit))
-        .key_by(|w: &Word| w.clone())
-        .window(settings.window)
-        .count();
+    let mut counted = lines().flat_map(|line, emit| tokenize(&line.text(), emit)).key().window(settings.window).count();
     for spec in &settings.sinks {
         counted = counted.boxed_sink(result_sink(spec, settings.top, &settings.kafka)?);
     }
@@ -69,6 +65,7 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
     let source = settings.source.build(&settings.source_options)?;
     let mut opts = RunOptions::new(settings.mode);
     opts.event_time = settings.event_time.clone();
+    opts.spin_wait = settings.spin_wait;
     opts.interrupt = interrupt;
     Ok(run(pipeline, vec![source], &opts))
 }

@@ -35,6 +35,23 @@ impl<T, K, F: FnMut(&T) -> K> Stage<Record<T>> for KeyBy<F> {
     }
 }
 
+/// The stage behind [`Stream::key`]: each value becomes its own key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeySelf;
+
+impl<T> Stage<Record<T>> for KeySelf {
+    type Out = Keyed<T, ()>;
+
+    #[inline]
+    fn push<O: FnMut(Keyed<T, ()>)>(&mut self, record: Record<T>, out: &mut O) {
+        out(Keyed { key: record.value, record: Record { value: (), meta: record.meta } })
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Keyed<T, ()>>) {
+        out.extend(items.drain(..).map(|r| Keyed { key: r.value, record: Record { value: (), meta: r.meta } }));
+    }
+}
+
 /// A stream whose values have keys; the next step is [`KeyedStream::window`].
 #[derive(Debug)]
 pub struct KeyedStream<K, T, S> {
@@ -65,5 +82,21 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
             stages: Chain { first: self.stages, then: KeyBy { key_of }, middle: Vec::new() },
             _types: PhantomData,
         }
+    }
+
+    /// Makes every value its own key, moving it rather than copying it; the
+    /// window then sees `()` values, which is all counting needs.
+    ///
+    /// ```
+    /// use sluice::{tokenize, WindowConfig, WindowSpec};
+    /// let counts = sluice::lines()
+    ///     .flat_map(|line, emit| tokenize(&line.text(), emit))
+    ///     .key()
+    ///     .window(WindowConfig::new(WindowSpec::Global))
+    ///     .count();
+    /// # let _ = counts;
+    /// ```
+    pub fn key(self) -> KeyedStream<T, (), Then<S, KeySelf, T>> {
+        KeyedStream { stages: Chain { first: self.stages, then: KeySelf, middle: Vec::new() }, _types: PhantomData }
     }
 }

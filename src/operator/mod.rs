@@ -22,7 +22,7 @@ pub mod map;
 
 pub use filter::Filter;
 pub use flat_map::FlatMap;
-pub use key_by::{KeyBy, Keyed, KeyedStream};
+pub use key_by::{KeyBy, KeySelf, Keyed, KeyedStream};
 pub use map::Map;
 
 /// One operator of the graph: turns input items into output items.

@@ -11,11 +11,30 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Feed, InputChunk, InputLine, Source};
 use crate::error::RunError;
-use crate::time::EpochNanos;
+use crate::time::{Clock, EpochNanos};
 
 /// The book `sluice run` replays when given no source: Moby Dick, from
 /// Project Gutenberg (public domain in the USA; its licence is inside).
 pub const DEMO_TEXT: &str = include_str!("../../tests/fixtures/moby-dick.txt");
+
+/// How far ahead of a line's due time the generator stops sleeping and
+/// polls the clock instead: a sleeping thread wakes up some 50 µs late here,
+/// which would send lines in bursts and make the input, not the engine, the
+/// source of latency.
+const PACE_SPIN: u64 = 100_000;
+
+/// Waits towards monotonic `at`: sleeps while it is far (50 ms at most, so
+/// that a stop is noticed), and polls the clock for the last [`PACE_SPIN`] ns.
+fn wait_until(clock: &Clock, at: u64) {
+    let now = clock.now();
+    if at > now + PACE_SPIN {
+        std::thread::sleep(Duration::from_nanos(at - now - PACE_SPIN).min(Duration::from_millis(50)));
+        return;
+    }
+    while clock.now() < at {
+        std::hint::spin_loop();
+    }
+}
 
 /// Most lines in one chunk when running flat out.
 const MAX_CHUNK_LINES: u64 = 1024;
@@ -386,7 +405,7 @@ impl Source for Generator {
             };
             if due <= i {
                 let next = start + (i as f64 * period.unwrap_or(0.0)) as u64;
-                std::thread::sleep(Duration::from_nanos(next.saturating_sub(now)));
+                wait_until(&clock, next);
                 continue;
             }
             let n = (due - i).min(limit - i).min(16 * MAX_CHUNK_LINES);
