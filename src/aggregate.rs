@@ -8,8 +8,9 @@ use serde::Serialize;
 /// An aggregation: how values of one key in one window combine.
 ///
 /// `merge` is needed because session windows merge when an event bridges two
-/// of them.
-pub trait Aggregate<T>: Send + 'static {
+/// of them. `Clone` because with `--parallelism N` each of the N shards
+/// aggregates with its own copy.
+pub trait Aggregate<T>: Clone + Send + 'static {
     /// The running state for one key in one window; serializable so that
     /// window state can be checkpointed.
     type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
@@ -60,6 +61,12 @@ pub struct Sum<F, T> {
     _t: PhantomData<fn(T)>,
 }
 
+impl<F: Clone, T> Clone for Sum<F, T> {
+    fn clone(&self) -> Self {
+        Sum { of: self.of.clone(), _t: PhantomData }
+    }
+}
+
 impl<F, T> Sum<F, T> {
     /// Sums `of(value)` over the values.
     pub fn new(of: F) -> Self {
@@ -67,7 +74,7 @@ impl<F, T> Sum<F, T> {
     }
 }
 
-impl<T: 'static, F: Fn(&T) -> i64 + Send + 'static> Aggregate<T> for Sum<F, T> {
+impl<T: 'static, F: Fn(&T) -> i64 + Clone + Send + 'static> Aggregate<T> for Sum<F, T> {
     type Acc = i64;
     type Out = i64;
     fn name(&self) -> &'static str {
@@ -97,6 +104,12 @@ pub struct Extreme<F, T> {
     _t: PhantomData<fn(T)>,
 }
 
+impl<F: Clone, T> Clone for Extreme<F, T> {
+    fn clone(&self) -> Self {
+        Extreme { of: self.of.clone(), greatest: self.greatest, _t: PhantomData }
+    }
+}
+
 impl<F, T> Extreme<F, T> {
     /// The least `of(value)`.
     pub fn min(of: F) -> Self {
@@ -120,7 +133,7 @@ impl<F, T> Extreme<F, T> {
 impl<T: 'static, V, F> Aggregate<T> for Extreme<F, T>
 where
     V: Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
-    F: Fn(&T) -> V + Send + 'static,
+    F: Fn(&T) -> V + Clone + Send + 'static,
 {
     type Acc = Option<V>;
     type Out = Option<V>;
@@ -160,6 +173,12 @@ pub struct Fold<A, I, F, M, T> {
     _t: PhantomData<fn(T) -> A>,
 }
 
+impl<A, I: Clone, F: Clone, M: Clone, T> Clone for Fold<A, I, F, M, T> {
+    fn clone(&self) -> Self {
+        Fold { init: self.init.clone(), step: self.step.clone(), merge: self.merge.clone(), _t: PhantomData }
+    }
+}
+
 impl<A, I, F, M, T> Fold<A, I, F, M, T> {
     /// A fold from `init()`, adding with `step` and merging with `merge`.
     pub fn new(init: I, step: F, merge: M) -> Self {
@@ -171,9 +190,9 @@ impl<A, I, F, M, T> Aggregate<T> for Fold<A, I, F, M, T>
 where
     T: 'static,
     A: Clone + Send + Serialize + DeserializeOwned + 'static,
-    I: Fn() -> A + Send + 'static,
-    F: Fn(&mut A, &T) + Send + 'static,
-    M: Fn(&mut A, A) + Send + 'static,
+    I: Fn() -> A + Clone + Send + 'static,
+    F: Fn(&mut A, &T) + Clone + Send + 'static,
+    M: Fn(&mut A, A) + Clone + Send + 'static,
 {
     type Acc = A;
     type Out = A;

@@ -354,6 +354,7 @@ fn run_mode(
     let mut ro = RunOptions::new(mode);
     ro.event_time = opts.settings.event_time.clone();
     ro.spin_wait = opts.settings.spin_wait;
+    ro.parallelism = opts.settings.parallelism;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));
     let outcome = run(pipeline, vec![opts.source(start_at, rate)], &ro);

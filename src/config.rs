@@ -46,6 +46,7 @@ pub struct RawSettings {
     pub mode: Option<Val<String>>,
     pub batch_interval: Option<Val<String>>,
     pub spin_wait: Option<Val<String>>,
+    pub parallelism: Option<Val<u64>>,
     pub window: Option<Val<String>>,
     pub time: Option<Val<String>>,
     pub event_time: Option<Val<String>>,
@@ -87,6 +88,7 @@ struct FileSettings {
     mode: Option<toml::Spanned<String>>,
     batch_interval: Option<toml::Spanned<String>>,
     spin_wait: Option<toml::Spanned<String>>,
+    parallelism: Option<toml::Spanned<u64>>,
     window: Option<toml::Spanned<String>>,
     time: Option<toml::Spanned<String>>,
     event_time: Option<toml::Spanned<String>>,
@@ -192,6 +194,7 @@ impl RawSettings {
             mode: v(text, file.mode),
             batch_interval: v(text, file.batch_interval),
             spin_wait: v(text, file.spin_wait),
+            parallelism: v(text, file.parallelism),
             window: v(text, file.window),
             time: v(text, file.time),
             event_time: v(text, file.event_time),
@@ -252,6 +255,7 @@ impl RawSettings {
             mode,
             batch_interval,
             spin_wait,
+            parallelism,
             window,
             time,
             event_time,
@@ -329,6 +333,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Per-event mode: how long to poll the input queue before sleeping.
     pub spin_wait: Duration,
+    /// Shards of the keyed window.
+    pub parallelism: usize,
     /// True when a batch interval was given with per-event mode (ignored).
     pub ignored_batch_interval: bool,
     /// Windowing.
@@ -360,6 +366,14 @@ impl Default for KafkaOptions {
     fn default() -> Self {
         KafkaOptions { options: Vec::new(), timeout: Duration::from_secs(30) }
     }
+}
+
+/// The most shards `--parallelism` takes.
+pub const MAX_PARALLELISM: usize = 256;
+
+/// The default `--parallelism`: the number of cores.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PARALLELISM)
 }
 
 /// The rate `sluice run` replays the demo book at when no source is given.
@@ -426,6 +440,17 @@ impl Settings {
                 "a spin wait above 10ms only burns CPU: use at most 10ms, or 0 to sleep at once",
             );
         }
+        let parallelism = match &raw.parallelism {
+            None => default_parallelism(),
+            Some(v) if (1..=MAX_PARALLELISM as u64).contains(&v.value) => v.value as usize,
+            Some(v) => {
+                return fail(
+                    "parallelism",
+                    v.line,
+                    format!("invalid parallelism {}: use 1 to {MAX_PARALLELISM} shards", v.value),
+                )
+            }
+        };
         let mode = match raw.mode.as_ref().map(|v| (v.value.as_str(), v.line)) {
             None | Some(("micro-batch", _)) => {
                 Mode::MicroBatch { interval: interval.unwrap_or(Duration::from_secs(1)) }
@@ -556,6 +581,7 @@ impl Settings {
             },
             ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
             spin_wait,
+            parallelism,
             mode,
             window,
             event_time,

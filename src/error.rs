@@ -59,6 +59,12 @@ pub enum RunError {
         /// What failed.
         message: String,
     },
+    /// A worker thread of the engine failed.
+    #[error("{message}; this is a bug in sluice: please report it with the command that ran")]
+    Worker {
+        /// What failed.
+        message: String,
+    },
     /// A sink could not be written.
     #[error("sink {sink}: {err}{hint}", hint = sink_hint(err))]
     Sink {

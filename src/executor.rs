@@ -71,6 +71,10 @@ pub struct RunOptions {
     /// Set from outside (Ctrl-C, SIGTERM) to end the run cleanly: queued
     /// input is processed, open windows are flushed, the report is made.
     pub interrupt: Arc<AtomicBool>,
+    /// Shards of the keyed window, each on a thread of its own, with the
+    /// keys split between them (see `--parallelism`); 1 runs the whole graph
+    /// on the executor's thread.
+    pub parallelism: usize,
     /// Per-event mode: how long to poll the input queue before going to
     /// sleep on it. Waking a sleeping thread costs some 10 µs here, which
     /// would be most of an event's processing latency; polling costs CPU
@@ -91,6 +95,7 @@ impl RunOptions {
             max_batch_bytes: 256 << 20,
             interrupt: Arc::new(AtomicBool::new(false)),
             spin_wait: DEFAULT_SPIN,
+            parallelism: 1,
             interval_log: None,
         }
     }
@@ -167,6 +172,10 @@ impl Tally {
 /// Runs `pipeline` over `sources` until they end, fail or are interrupted.
 pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
     let Pipeline { config, mut graph } = pipeline;
+    let parallelism = opts.parallelism.max(1);
+    if parallelism > 1 {
+        graph = graph.shard(parallelism, opts.spin_wait);
+    }
     let usage = crate::usage::Usage::start();
     let clock = Clock::new();
     let (tx, rx) = bounded(opts.queue_chunks.max(1));
@@ -251,7 +260,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     // acknowledged, unless a sink failed on the way (a source failing does
     // not make what was delivered less delivered).
     if finished.is_ok() && matches!(error, None | Some(RunError::Source { .. })) {
-        if let Err(message) = acks.acknowledge(&*graph, &tally, true) {
+        if let Err(message) = acks.acknowledge(&mut *graph, &tally, true) {
             // The run's results are out, but a restart would count some again.
             error.get_or_insert(RunError::SavePosition { message });
         }
@@ -268,6 +277,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let report = RunReport {
         mode: opts.mode.name().to_string(),
         batch_interval_ms: interval_ms,
+        parallelism,
         events: tally.seq,
         bytes: tally.bytes,
         elapsed_s: elapsed,
@@ -368,7 +378,16 @@ impl Acks {
     /// last line processed; with `force`, has them saved now. Call it only
     /// right after the sinks were flushed. A closed input whose lines are all
     /// acknowledged is done with.
-    fn acknowledge(&mut self, graph: &dyn crate::pipeline::Graph, tally: &Tally, force: bool) -> Result<(), String> {
+    fn acknowledge(
+        &mut self,
+        graph: &mut dyn crate::pipeline::Graph,
+        tally: &Tally,
+        force: bool,
+    ) -> Result<(), String> {
+        if !graph.settle() {
+            // Where the windows stand is unknown: acknowledge nothing now.
+            return Ok(());
+        }
         let mut done = Vec::new();
         for (input, acker) in self.ackers.iter().enumerate() {
             let Some(acker) = acker else { continue };
@@ -419,7 +438,7 @@ impl Runner<'_> {
         if self.acks.any() && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
             // Not forced: nothing is written here, so nothing can fail.
-            let _ = self.acks.acknowledge(&*self.graph, self.tally, false);
+            let _ = self.acks.acknowledge(&mut *self.graph, self.tally, false);
         }
         Ok(())
     }
@@ -554,6 +573,7 @@ impl Runner<'_> {
         for rec in records.drain(..) {
             at = self.graph.push(rec, at)?;
         }
+        self.graph.chunk_done();
         Ok(())
     }
 

@@ -216,6 +216,31 @@ impl LatencyRecorder {
         }
     }
 
+    /// Adds everything `other` recorded (a shard's recorder) to this one,
+    /// the current interval included.
+    pub fn absorb(&mut self, other: LatencyRecorder) {
+        let [p, e, r] = [&other.processing, &other.end_to_end, &other.result];
+        if let Some(i) = &mut self.interval {
+            i[0].add(p);
+            i[1].add(e);
+            i[2].add(r);
+        }
+        self.processing.add(p);
+        self.end_to_end.add(e);
+        self.result.add(r);
+        let (a, b) = (&mut *self.stages, &*other.stages);
+        for (to, from) in [
+            (&mut a.source_wait, &b.source_wait),
+            (&mut a.batch_wait, &b.batch_wait),
+            (&mut a.queueing, &b.queueing),
+            (&mut a.compute, &b.compute),
+            (&mut a.window_hold, &b.window_hold),
+            (&mut a.sink_write, &b.sink_write),
+        ] {
+            to.add(from);
+        }
+    }
+
     /// Records `n` result latencies of `ns`.
     #[inline]
     pub fn result_n(&mut self, ns: i64, n: u64) {

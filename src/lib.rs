@@ -70,6 +70,7 @@ pub mod operator;
 mod pipeline;
 pub mod record;
 pub mod report;
+mod shard;
 pub mod sink;
 pub mod source;
 pub mod time;

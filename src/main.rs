@@ -70,6 +70,9 @@ struct RunArgs {
     /// Per-event mode: poll the input queue this long before sleeping, which trades CPU for wake-up latency; 0 sleeps at once  [default: 20us]
     #[arg(long)]
     spin_wait: Option<String>,
+    /// Shards of the keyed window, each on a thread, keys split by hash; 1 runs on one thread  [default: the number of cores]
+    #[arg(long)]
+    parallelism: Option<u64>,
     /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: global for files and stdin, tumbling:1s otherwise]
     #[arg(long)]
     window: Option<String>,
@@ -157,6 +160,9 @@ struct ReplayArgs {
     /// Per-event mode: poll the input queue this long before sleeping; 0 sleeps at once  [default: 20us]
     #[arg(long)]
     spin_wait: Option<String>,
+    /// Shards of the keyed window in every run  [default: the number of cores]
+    #[arg(long)]
+    parallelism: Option<u64>,
     /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
     #[arg(long)]
     modes: Option<String>,
@@ -213,6 +219,7 @@ impl ReplayArgs {
             count: self.count.map(Val::from),
             duration: s(&self.duration),
             spin_wait: s(&self.spin_wait),
+            parallelism: self.parallelism.map(Val::from),
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
             ..Default::default()
@@ -262,6 +269,7 @@ impl RunArgs {
             mode: s(&self.mode),
             batch_interval: s(&self.batch_interval),
             spin_wait: s(&self.spin_wait),
+            parallelism: self.parallelism.map(Val::from),
             window: s(&self.window),
             time: s(&self.time),
             event_time: s(&self.event_time),

@@ -3,6 +3,7 @@
 
 use std::hash::Hash;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,6 +13,7 @@ use crate::error::RunError;
 use crate::latency::LatencyRecorder;
 use crate::operator::{Keyed, KeyedStream, Stage};
 use crate::record::{Line, Record};
+use crate::shard::{SinkSet, Sharded};
 use crate::sink::{RunInfo, Sink};
 use crate::time::Clock;
 use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
@@ -59,7 +61,7 @@ where
     }
 
     /// Sums `of(value)` per key and window.
-    pub fn sum<F: Fn(&T) -> i64 + Send + 'static>(self, of: F) -> Aggregated<K, T, S, Sum<F, T>> {
+    pub fn sum<F: Fn(&T) -> i64 + Clone + Send + 'static>(self, of: F) -> Aggregated<K, T, S, Sum<F, T>> {
         self.aggregate(Sum::new(of))
     }
 
@@ -67,7 +69,7 @@ where
     pub fn min<V, F>(self, of: F) -> Aggregated<K, T, S, Extreme<F, T>>
     where
         V: Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
-        F: Fn(&T) -> V + Send + 'static,
+        F: Fn(&T) -> V + Clone + Send + 'static,
     {
         self.aggregate(Extreme::min(of))
     }
@@ -76,7 +78,7 @@ where
     pub fn max<V, F>(self, of: F) -> Aggregated<K, T, S, Extreme<F, T>>
     where
         V: Ord + Clone + Send + Serialize + DeserializeOwned + 'static,
-        F: Fn(&T) -> V + Send + 'static,
+        F: Fn(&T) -> V + Clone + Send + 'static,
     {
         self.aggregate(Extreme::max(of))
     }
@@ -86,16 +88,16 @@ where
     pub fn fold<Acc, I, F, M>(self, init: I, step: F, merge: M) -> Aggregated<K, T, S, Fold<Acc, I, F, M, T>>
     where
         Acc: Clone + Send + Serialize + DeserializeOwned + 'static,
-        I: Fn() -> Acc + Send + 'static,
-        F: Fn(&mut Acc, &T) + Send + 'static,
-        M: Fn(&mut Acc, Acc) + Send + 'static,
+        I: Fn() -> Acc + Clone + Send + 'static,
+        F: Fn(&mut Acc, &T) + Clone + Send + 'static,
+        M: Fn(&mut Acc, Acc) + Clone + Send + 'static,
     {
         self.aggregate(Fold::new(init, step, merge))
     }
 }
 
 /// Boxed sinks of window results.
-type ResultSinks<K, O> = Vec<Box<dyn Sink<WindowResult<K, O>>>>;
+pub(crate) type ResultSinks<K, O> = Vec<Box<dyn Sink<WindowResult<K, O>>>>;
 
 /// An aggregated stream: attach sinks, then [`Aggregated::build`].
 pub struct Aggregated<K, T, S, A: Aggregate<T>> {
@@ -202,7 +204,13 @@ pub(crate) trait Graph: Send {
     fn finish(&mut self) -> Result<(), RunError>;
     /// Counters of the window operator.
     fn counters(&self) -> WindowCounters;
-    /// The earliest place of `input` held in open windows.
+    /// Brings what [`Graph::unacked`] says up to date; false when that
+    /// failed and nothing may be acknowledged.
+    fn settle(&mut self) -> bool {
+        true
+    }
+    /// The earliest place of `input` held in open windows. Call it right
+    /// after a flush and [`Graph::settle`].
     fn unacked(&self, input: u32) -> Option<(u64, u64)>;
     /// A source opened `input` at monotonic `now`.
     fn register_input(&mut self, input: u32, now: u64);
@@ -210,6 +218,12 @@ pub(crate) trait Graph: Send {
     fn latency(&self) -> &LatencyRecorder;
     /// The latency histograms, to cut intervals from.
     fn latency_mut(&mut self) -> &mut LatencyRecorder;
+    /// Per-event mode: the lines of one input chunk have all been pushed.
+    fn chunk_done(&mut self) {}
+    /// The same graph with its window in `n` shards (see [`crate::shard`]);
+    /// `spin` is how long its waiting threads poll before sleeping in
+    /// per-event mode. Call it before [`Graph::open`].
+    fn shard(self: Box<Self>, n: usize, spin: std::time::Duration) -> Box<dyn Graph>;
 }
 
 /// The concrete graph.
@@ -245,7 +259,7 @@ fn sink_err(name: String, err: io::Error) -> RunError {
 }
 
 /// Writes every item to every sink, stopping at the first failure.
-fn write_all<R>(sinks: &mut [Box<dyn Sink<R>>], items: &[R]) -> Result<(), RunError> {
+pub(crate) fn write_all<R>(sinks: &mut [Box<dyn Sink<R>>], items: &[R]) -> Result<(), RunError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -398,5 +412,24 @@ where
 
     fn latency_mut(&mut self) -> &mut LatencyRecorder {
         &mut self.latency
+    }
+
+    fn shard(self: Box<Self>, n: usize, spin: std::time::Duration) -> Box<dyn Graph> {
+        let job = *self;
+        let Some(agg) = job.agg else {
+            // Already open: it stays as it is.
+            return Box::new(Job { agg: None, ..job });
+        };
+        Box::new(Sharded {
+            stages: job.stages,
+            config: job.config,
+            agg,
+            n,
+            sinks: Arc::new(Mutex::new(SinkSet { results: job.sinks, late: job.late_sinks })),
+            keyed: Vec::new(),
+            latency: job.latency,
+            spin,
+            running: None,
+        })
     }
 }

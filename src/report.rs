@@ -82,6 +82,9 @@ pub struct RunReport {
     /// The batch interval, in micro-batch mode.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch_interval_ms: Option<f64>,
+    /// Shards of the keyed window (`--parallelism`).
+    #[serde(default = "one")]
+    pub parallelism: usize,
     /// Input events (lines), blank ones included.
     pub events: u64,
     /// Input bytes.
@@ -206,4 +209,9 @@ impl RunReport {
         }
         s
     }
+}
+
+/// The parallelism of reports written before it was recorded.
+fn one() -> usize {
+    1
 }

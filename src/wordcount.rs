@@ -66,6 +66,7 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
     let mut opts = RunOptions::new(settings.mode);
     opts.event_time = settings.event_time.clone();
     opts.spin_wait = settings.spin_wait;
+    opts.parallelism = settings.parallelism;
     opts.interrupt = interrupt;
     Ok(run(pipeline, vec![source], &opts))
 }

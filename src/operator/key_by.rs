@@ -65,6 +65,11 @@ impl<K, T, S> KeyedStream<K, T, S> {
     pub(crate) fn into_stages(self) -> S {
         self.stages
     }
+
+    /// The chain of stages built so far, to drive by hand.
+    pub fn into_stage(self) -> S {
+        self.stages
+    }
 }
 
 impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {

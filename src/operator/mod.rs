@@ -122,6 +122,12 @@ impl<T, S> Stream<T, S> {
         Stream { stages, _item: PhantomData }
     }
 
+    /// The chain of stages built so far, to drive by hand with
+    /// [`Stage::push`] or [`Stage::push_batch`] (the operator benchmarks do).
+    pub fn into_stage(self) -> S {
+        self.stages
+    }
+
     /// Appends a stage.
     pub(crate) fn then<U, B>(self, stage: B) -> Stream<U, Then<S, B, T>>
     where

@@ -249,6 +249,16 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     dirty_panes: Vec<((EpochNanos, EpochNanos), K)>,
     /// Micro-batch update output: keys whose sessions changed in this batch.
     dirty_sessions: Vec<K>,
+    /// One shard of several (`--parallelism`): whether an event is new is
+    /// told by the router with each item, since the event's other items
+    /// may have gone to other shards.
+    shard: bool,
+    /// Sharded: the item being processed is its event's first, and its
+    /// event's latency is not accounted yet.
+    flag_effect: bool,
+    /// Sharded: the item being processed is its event's first, and its
+    /// event is not counted late yet.
+    flag_late: bool,
     /// Sequence number of the event whose items are being processed.
     event_seq: u64,
     /// That event's time (event or processing time).
@@ -297,6 +307,9 @@ where
             session_ends: BTreeSet::new(),
             dirty_panes: Vec::new(),
             dirty_sessions: Vec::new(),
+            shard: false,
+            flag_effect: false,
+            flag_late: false,
             event_seq: u64::MAX,
             event_time: NO_TIME,
             accounted_seq: u64::MAX,
@@ -383,6 +396,45 @@ where
     /// Open windows (panes and sessions).
     pub fn open_windows(&self) -> usize {
         self.panes.len() + self.session_ends.len()
+    }
+
+    /// Makes this operator one shard of several: events are then counted
+    /// (for latency and lateness) by their first item, which the router
+    /// marks, wherever their other items go. With session windows an event
+    /// whose first item is late but another is not is neither accounted for
+    /// latency nor counted late; tumbling, sliding and global windows place
+    /// every item of an event alike, so for them nothing changes.
+    pub(crate) fn into_shard(mut self) -> Self {
+        self.shard = true;
+        self
+    }
+
+    /// Sharded: processes an item; `first` when it is its event's first item.
+    #[inline]
+    pub(crate) fn process_marked(&mut self, item: Keyed<K, T>, first: bool) {
+        self.flag_effect = first;
+        self.flag_late = first;
+        self.process(item);
+    }
+
+    /// Sharded: an input's event-time frontier (and its latest ingest)
+    /// reached this shard without an item of its own, so that every shard's
+    /// watermark moves with the input, not only with the keys it holds.
+    pub(crate) fn observe(&mut self, input: u32, frontier: EpochNanos, ingest: u64) {
+        match self.config.time {
+            TimeDomain::Event => {
+                if frontier != NO_TIME {
+                    self.watermarks.observe(input, frontier, ingest);
+                }
+            }
+            TimeDomain::Processing => {
+                let t = self.clock.to_wall(ingest).max(self.watermarks.get());
+                self.watermarks.raise(t);
+            }
+        }
+        if self.immediate {
+            self.close_ripe();
+        }
     }
 
     /// Processes one keyed item. In per-event mode, what it causes is ready
@@ -530,6 +582,12 @@ where
         out.append(&mut self.late);
     }
 
+    /// True when results, late items or latencies wait to be delivered.
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !self.results.is_empty() || !self.late.is_empty() || self.has_pending_latency()
+    }
+
     /// True when emitted results carry events whose latency is not yet
     /// recorded.
     #[inline]
@@ -558,6 +616,9 @@ where
     /// is accounted with this item's effect.
     #[inline]
     fn first_effect(&mut self, meta: &Meta) -> bool {
+        if self.shard {
+            return std::mem::take(&mut self.flag_effect);
+        }
         let first = self.accounted_seq != meta.seq;
         self.accounted_seq = meta.seq;
         first
@@ -565,7 +626,11 @@ where
 
     fn late(&mut self, key: K, time: EpochNanos, window: Window, watermark: EpochNanos, meta: &Meta) {
         self.counters.late_items += 1;
-        if self.late_seq != meta.seq {
+        if self.shard {
+            if std::mem::take(&mut self.flag_late) {
+                self.counters.late_events += 1;
+            }
+        } else if self.late_seq != meta.seq {
             self.late_seq = meta.seq;
             self.counters.late_events += 1;
         }

@@ -1,0 +1,781 @@
+//! `--parallelism N`: the keyed window in N shards, each on a thread of its
+//! own, with the keys split between them.
+//!
+//! The executor's thread is the router. It runs the operators up to the key
+//! (tokenizing, keying) on each line in input order, hashes each item's key
+//! to pick its shard, and appends the item to that shard's buffer. A buffer
+//! goes to its shard's bounded queue when it is full, at the end of every
+//! input chunk, and at every flush, so no event waits for a buffer to fill.
+//! Each shard runs its own [`WindowOperator`] over its keys and writes its
+//! results to the sinks, which the shards share behind a lock.
+//!
+//! What keeps the results equal to those of one shard:
+//! - **Order.** One router sends in input order and every queue is FIFO, so
+//!   each shard sees its items in input order.
+//! - **Watermarks.** An item carries its input's event-time frontier, which
+//!   is all its shard needs about that input. A shard that has missed events
+//!   of *other* inputs first gets a mark with their latest frontier, so its
+//!   watermark is the single-shard watermark whenever it places an item. At
+//!   each buffer send every shard also gets marks for what it missed, so
+//!   windows close in every shard when the input moves, not only when one
+//!   of its own keys comes by.
+//! - **Counting events once.** An event's items may land in several shards;
+//!   the router marks its first item, and only that item counts the event
+//!   for latency and lateness (see [`WindowOperator::into_shard`]).
+//!
+//! Flushes, batch boundaries and the end of input are barriers: the router
+//! sends every buffer and waits until every shard has processed everything
+//! before them, so a flushed sink holds the same results as with one shard.
+//! The shards' counters, held positions and (every [`LATENCY_EVERY`]) their
+//! latency histograms come back with the barrier's replies.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use rustc_hash::FxHasher;
+
+use crate::aggregate::Aggregate;
+use crate::error::RunError;
+use crate::latency::LatencyRecorder;
+use crate::operator::{Keyed, Stage};
+use crate::pipeline::{write_all, Graph, Key, ResultSinks};
+use crate::record::{Line, Record};
+use crate::sink::{RunInfo, Sink};
+use crate::time::{Clock, EpochNanos, NO_TIME};
+use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
+use crate::window::WindowConfig;
+
+/// Items per buffer before it is sent without waiting for the chunk's end.
+const BUFFER_ITEMS: usize = 1024;
+
+/// Messages each shard's queue holds before the router blocks.
+const QUEUE: usize = 16;
+
+/// How often at most the shards' latency histograms are collected (always
+/// at the end of the run).
+pub(crate) const LATENCY_EVERY: Duration = Duration::from_millis(250);
+
+/// The sinks every shard writes to.
+pub(crate) struct SinkSet<K, O> {
+    /// Result sinks.
+    pub(crate) results: ResultSinks<K, O>,
+    /// Late sinks.
+    pub(crate) late: Vec<Box<dyn Sink<LateEvent<K>>>>,
+}
+
+/// Locks the sinks; a shard that panicked while holding the lock left them
+/// usable (a write is all-or-nothing per item).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An item on its way to a shard.
+enum Entry<K, T> {
+    /// A keyed item; `true` when it is its event's first item.
+    Item(Keyed<K, T>, bool),
+    /// The latest event-time frontier and ingest time of an input, for a
+    /// shard that has missed some of its events.
+    Mark {
+        /// The input.
+        input: u32,
+        /// Its frontier.
+        frontier: EpochNanos,
+        /// The ingest time of its latest event.
+        ingest: u64,
+    },
+}
+
+/// What the router tells a shard.
+enum ToShard<K, T> {
+    /// Items and marks, in input order.
+    Entries(Vec<Entry<K, T>>),
+    /// An input opened at monotonic `now`.
+    Register(u32, u64),
+    /// Time reached monotonic `now`: close what can close, deliver, reply.
+    Advance(u64),
+    /// Reply once everything sent before is processed.
+    Sync {
+        /// With the latency histograms.
+        latency: bool,
+        /// With the places open windows hold.
+        unacked: bool,
+    },
+    /// End of input: close every window, deliver, reply with everything,
+    /// and stop.
+    Finish,
+}
+
+/// A shard's answer to a barrier.
+struct Reply {
+    /// Which shard.
+    shard: usize,
+    /// Its window counters.
+    counters: WindowCounters,
+    /// Per input, the earliest place its open windows hold, when asked.
+    unacked: Option<Vec<Option<(u64, u64)>>>,
+    /// Its next processing-time window close.
+    next_close: Option<EpochNanos>,
+    /// Its latency histograms since the last time they were asked for.
+    latency: Option<LatencyRecorder>,
+    /// When its results were ready and handed over (monotonic), for
+    /// `Advance`.
+    ready: u64,
+    /// See `ready`.
+    emit: u64,
+}
+
+/// The first failure of any shard.
+#[derive(Default)]
+struct Failure {
+    /// Set with `error`, read without a lock on every line.
+    flag: AtomicBool,
+    /// The error.
+    error: Mutex<Option<RunError>>,
+}
+
+impl Failure {
+    fn set(&self, e: RunError) {
+        lock(&self.error).get_or_insert(e);
+        self.flag.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Option<RunError> {
+        if !self.flag.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.error).take()
+    }
+}
+
+/// Waits for a message, polling for up to `spin` before sleeping, and
+/// sleeping at most `limit` at a time; `Timeout` lets the caller look
+/// around.
+fn recv_spinning<M>(rx: &Receiver<M>, spin: Duration, limit: Duration) -> Result<M, RecvTimeoutError> {
+    if !spin.is_zero() {
+        let until = Instant::now() + spin;
+        loop {
+            match rx.try_recv() {
+                Ok(m) => return Ok(m),
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    rx.recv_timeout(limit)
+}
+
+/// One shard: its window operator and what it needs to deliver.
+struct Shard<K, T, A: Aggregate<T>> {
+    /// Its index.
+    index: usize,
+    /// The window operator over its keys.
+    window: WindowOperator<K, T, A>,
+    /// The shared sinks.
+    sinks: Arc<Mutex<SinkSet<K, A::Out>>>,
+    /// Its latency histograms.
+    latency: LatencyRecorder,
+    /// The run's clock.
+    clock: Clock,
+    /// Per-event mode.
+    immediate: bool,
+    /// Results on their way to the sinks, reused.
+    results: Vec<WindowResult<K, A::Out>>,
+    /// Late items on their way, reused.
+    late: Vec<LateEvent<K>>,
+    /// Inputs seen so far (one more than the highest index).
+    inputs: usize,
+    /// Where the first failure goes.
+    failure: Arc<Failure>,
+    /// Set once a sink failed: items are dropped from then on, as the
+    /// single-shard run stops processing.
+    failed: bool,
+}
+
+impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
+    fn run(mut self, rx: Receiver<ToShard<K, T>>, replies: Sender<Reply>, spin: Duration) {
+        loop {
+            let msg = match recv_spinning(&rx, spin, Duration::from_secs(3600)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                // The router is gone.
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            match msg {
+                ToShard::Entries(entries) => self.entries(entries),
+                ToShard::Register(input, now) => {
+                    self.inputs = self.inputs.max(input as usize + 1);
+                    self.window.register_input(input, now);
+                }
+                ToShard::Advance(now) => {
+                    self.window.advance(now);
+                    let ready = self.clock.now();
+                    let emit = self.deliver(ready);
+                    let _ = replies.send(self.reply(false, false, ready, emit));
+                }
+                ToShard::Sync { latency, unacked } => {
+                    let now = self.clock.now();
+                    let _ = replies.send(self.reply(latency, unacked, now, now));
+                }
+                ToShard::Finish => {
+                    self.window.finish();
+                    let ready = self.clock.now();
+                    let emit = self.deliver(ready);
+                    let _ = replies.send(self.reply(true, true, ready, emit));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn entries(&mut self, entries: Vec<Entry<K, T>>) {
+        if self.failed {
+            return;
+        }
+        let mut seq = None;
+        for entry in entries {
+            match entry {
+                Entry::Item(kv, first) => {
+                    let meta = &kv.record.meta;
+                    // Per-event mode: an event's effects leave before the
+                    // next event is looked at.
+                    if self.immediate && seq.is_some_and(|s| s != meta.seq) {
+                        self.deliver_if_any();
+                    }
+                    seq = Some(meta.seq);
+                    self.inputs = self.inputs.max(meta.pos.input as usize + 1);
+                    self.window.process_marked(kv, first);
+                }
+                Entry::Mark { input, frontier, ingest } => {
+                    self.inputs = self.inputs.max(input as usize + 1);
+                    self.window.observe(input, frontier, ingest);
+                }
+            }
+        }
+        if self.immediate {
+            self.deliver_if_any();
+        }
+    }
+
+    /// Delivers, if there is anything to deliver.
+    #[inline]
+    fn deliver_if_any(&mut self) {
+        if self.window.has_output() {
+            let ready = self.clock.now();
+            self.deliver(ready);
+        }
+    }
+
+    /// Hands ready results to the sinks and accounts the latency of the
+    /// events they carry; returns when they were handed over.
+    fn deliver(&mut self, ready: u64) -> u64 {
+        self.window.take_results(&mut self.results);
+        self.window.take_late(&mut self.late);
+        let wrote = !self.results.is_empty() || !self.late.is_empty();
+        if wrote {
+            let mut sinks = lock(&self.sinks);
+            let SinkSet { results, late } = &mut *sinks;
+            let written = write_all(results, &self.results).and(write_all(late, &self.late));
+            drop(sinks);
+            self.results.clear();
+            self.late.clear();
+            if let Err(e) = written {
+                self.failed = true;
+                self.failure.set(e);
+            }
+        }
+        let pending = self.window.has_pending_latency();
+        let emit = if wrote || pending { self.clock.now() } else { ready };
+        if pending {
+            self.window.account_emitted(&mut self.latency, ready, emit, self.clock.to_wall(emit));
+        }
+        emit
+    }
+
+    fn reply(&mut self, with_latency: bool, with_unacked: bool, ready: u64, emit: u64) -> Reply {
+        Reply {
+            shard: self.index,
+            counters: self.window.counters(),
+            unacked: with_unacked.then(|| (0..self.inputs as u32).map(|i| self.window.unacked(i)).collect()),
+            next_close: self.window.next_close(),
+            latency: with_latency.then(|| std::mem::take(&mut self.latency)),
+            ready,
+            emit,
+        }
+    }
+}
+
+/// The router's view of one input.
+#[derive(Debug, Clone, Copy)]
+struct InputProgress {
+    /// Events of it that had items, so far.
+    version: u64,
+    /// Its latest frontier.
+    frontier: EpochNanos,
+    /// Its latest event's ingest time.
+    ingest: u64,
+}
+
+/// The routing half of the router: buffers, queues and what each shard has
+/// seen of each input.
+struct Router<K, T> {
+    /// Per shard, the items and marks not yet sent.
+    buffers: Vec<Vec<Entry<K, T>>>,
+    /// Per shard, its queue.
+    to: Vec<Sender<ToShard<K, T>>>,
+    /// Per input, its progress.
+    inputs: Vec<InputProgress>,
+    /// Per shard, per input, the version it has seen.
+    seen: Vec<Vec<u64>>,
+    /// Events with items routed so far.
+    events: u64,
+    /// Per shard, the value of `events` when it last had every input's
+    /// latest progress.
+    current: Vec<u64>,
+    /// Sequence number of the event whose items are being routed.
+    last_seq: u64,
+}
+
+impl<K: Hash, T> Router<K, T> {
+    fn new(to: Vec<Sender<ToShard<K, T>>>) -> Self {
+        let n = to.len();
+        Router {
+            buffers: (0..n).map(|_| Vec::with_capacity(BUFFER_ITEMS)).collect(),
+            to,
+            inputs: Vec::new(),
+            seen: vec![Vec::new(); n],
+            events: 0,
+            current: vec![0; n],
+            last_seq: u64::MAX,
+        }
+    }
+
+    /// The shard of a key. The hash is mixed again so that the shards'
+    /// own hash maps, which use the same hash's low and high bits, still
+    /// see their keys spread over every bucket.
+    #[inline]
+    fn shard_of(&self, key: &K) -> usize {
+        let mut h = FxHasher::default();
+        key.hash(&mut h);
+        let mut x = h.finish();
+        x ^= x >> 31;
+        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 29;
+        ((x as u128 * self.to.len() as u128) >> 64) as usize
+    }
+
+    /// Appends marks to shard `j`'s buffer for every input whose latest
+    /// progress it has not seen, except `skip`.
+    fn catch_up(&mut self, j: usize, skip: Option<u32>) {
+        let seen = &mut self.seen[j];
+        if seen.len() < self.inputs.len() {
+            seen.resize(self.inputs.len(), 0);
+        }
+        for (i, p) in self.inputs.iter().enumerate() {
+            if seen[i] != p.version && skip != Some(i as u32) {
+                seen[i] = p.version;
+                self.buffers[j].push(Entry::Mark { input: i as u32, frontier: p.frontier, ingest: p.ingest });
+            }
+        }
+        self.current[j] = self.events;
+    }
+
+    #[inline]
+    fn route(&mut self, kv: Keyed<K, T>) {
+        let meta = &kv.record.meta;
+        let input = meta.pos.input as usize;
+        let first = meta.seq != self.last_seq;
+        if first {
+            self.last_seq = meta.seq;
+            if self.inputs.len() <= input {
+                self.inputs.resize(input + 1, InputProgress { version: 0, frontier: NO_TIME, ingest: 0 });
+            }
+            let p = &mut self.inputs[input];
+            p.version += 1;
+            p.frontier = meta.frontier;
+            p.ingest = meta.ingest;
+            self.events += 1;
+        }
+        let j = self.shard_of(&kv.key);
+        // A shard that missed events of other inputs hears of them first.
+        if self.current[j] + 1 < self.events {
+            self.catch_up(j, Some(input as u32));
+        }
+        self.current[j] = self.events;
+        let seen = &mut self.seen[j];
+        if seen.len() <= input {
+            seen.resize(input + 1, 0);
+        }
+        seen[input] = self.inputs[input].version;
+        self.buffers[j].push(Entry::Item(kv, first));
+        if self.buffers[j].len() >= BUFFER_ITEMS {
+            self.send(j);
+        }
+    }
+
+    fn send(&mut self, j: usize) {
+        let entries = std::mem::replace(&mut self.buffers[j], Vec::with_capacity(BUFFER_ITEMS));
+        // A shard only stops when told to; a send fails only if it died,
+        // which the barrier that follows finds out.
+        let _ = self.to[j].send(ToShard::Entries(entries));
+    }
+
+    /// Sends every buffer, with marks for whatever each shard missed.
+    fn send_all(&mut self) {
+        for j in 0..self.to.len() {
+            if self.current[j] < self.events {
+                self.catch_up(j, None);
+            }
+            if !self.buffers[j].is_empty() {
+                self.send(j);
+            }
+        }
+    }
+
+    fn broadcast(&self, msg: impl Fn() -> ToShard<K, T>) {
+        for to in &self.to {
+            let _ = to.send(msg());
+        }
+    }
+}
+
+/// The sharded graph: the router's half. Built from a single-shard graph
+/// by [`crate::pipeline::Graph::shard`].
+pub(crate) struct Sharded<K, T, S, A: Aggregate<T>> {
+    /// Operators up to the key, run by the router.
+    pub(crate) stages: S,
+    /// Window settings.
+    pub(crate) config: WindowConfig,
+    /// The aggregation, copied into each shard at open.
+    pub(crate) agg: A,
+    /// Number of shards.
+    pub(crate) n: usize,
+    /// The sinks, shared with the shards.
+    pub(crate) sinks: Arc<Mutex<SinkSet<K, A::Out>>>,
+    /// Micro-batch: the keyed batch, reused.
+    pub(crate) keyed: Vec<Keyed<K, T>>,
+    /// Latency histograms: the router's stages, and the shards' latencies
+    /// as collected.
+    pub(crate) latency: LatencyRecorder,
+    /// Per-event mode: how long a waiting thread polls before sleeping.
+    pub(crate) spin: Duration,
+    /// Set at open.
+    pub(crate) running: Option<Running<K, T>>,
+}
+
+/// The sharded graph's state while it runs.
+pub(crate) struct Running<K, T> {
+    /// The router.
+    router: Router<K, T>,
+    /// Barrier replies from every shard.
+    replies: Receiver<Reply>,
+    /// The shard threads.
+    threads: Vec<JoinHandle<()>>,
+    /// The first shard failure.
+    failure: Arc<Failure>,
+    /// Per shard, from its last reply.
+    counters: Vec<WindowCounters>,
+    /// Per shard, from its last reply that had them.
+    unacked: Vec<Vec<Option<(u64, u64)>>>,
+    /// Whether `unacked` is up to date: nothing reached the shards since.
+    unacked_fresh: bool,
+    /// Per shard, from its last reply.
+    next_close: Vec<Option<EpochNanos>>,
+    /// When the latency histograms were last collected.
+    latency_at: Instant,
+    /// The run's clock.
+    clock: Clock,
+    /// Set once the shards were told to finish.
+    finished: bool,
+}
+
+impl<K, T, S, A> Sharded<K, T, S, A>
+where
+    K: Key,
+    T: Send + 'static,
+    A: Aggregate<T>,
+    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+{
+    /// Sends every buffer and `msg` to every shard, and waits for all the
+    /// replies; returns the latest (ready, emit) among them.
+    fn barrier(&mut self, msg: impl Fn() -> ToShard<K, T>) -> Result<(u64, u64), RunError> {
+        let spin = self.spin;
+        let Some(run) = self.running.as_mut() else { return Ok((0, 0)) };
+        if run.finished {
+            // The shards are gone; what they last said stands.
+            return Ok((0, 0));
+        }
+        run.router.send_all();
+        run.router.broadcast(msg);
+        let (mut ready, mut emit) = (0, 0);
+        let mut waiting = self.n;
+        while waiting > 0 {
+            match recv_spinning(&run.replies, spin, Duration::from_millis(100)) {
+                Ok(r) => {
+                    waiting -= 1;
+                    ready = ready.max(r.ready);
+                    emit = emit.max(r.emit);
+                    run.counters[r.shard] = r.counters;
+                    if let Some(u) = r.unacked {
+                        run.unacked[r.shard] = u;
+                    }
+                    run.next_close[r.shard] = r.next_close;
+                    if let Some(lat) = r.latency {
+                        self.latency.absorb(lat);
+                    }
+                }
+                Err(e) => {
+                    if e.is_disconnected() || run.threads.iter().any(|t| t.is_finished()) {
+                        return Err(RunError::Worker { message: "a shard thread stopped unexpectedly".into() });
+                    }
+                }
+            }
+        }
+        match run.failure.take() {
+            Some(e) => Err(e),
+            None => Ok((ready, emit)),
+        }
+    }
+
+    /// A sync barrier; collects the latency histograms when they are due,
+    /// and the held places when `unacked`.
+    fn sync(&mut self, unacked: bool) -> Result<(), RunError> {
+        let latency = self.running.as_ref().is_some_and(|r| r.latency_at.elapsed() >= LATENCY_EVERY);
+        if latency {
+            if let Some(r) = self.running.as_mut() {
+                r.latency_at = Instant::now();
+            }
+        }
+        self.barrier(|| ToShard::Sync { latency, unacked })?;
+        if unacked {
+            if let Some(r) = self.running.as_mut() {
+                r.unacked_fresh = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Something reached the shards: the held places they last told are
+    /// out of date.
+    #[inline]
+    fn changed(&mut self) {
+        if let Some(r) = self.running.as_mut() {
+            r.unacked_fresh = false;
+        }
+    }
+
+    fn check(&self) -> Result<(), RunError> {
+        match self.running.as_ref().and_then(|r| r.failure.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<K, T, S, A> Graph for Sharded<K, T, S, A>
+where
+    K: Key,
+    T: Send + 'static,
+    A: Aggregate<T>,
+    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+{
+    fn open(&mut self, mut info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError> {
+        info.value_field = self.agg.name();
+        {
+            let mut sinks = lock(&self.sinks);
+            for sink in &mut sinks.results {
+                sink.open(&info).map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+            }
+            for sink in &mut sinks.late {
+                sink.open(&info).map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+            }
+        }
+        let keep_late = !lock(&self.sinks).late.is_empty();
+        let failure = Arc::new(Failure::default());
+        let (reply_tx, replies) = bounded(self.n);
+        let mut to = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..self.n {
+            let (tx, rx) = bounded(QUEUE);
+            let shard = Shard {
+                index,
+                window: WindowOperator::new(self.config, self.agg.clone(), clock, immediate, keep_late).into_shard(),
+                sinks: self.sinks.clone(),
+                latency: LatencyRecorder::default(),
+                clock,
+                immediate,
+                results: Vec::new(),
+                late: Vec::new(),
+                inputs: 0,
+                failure: failure.clone(),
+                failed: false,
+            };
+            let replies = reply_tx.clone();
+            let spin = if immediate { self.spin } else { Duration::ZERO };
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || shard.run(rx, replies, spin))
+                .map_err(|e| RunError::Worker { message: format!("cannot start a shard thread: {e}") })?;
+            to.push(tx);
+            threads.push(thread);
+        }
+        self.running = Some(Running {
+            router: Router::new(to),
+            replies,
+            threads,
+            failure,
+            counters: vec![WindowCounters::default(); self.n],
+            unacked: vec![Vec::new(); self.n],
+            unacked_fresh: true,
+            next_close: vec![None; self.n],
+            latency_at: Instant::now(),
+            clock,
+            finished: false,
+        });
+        Ok(())
+    }
+
+    fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
+        let Some(run) = self.running.as_mut() else { return Ok(start) };
+        let ingest = rec.meta.ingest;
+        let router = &mut run.router;
+        self.stages.push(rec, &mut |kv| router.route(kv));
+        run.unacked_fresh = false;
+        let ready = run.clock.now();
+        let st = &mut self.latency.stages;
+        st.queueing.record(start.saturating_sub(ingest) as i64);
+        st.compute.record(ready.saturating_sub(start) as i64);
+        self.check()?;
+        Ok(ready)
+    }
+
+    fn chunk_done(&mut self) {
+        if let Some(run) = self.running.as_mut() {
+            run.router.send_all();
+        }
+    }
+
+    fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
+        self.changed();
+        self.stages.push_batch(batch, &mut self.keyed);
+        if let Some(run) = self.running.as_mut() {
+            for kv in self.keyed.drain(..) {
+                run.router.route(kv);
+            }
+        }
+    }
+
+    fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError> {
+        self.changed();
+        let (ready, emit) = self.barrier(|| ToShard::Advance(now))?;
+        if let Some((start, lines)) = batch {
+            let st = &mut self.latency.stages;
+            st.compute.record_n(ready.saturating_sub(start) as i64, lines);
+            st.sink_write.record_n(emit.saturating_sub(ready) as i64, lines);
+        }
+        Ok(())
+    }
+
+    fn next_close(&self) -> Option<i64> {
+        self.running.as_ref().and_then(|r| r.next_close.iter().flatten().min().copied())
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        self.sync(false)?;
+        let mut sinks = lock(&self.sinks);
+        for sink in &mut sinks.results {
+            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+        }
+        for sink in &mut sinks.late {
+            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), RunError> {
+        let already = self.running.as_ref().is_none_or(|r| r.finished);
+        if already {
+            return Ok(());
+        }
+        let finished = self.barrier(|| ToShard::Finish);
+        if let Some(run) = self.running.as_mut() {
+            // The last replies carried every shard's held places.
+            run.unacked_fresh = finished.is_ok();
+            run.finished = true;
+            for t in run.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        finished?;
+        let mut sinks = lock(&self.sinks);
+        for sink in &mut sinks.results {
+            sink.close().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+        }
+        for sink in &mut sinks.late {
+            sink.close().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> WindowCounters {
+        let mut total = WindowCounters::default();
+        for c in self.running.iter().flat_map(|r| r.counters.iter()) {
+            total.items += c.items;
+            total.late_events += c.late_events;
+            total.late_items += c.late_items;
+            total.results += c.results;
+        }
+        total
+    }
+
+    fn settle(&mut self) -> bool {
+        let fresh = self.running.as_ref().is_none_or(|r| r.unacked_fresh);
+        fresh || self.sync(true).is_ok()
+    }
+
+    fn unacked(&self, input: u32) -> Option<(u64, u64)> {
+        let run = self.running.as_ref()?;
+        run.unacked.iter().filter_map(|u| u.get(input as usize).copied().flatten()).min()
+    }
+
+    fn register_input(&mut self, input: u32, now: u64) {
+        self.changed();
+        if let Some(run) = self.running.as_mut() {
+            // After the items routed before it, as with one shard.
+            run.router.send_all();
+            run.router.broadcast(|| ToShard::Register(input, now));
+        }
+    }
+
+    fn latency(&self) -> &LatencyRecorder {
+        &self.latency
+    }
+
+    fn latency_mut(&mut self) -> &mut LatencyRecorder {
+        &mut self.latency
+    }
+
+    fn shard(self: Box<Self>, _n: usize, _spin: Duration) -> Box<dyn Graph> {
+        self
+    }
+}
+
+impl<K, T, S, A: Aggregate<T>> Drop for Sharded<K, T, S, A> {
+    fn drop(&mut self) {
+        // Shards stop when their queues close; wait for them so that no
+        // thread outlives the run.
+        if let Some(run) = self.running.take() {
+            drop(run.router);
+            for t in run.threads {
+                let _ = t.join();
+            }
+        }
+    }
+}
