@@ -90,12 +90,24 @@ fn operators(c: &mut Criterion) {
     keyer.push_batch(&mut batch, &mut words);
     let mut g = c.benchmark_group("window");
     g.throughput(Throughput::Elements(words.len() as u64));
-    for (name, spec) in
-        [("global count", WindowSpec::Global), ("tumbling count", WindowSpec::Tumbling { size: Duration::from_secs(1) })]
-    {
+    for (name, spec) in [
+        ("global count", WindowSpec::Global),
+        ("tumbling count", WindowSpec::Tumbling { size: Duration::from_secs(1) }),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched(
-                || (WindowOperator::<Word, (), Count>::new(WindowConfig::new(spec), Count, Clock::new(), true, false), words.clone()),
+                || {
+                    (
+                        WindowOperator::<Word, (), Count>::new(
+                            WindowConfig::new(spec),
+                            Count,
+                            Clock::new(),
+                            true,
+                            false,
+                        ),
+                        words.clone(),
+                    )
+                },
                 |(mut op, words): (_, Vec<Keyed<Word, ()>>)| {
                     for kv in words {
                         op.process(kv);

@@ -13,7 +13,7 @@ use crate::error::RunError;
 use crate::latency::LatencyRecorder;
 use crate::operator::{Keyed, KeyedStream, Stage};
 use crate::record::{Line, Record};
-use crate::shard::{SinkSet, Sharded};
+use crate::shard::{Sharded, SinkSet};
 use crate::sink::{RunInfo, Sink};
 use crate::time::Clock;
 use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
