@@ -160,7 +160,7 @@ struct ReplayArgs {
     /// Per-event mode: poll the input queue this long before sleeping; 0 sleeps at once  [default: 20us]
     #[arg(long)]
     spin_wait: Option<String>,
-    /// Shards of the keyed window in every run  [default: the number of cores]
+    /// Shards of the keyed window in every run; more than 1 adds a thread hop, which on a machine with few cores costs per-event latency  [default: 1]
     #[arg(long)]
     parallelism: Option<u64>,
     /// The modes, comma-separated  [default: per-event,micro-batch:10ms,micro-batch:100ms,micro-batch:1s]
@@ -219,7 +219,7 @@ impl ReplayArgs {
             count: self.count.map(Val::from),
             duration: s(&self.duration),
             spin_wait: s(&self.spin_wait),
-            parallelism: self.parallelism.map(Val::from),
+            parallelism: Some(Val::from(self.parallelism.unwrap_or(1))),
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
             ..Default::default()

@@ -52,6 +52,9 @@ use crate::window::WindowConfig;
 /// Items per buffer before it is sent without waiting for the chunk's end.
 const BUFFER_ITEMS: usize = 1024;
 
+/// Per-event mode: the least time between two flush barriers (monotonic ns).
+const FLUSH_GAP: u64 = 1_000_000;
+
 /// Messages each shard's queue holds before the router blocks.
 const QUEUE: usize = 16;
 
@@ -494,6 +497,12 @@ pub(crate) struct Running<K, T> {
     clock: Clock,
     /// Set once the shards were told to finish.
     finished: bool,
+    /// Per-event mode.
+    immediate: bool,
+    /// When the last barrier ended (monotonic).
+    synced_at: u64,
+    /// A flush was put off (see `flush`).
+    flush_owed: bool,
 }
 
 impl<K, T, S, A> Sharded<K, T, S, A>
@@ -538,6 +547,7 @@ where
                 }
             }
         }
+        run.synced_at = run.clock.now();
         match run.failure.take() {
             Some(e) => Err(e),
             None => Ok((ready, emit)),
@@ -618,7 +628,10 @@ where
                 failed: false,
             };
             let replies = reply_tx.clone();
-            let spin = if immediate { self.spin } else { Duration::ZERO };
+            // Polling pays only on a core of its own: the router and a
+            // source need theirs too.
+            let spare = crate::config::default_parallelism() >= self.n + 2;
+            let spin = if immediate && spare { self.spin } else { Duration::ZERO };
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || shard.run(rx, replies, spin))
@@ -638,6 +651,9 @@ where
             latency_at: Instant::now(),
             clock,
             finished: false,
+            immediate,
+            synced_at: 0,
+            flush_owed: false,
         });
         Ok(())
     }
@@ -684,10 +700,24 @@ where
     }
 
     fn next_close(&self) -> Option<i64> {
-        self.running.as_ref().and_then(|r| r.next_close.iter().flatten().min().copied())
+        let run = self.running.as_ref()?;
+        let owed = run.flush_owed.then(|| run.clock.to_wall(run.synced_at + FLUSH_GAP));
+        run.next_close.iter().flatten().copied().chain(owed).min()
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
+        if let Some(run) = self.running.as_mut() {
+            // Per-event mode flushes whenever the input queue is empty. A
+            // barrier at most every FLUSH_GAP keeps the router from waiting
+            // on the shards after every line; the items move on at once,
+            // and `next_close` wakes the executor for the flush put off.
+            if run.immediate && run.clock.now() < run.synced_at + FLUSH_GAP {
+                run.router.send_all();
+                run.flush_owed = true;
+                return Ok(());
+            }
+            run.flush_owed = false;
+        }
         self.sync(false)?;
         let mut sinks = lock(&self.sinks);
         for sink in &mut sinks.results {
