@@ -47,6 +47,8 @@ pub struct RawSettings {
     pub batch_interval: Option<Val<String>>,
     pub spin_wait: Option<Val<String>>,
     pub parallelism: Option<Val<u64>>,
+    pub metrics_addr: Option<Val<String>>,
+    pub no_progress: Option<Val<bool>>,
     pub window: Option<Val<String>>,
     pub time: Option<Val<String>>,
     pub event_time: Option<Val<String>>,
@@ -89,6 +91,8 @@ struct FileSettings {
     batch_interval: Option<toml::Spanned<String>>,
     spin_wait: Option<toml::Spanned<String>>,
     parallelism: Option<toml::Spanned<u64>>,
+    metrics_addr: Option<toml::Spanned<String>>,
+    no_progress: Option<toml::Spanned<bool>>,
     window: Option<toml::Spanned<String>>,
     time: Option<toml::Spanned<String>>,
     event_time: Option<toml::Spanned<String>>,
@@ -195,6 +199,8 @@ impl RawSettings {
             batch_interval: v(text, file.batch_interval),
             spin_wait: v(text, file.spin_wait),
             parallelism: v(text, file.parallelism),
+            metrics_addr: v(text, file.metrics_addr),
+            no_progress: v(text, file.no_progress),
             window: v(text, file.window),
             time: v(text, file.time),
             event_time: v(text, file.event_time),
@@ -256,6 +262,8 @@ impl RawSettings {
             batch_interval,
             spin_wait,
             parallelism,
+            metrics_addr,
+            no_progress,
             window,
             time,
             event_time,
@@ -335,6 +343,10 @@ pub struct Settings {
     pub spin_wait: Duration,
     /// Shards of the keyed window.
     pub parallelism: usize,
+    /// Where to serve Prometheus metrics.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Draw a progress line for bounded input on a terminal.
+    pub progress: bool,
     /// True when a batch interval was given with per-event mode (ignored).
     pub ignored_batch_interval: bool,
     /// Windowing.
@@ -450,6 +462,13 @@ impl Settings {
                     format!("invalid parallelism {}: use 1 to {MAX_PARALLELISM} shards", v.value),
                 )
             }
+        };
+        let metrics_addr = match &raw.metrics_addr {
+            None => None,
+            Some(v) => match crate::metrics::parse_addr(&v.value) {
+                Ok(a) => Some(a),
+                Err(e) => return fail("metrics-addr", v.line, e),
+            },
         };
         let mode = match raw.mode.as_ref().map(|v| (v.value.as_str(), v.line)) {
             None | Some(("micro-batch", _)) => {
@@ -582,6 +601,8 @@ impl Settings {
             ignored_batch_interval: mode == Mode::PerEvent && interval.is_some(),
             spin_wait,
             parallelism,
+            metrics_addr,
+            progress: !raw.no_progress.as_ref().is_some_and(|v| v.value),
             mode,
             window,
             event_time,

@@ -80,6 +80,11 @@ pub struct RunOptions {
     /// would be most of an event's processing latency; polling costs CPU
     /// for up to this long per wait instead.
     pub spin_wait: Duration,
+    /// Serve Prometheus metrics here while the run goes on.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Draw a progress line on stderr when it is a terminal and the input's
+    /// size is known.
+    pub progress: bool,
     /// Write an HdrHistogram interval log to this path, one interval per
     /// the given duration (see [`IntervalLog`]).
     pub interval_log: Option<(PathBuf, Duration)>,
@@ -96,6 +101,8 @@ impl RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             spin_wait: DEFAULT_SPIN,
             parallelism: 1,
+            metrics_addr: None,
+            progress: false,
             interval_log: None,
         }
     }
@@ -187,6 +194,22 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     }
     let next_input = Arc::new(AtomicU32::new(sources.len() as u32));
     let event_clocks: Vec<_> = sources.iter().filter_map(|s| s.event_time_clock()).collect();
+    let size: Option<u64> = sources.iter().map(|s| s.size_hint()).sum();
+    let mut live = Live {
+        metrics: None,
+        progress: if opts.progress { crate::metrics::Progress::on_terminal(size) } else { None },
+        last: Instant::now(),
+        parallelism,
+    };
+    let mut error = None;
+    if let Some(addr) = opts.metrics_addr {
+        match crate::metrics::MetricsServer::start(addr) {
+            Ok(m) => live.metrics = Some(m),
+            Err(message) => {
+                error = Some(RunError::Sink { sink: "metrics".into(), err: std::io::Error::other(message) })
+            }
+        }
+    }
     for (i, source) in sources.into_iter().enumerate() {
         let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, next_input.clone(), opts.event_time.clone());
         let tx = tx.clone();
@@ -211,7 +234,6 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let info = RunInfo { mode: opts.mode.name(), batch_interval_ms: interval_ms.map(|ms| ms as u64), value_field: "" };
     let mut tally = Tally::default();
     let mut hlog = None;
-    let mut error = None;
     if let Some((path, every)) = &opts.interval_log {
         match IntervalLog::create(path, clock.to_wall(0), *every) {
             Ok(mut log) => {
@@ -236,6 +258,8 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         failure: None,
         ended_by: "end-of-input",
         hlog: &mut hlog,
+        live: &mut live,
+        pending_bytes: 0,
     };
     if error.is_none() {
         error = run.graph.open(info, clock, immediate).err();
@@ -249,6 +273,9 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         error = result.err().or(run.failure.take());
     }
     let mut ended_by = run.ended_by;
+    if let Some(p) = live.progress.as_mut() {
+        p.clear();
+    }
     stop.store(true, Ordering::Relaxed);
     let finished = graph.finish();
     if let Some(log) = hlog.take() {
@@ -310,7 +337,54 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     if let Some(kind) = event_clocks.iter().find_map(|c| c.lock().ok().and_then(|k| *k)) {
         report.latency.clocks.end_to_end = format!("wall; event time is the Kafka message timestamp ({kind})");
     }
+    if let Some(m) = &live.metrics {
+        // The last word, for a scrape that comes before the process ends.
+        m.publish(live.snapshot(&*graph, &tally, opts, &rx, 0));
+    }
     RunOutcome { report, error, latency: graph.latency().clone() }
+}
+
+/// The metrics endpoint and the progress line, fed every
+/// [`crate::metrics::PUBLISH_EVERY`].
+struct Live {
+    /// The Prometheus endpoint, if asked for.
+    metrics: Option<crate::metrics::MetricsServer>,
+    /// The progress line, if drawn.
+    progress: Option<crate::metrics::Progress>,
+    /// When they were last fed.
+    last: Instant,
+    /// Shards of the keyed window.
+    parallelism: usize,
+}
+
+impl Live {
+    fn snapshot(
+        &self,
+        graph: &dyn crate::pipeline::Graph,
+        tally: &Tally,
+        opts: &RunOptions,
+        rx: &Receiver<Message>,
+        batch_bytes: usize,
+    ) -> crate::metrics::Snapshot {
+        let c = graph.counters();
+        crate::metrics::Snapshot {
+            mode: opts.mode.name(),
+            parallelism: self.parallelism,
+            events: tally.seq,
+            bytes: tally.bytes,
+            items: c.items,
+            results: c.results,
+            late_events: c.late_events,
+            late_items: c.late_items,
+            truncated: tally.truncated,
+            watermark: graph.watermark(),
+            at: crate::time::wall_now(),
+            queued: rx.len(),
+            queue_capacity: rx.capacity().unwrap_or(0),
+            batch_bytes,
+            latency: graph.latency().clone(),
+        }
+    }
 }
 
 /// The executor's loop state.
@@ -339,6 +413,10 @@ struct Runner<'a> {
     ended_by: &'static str,
     /// The interval log, if one is kept.
     hlog: &'a mut Option<IntervalLog>,
+    /// Metrics and progress.
+    live: &'a mut Live,
+    /// Micro-batch mode: bytes collected for the next batch, for metrics.
+    pending_bytes: usize,
 }
 
 /// How often acknowledgements are computed at most.
@@ -435,12 +513,28 @@ impl Runner<'_> {
         if let Some(log) = self.hlog.as_mut() {
             log.tick(self.graph.latency_mut(), self.clock.now());
         }
+        self.live_tick();
         if self.acks.any() && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
             // Not forced: nothing is written here, so nothing can fail.
             let _ = self.acks.acknowledge(&mut *self.graph, self.tally, false);
         }
         Ok(())
+    }
+
+    /// Publishes metrics and redraws the progress line, when due.
+    fn live_tick(&mut self) {
+        if (self.live.metrics.is_some() || self.live.progress.is_some())
+            && self.live.last.elapsed() >= crate::metrics::PUBLISH_EVERY
+        {
+            self.live.last = Instant::now();
+            if let Some(m) = &self.live.metrics {
+                m.publish(self.live.snapshot(&*self.graph, self.tally, self.opts, self.rx, self.pending_bytes));
+            }
+            if let Some(p) = self.live.progress.as_mut() {
+                p.draw(self.tally.bytes);
+            }
+        }
     }
 
     fn interrupted(&self) -> bool {
@@ -605,6 +699,7 @@ impl Runner<'_> {
                     // The last batch runs below.
                     continue;
                 }
+                self.pending_bytes = 0;
                 self.run_batch(&mut pending, &mut batch, (origin, step))?;
                 pending_bytes = 0;
                 let now = self.clock.now();
@@ -613,6 +708,8 @@ impl Runner<'_> {
                 }
                 continue;
             }
+            self.pending_bytes = pending_bytes;
+            self.live_tick();
             let wait = Duration::from_nanos(boundary - now).min(POLL);
             if pending_bytes >= self.opts.max_batch_bytes {
                 // The batch is full: take no more input until the boundary,

@@ -82,6 +82,16 @@ impl LatencyHistogram {
         self.hist.len()
     }
 
+    /// How many values were at most `ns` (to the histogram's precision).
+    pub fn count_at_most(&self, ns: u64) -> u64 {
+        self.hist.count_between(0, ns)
+    }
+
+    /// The sum of the values, ns.
+    pub fn sum_ns(&self) -> f64 {
+        self.hist.mean() * self.hist.len() as f64
+    }
+
     /// Adds another histogram's values.
     pub fn add(&mut self, other: &LatencyHistogram) {
         let _ = self.hist.add(&other.hist);

@@ -66,6 +66,7 @@ pub mod config;
 pub mod error;
 pub mod executor;
 pub mod latency;
+pub mod metrics;
 pub mod operator;
 mod pipeline;
 pub mod record;

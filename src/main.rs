@@ -73,6 +73,12 @@ struct RunArgs {
     /// Shards of the keyed window, each on a thread, keys split by hash; 1 runs on one thread  [default: the number of cores]
     #[arg(long)]
     parallelism: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics; a bare port listens on loopback only, like 9898 or 0.0.0.0:9898
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// No progress line, even for a bounded input on a terminal.
+    #[arg(long)]
+    no_progress: bool,
     /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: global for files and stdin, tumbling:1s otherwise]
     #[arg(long)]
     window: Option<String>,
@@ -270,6 +276,8 @@ impl RunArgs {
             batch_interval: s(&self.batch_interval),
             spin_wait: s(&self.spin_wait),
             parallelism: self.parallelism.map(Val::from),
+            metrics_addr: s(&self.metrics_addr),
+            no_progress: self.no_progress.then_some(Val::from(true)),
             window: s(&self.window),
             time: s(&self.time),
             event_time: s(&self.event_time),

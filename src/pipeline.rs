@@ -204,6 +204,8 @@ pub(crate) trait Graph: Send {
     fn finish(&mut self) -> Result<(), RunError>;
     /// Counters of the window operator.
     fn counters(&self) -> WindowCounters;
+    /// The event-time watermark, once there is one.
+    fn watermark(&self) -> Option<crate::time::EpochNanos>;
     /// Brings what [`Graph::unacked`] says up to date; false when that
     /// failed and nothing may be acknowledged.
     fn settle(&mut self) -> bool {
@@ -394,6 +396,10 @@ where
 
     fn counters(&self) -> WindowCounters {
         self.window.as_ref().map(|w| w.counters()).unwrap_or_default()
+    }
+
+    fn watermark(&self) -> Option<crate::time::EpochNanos> {
+        self.window.as_ref().map(|w| w.watermark()).filter(|&w| w != crate::time::NO_TIME && w != i64::MAX)
     }
 
     fn unacked(&self, input: u32) -> Option<(u64, u64)> {

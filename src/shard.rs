@@ -122,6 +122,8 @@ struct Reply {
     unacked: Option<Vec<Option<(u64, u64)>>>,
     /// Its next processing-time window close.
     next_close: Option<EpochNanos>,
+    /// Its watermark.
+    watermark: EpochNanos,
     /// Its latency histograms since the last time they were asked for.
     latency: Option<LatencyRecorder>,
     /// When its results were ready and handed over (monotonic), for
@@ -195,6 +197,8 @@ struct Shard<K, T, A: Aggregate<T>> {
     late: Vec<LateEvent<K>>,
     /// Inputs seen so far (one more than the highest index).
     inputs: usize,
+    /// Per-event mode: first items of events not yet delivered.
+    firsts: u64,
     /// Where the first failure goes.
     failure: Arc<Failure>,
     /// Set once a sink failed: items are dropped from then on, as the
@@ -253,6 +257,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                         self.deliver_if_any();
                     }
                     seq = Some(meta.seq);
+                    self.firsts += u64::from(first);
                     self.inputs = self.inputs.max(meta.pos.input as usize + 1);
                     self.window.process_marked(kv, first);
                 }
@@ -267,12 +272,20 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
         }
     }
 
-    /// Delivers, if there is anything to deliver.
+    /// Per-event mode: delivers, if there is anything to deliver, and
+    /// records the sink-write stage of the events whose first item came
+    /// here (each event once, wherever its other items went).
     #[inline]
     fn deliver_if_any(&mut self) {
-        if self.window.has_output() {
+        let took = if self.window.has_output() {
             let ready = self.clock.now();
-            self.deliver(ready);
+            self.deliver(ready) - ready
+        } else {
+            0
+        };
+        if self.firsts > 0 {
+            self.latency.stages.sink_write.record_n(took as i64, self.firsts);
+            self.firsts = 0;
         }
     }
 
@@ -308,6 +321,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             counters: self.window.counters(),
             unacked: with_unacked.then(|| (0..self.inputs as u32).map(|i| self.window.unacked(i)).collect()),
             next_close: self.window.next_close(),
+            watermark: self.window.watermark(),
             latency: with_latency.then(|| std::mem::take(&mut self.latency)),
             ready,
             emit,
@@ -491,6 +505,8 @@ pub(crate) struct Running<K, T> {
     unacked_fresh: bool,
     /// Per shard, from its last reply.
     next_close: Vec<Option<EpochNanos>>,
+    /// Per shard, from its last reply.
+    watermarks: Vec<EpochNanos>,
     /// When the latency histograms were last collected.
     latency_at: Instant,
     /// The run's clock.
@@ -536,6 +552,7 @@ where
                         run.unacked[r.shard] = u;
                     }
                     run.next_close[r.shard] = r.next_close;
+                    run.watermarks[r.shard] = r.watermark;
                     if let Some(lat) = r.latency {
                         self.latency.absorb(lat);
                     }
@@ -624,6 +641,7 @@ where
                 results: Vec::new(),
                 late: Vec::new(),
                 inputs: 0,
+                firsts: 0,
                 failure: failure.clone(),
                 failed: false,
             };
@@ -648,6 +666,7 @@ where
             unacked: vec![Vec::new(); self.n],
             unacked_fresh: true,
             next_close: vec![None; self.n],
+            watermarks: vec![NO_TIME; self.n],
             latency_at: Instant::now(),
             clock,
             finished: false,
@@ -768,6 +787,13 @@ where
     fn settle(&mut self) -> bool {
         let fresh = self.running.as_ref().is_none_or(|r| r.unacked_fresh);
         fresh || self.sync(true).is_ok()
+    }
+
+    fn watermark(&self) -> Option<EpochNanos> {
+        // Every shard follows every input, so they agree up to the last
+        // barrier; the least is the safe one.
+        let run = self.running.as_ref()?;
+        run.watermarks.iter().copied().min().filter(|&w| w != NO_TIME && w != i64::MAX)
     }
 
     fn unacked(&self, input: u32) -> Option<(u64, u64)> {

@@ -67,6 +67,8 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
     opts.event_time = settings.event_time.clone();
     opts.spin_wait = settings.spin_wait;
     opts.parallelism = settings.parallelism;
+    opts.metrics_addr = settings.metrics_addr;
+    opts.progress = settings.progress;
     opts.interrupt = interrupt;
     Ok(run(pipeline, vec![source], &opts))
 }

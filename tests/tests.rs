@@ -8,6 +8,7 @@ mod compare;
 mod docker;
 mod follow;
 mod kafka;
+mod metrics;
 mod modes;
 mod sources;
 mod timing;

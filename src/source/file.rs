@@ -74,6 +74,17 @@ impl Source for FileSource {
         format!("file:{}", self.path.display())
     }
 
+    fn size_hint(&self) -> Option<u64> {
+        if sluice_file::is_glob(&self.path) {
+            let pattern = self.path.to_string_lossy().into_owned();
+            let files = glob::glob(&pattern).ok()?.flatten();
+            return Some(
+                files.filter_map(|p| std::fs::metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len()).sum(),
+            );
+        }
+        std::fs::metadata(&self.path).ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
         let fail = |message: String| RunError::Source { source_name: name.clone(), message };

@@ -383,6 +383,12 @@ pub trait Source: Send + 'static {
         None
     }
 
+    /// The bytes it will deliver in all, when known in advance (a file read
+    /// to its end), for the progress line.
+    fn size_hint(&self) -> Option<u64> {
+        None
+    }
+
     /// Where the source tells which clock its event times are on (like
     /// Kafka's CreateTime), once it knows, for the report.
     fn event_time_clock(&self) -> Option<Arc<std::sync::Mutex<Option<&'static str>>>> {

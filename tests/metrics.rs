@@ -1,0 +1,104 @@
+//! The Prometheus endpoint answers scrapes while a run goes on, with
+//! counters that grow and histograms that are well formed.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// A free loopback port (bound and released; the test uses it at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GETs `path`; returns the status line and the body.
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// Samples by their full name with labels.
+fn samples(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("malformed sample line {l:?}"));
+            (name.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {l:?}")))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_endpoint_serves_growing_counters_and_sound_histograms() {
+    let port = free_port();
+    let addr = port.to_string();
+    let child = sluice()
+        .args(["run", "--source", "gen:4000", "--duration", "6s", "--mode", "per-event", "--output", "update"])
+        .args(["--sink", "null", "--metrics-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first scrape that shows input.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        assert!(Instant::now() < deadline, "no metrics with input within 30s");
+        if let Some((status, body)) = get(port, "/metrics") {
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            let s = samples(&body);
+            if s.get("sluice_events_in_total{mode=\"per-event\"}").is_some_and(|&v| v > 0.0) {
+                break s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, body) = get(port, "/metrics").expect("a second scrape");
+    let second = samples(&body);
+    let events = |s: &BTreeMap<String, f64>| s["sluice_events_in_total{mode=\"per-event\"}"];
+    assert!(events(&second) > events(&first), "events grow: {} then {}", events(&first), events(&second));
+    assert!(second["sluice_items_total{mode=\"per-event\"}"] >= 8.0 * events(&first), "8 words a line");
+    assert!(second.contains_key("sluice_watermark_lag_seconds{mode=\"per-event\"}"), "event time has a watermark");
+    // Every histogram: buckets never fall, +Inf equals the count.
+    for kind in ["processing", "end_to_end", "queueing", "compute", "sink_write", "source_wait"] {
+        let clock = if matches!(kind, "end_to_end" | "source_wait") { "wall" } else { "monotonic" };
+        let labels = format!("mode=\"per-event\",kind=\"{kind}\",clock=\"{clock}\"");
+        let count = second[&format!("sluice_latency_seconds_count{{{labels}}}")];
+        assert!(count > 0.0, "{kind}: recorded");
+        let inf = second[&format!("sluice_latency_seconds_bucket{{{labels},le=\"+Inf\"}}")];
+        assert_eq!(inf, count, "{kind}: +Inf bucket holds every value");
+        // Cumulative in the order of the bounds.
+        let mut bounded: Vec<(f64, f64)> = second
+            .iter()
+            .filter_map(|(name, v)| {
+                let rest = name.strip_prefix(&format!("sluice_latency_seconds_bucket{{{labels},le=\""))?;
+                let le = rest.trim_end_matches("\"}").parse::<f64>().ok()?;
+                le.is_finite().then_some((le, *v))
+            })
+            .collect();
+        bounded.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        assert_eq!(bounded.len(), 22, "{kind}: buckets");
+        assert!(bounded.windows(2).all(|w| w[0].1 <= w[1].1), "{kind}: cumulative buckets: {bounded:?}");
+        assert!(bounded[21].1 <= inf, "{kind}: the last bucket is at most the count");
+    }
+    let (status, _) = get(port, "/other").expect("a scrape of another path");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let stderr = stop(child);
+    assert!(stderr.contains("events"), "the run report follows: {stderr}");
+}
+
+#[test]
+fn a_bad_metrics_address_is_a_usage_error() {
+    let out = sluice().args(["run", "--source", "gen", "--metrics-addr", "localhost"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid metrics address") && err.contains("HOST:PORT"), "{err}");
+}
