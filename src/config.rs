@@ -49,6 +49,7 @@ pub struct RawSettings {
     pub parallelism: Option<Val<u64>>,
     pub metrics_addr: Option<Val<String>>,
     pub no_progress: Option<Val<bool>>,
+    pub no_latency: Option<Val<bool>>,
     pub window: Option<Val<String>>,
     pub time: Option<Val<String>>,
     pub event_time: Option<Val<String>>,
@@ -93,6 +94,7 @@ struct FileSettings {
     parallelism: Option<toml::Spanned<u64>>,
     metrics_addr: Option<toml::Spanned<String>>,
     no_progress: Option<toml::Spanned<bool>>,
+    no_latency: Option<toml::Spanned<bool>>,
     window: Option<toml::Spanned<String>>,
     time: Option<toml::Spanned<String>>,
     event_time: Option<toml::Spanned<String>>,
@@ -201,6 +203,7 @@ impl RawSettings {
             parallelism: v(text, file.parallelism),
             metrics_addr: v(text, file.metrics_addr),
             no_progress: v(text, file.no_progress),
+            no_latency: v(text, file.no_latency),
             window: v(text, file.window),
             time: v(text, file.time),
             event_time: v(text, file.event_time),
@@ -264,6 +267,7 @@ impl RawSettings {
             parallelism,
             metrics_addr,
             no_progress,
+            no_latency,
             window,
             time,
             event_time,
@@ -347,6 +351,8 @@ pub struct Settings {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Draw a progress line for bounded input on a terminal.
     pub progress: bool,
+    /// Record latency (`--no-latency` turns it off).
+    pub latency: bool,
     /// True when a batch interval was given with per-event mode (ignored).
     pub ignored_batch_interval: bool,
     /// Windowing.
@@ -603,6 +609,7 @@ impl Settings {
             parallelism,
             metrics_addr,
             progress: !raw.no_progress.as_ref().is_some_and(|v| v.value),
+            latency: !raw.no_latency.as_ref().is_some_and(|v| v.value),
             mode,
             window,
             event_time,

@@ -80,6 +80,10 @@ pub struct RunOptions {
     /// would be most of an event's processing latency; polling costs CPU
     /// for up to this long per wait instead.
     pub spin_wait: Duration,
+    /// Record latency (the default). Off, the executors and operators read
+    /// no clocks and record nothing per event, which is how the cost of
+    /// measuring is measured (`--no-latency`).
+    pub latency: bool,
     /// Serve Prometheus metrics here while the run goes on.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Draw a progress line on stderr when it is a terminal and the input's
@@ -101,6 +105,7 @@ impl RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             spin_wait: DEFAULT_SPIN,
             parallelism: 1,
+            latency: true,
             metrics_addr: None,
             progress: false,
             interval_log: None,
@@ -158,7 +163,7 @@ impl Tally {
         let frontier = &mut self.frontiers[input];
         for l in &chunk.lines {
             *frontier = (*frontier).max(l.event_time);
-            if l.event_time != NO_TIME {
+            if l.event_time != NO_TIME && !lat.off {
                 lat.stages.source_wait.record(ingest_wall.saturating_sub(l.event_time));
             }
             out.push(Record {
@@ -180,6 +185,7 @@ impl Tally {
 pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
     let Pipeline { config, mut graph } = pipeline;
     let parallelism = opts.parallelism.max(1);
+    graph.latency_mut().off = !opts.latency;
     if parallelism > 1 {
         graph = graph.shard(parallelism, opts.spin_wait);
     }
@@ -661,7 +667,10 @@ impl Runner<'_> {
         let lines = chunk.lines.len() as u64;
         self.tally.records(chunk, records, self.graph.latency_mut(), &self.clock);
         // No batches here: every line's batch wait is zero.
-        self.graph.latency_mut().stages.batch_wait.record_n(0, lines);
+        let lat = self.graph.latency_mut();
+        if !lat.off {
+            lat.stages.batch_wait.record_n(0, lines);
+        }
         // Each line starts as the one before it was handed over.
         let mut at = self.clock.now();
         for rec in records.drain(..) {
@@ -768,9 +777,11 @@ impl Runner<'_> {
             let (n, ingest) = (chunk.lines.len() as u64, chunk.ingest);
             lines += n;
             let due = (origin + ingest.saturating_sub(origin).div_ceil(step) * step).min(start);
-            let st = &mut self.graph.latency_mut().stages;
-            st.batch_wait.record_n(due.saturating_sub(ingest) as i64, n);
-            st.queueing.record_n(start.saturating_sub(due) as i64, n);
+            let lat = self.graph.latency_mut();
+            if !lat.off {
+                lat.stages.batch_wait.record_n(due.saturating_sub(ingest) as i64, n);
+                lat.stages.queueing.record_n(start.saturating_sub(due) as i64, n);
+            }
             self.tally.records(chunk, batch, self.graph.latency_mut(), &self.clock);
             if batch.len() >= BATCH_SLICE {
                 self.graph.push_batch(batch);

@@ -169,6 +169,9 @@ pub struct LatencyRecorder {
     /// The same three for the current interval, while an interval log is
     /// kept (see [`IntervalLog`]).
     interval: Option<Box<[LatencyHistogram; 3]>>,
+    /// Set when the run records no latency at all (`--no-latency`): the
+    /// executors and operators then skip their clock reads and records.
+    pub(crate) off: bool,
 }
 
 /// The stages an event's latency is split into, one histogram each (ns).

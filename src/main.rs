@@ -79,6 +79,9 @@ struct RunArgs {
     /// No progress line, even for a bounded input on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Record no latency: no clock reads or histogram records per event (to measure what measuring costs)
+    #[arg(long)]
+    no_latency: bool,
     /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: global for files and stdin, tumbling:1s otherwise]
     #[arg(long)]
     window: Option<String>,
@@ -278,6 +281,7 @@ impl RunArgs {
             parallelism: self.parallelism.map(Val::from),
             metrics_addr: s(&self.metrics_addr),
             no_progress: self.no_progress.then_some(Val::from(true)),
+            no_latency: self.no_latency.then_some(Val::from(true)),
             window: s(&self.window),
             time: s(&self.time),
             event_time: s(&self.event_time),

@@ -298,7 +298,7 @@ where
         self.late.clear();
         written?;
         let pending = window.has_pending_latency();
-        let emit = if wrote || pending { self.clock.now() } else { ready };
+        let emit = if (wrote && !self.latency.off) || pending { self.clock.now() } else { ready };
         if pending {
             window.account_emitted(&mut self.latency, ready, emit, self.clock.to_wall(emit));
         }
@@ -317,7 +317,11 @@ where
         let agg = self.agg.take().expect("a pipeline is opened once");
         info.value_field = agg.name();
         self.clock = clock;
-        self.window = Some(WindowOperator::new(self.config, agg, clock, immediate, !self.late_sinks.is_empty()));
+        let mut window = WindowOperator::new(self.config, agg, clock, immediate, !self.late_sinks.is_empty());
+        if self.latency.off {
+            window = window.without_latency();
+        }
+        self.window = Some(window);
         for sink in &mut self.sinks {
             sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
         }
@@ -332,6 +336,10 @@ where
         let Some(window) = self.window.as_mut() else {
             return Ok(start);
         };
+        if self.latency.off {
+            self.stages.push(rec, &mut |kv| window.process(kv));
+            return self.deliver(start);
+        }
         let ingest = rec.meta.ingest;
         self.stages.push(rec, &mut |kv| window.process(kv));
         let ready = self.clock.now();
@@ -358,6 +366,9 @@ where
         }
         let ready = if batch.is_some() { self.clock.now() } else { now };
         let emit = self.deliver(ready)?;
+        if self.latency.off {
+            return Ok(());
+        }
         if let Some((start, lines)) = batch {
             let st = &mut self.latency.stages;
             st.compute.record_n(ready.saturating_sub(start) as i64, lines);
@@ -426,7 +437,9 @@ where
             // Already open: it stays as it is.
             return Box::new(Job { agg: None, ..job });
         };
+        let track = !job.latency.off;
         Box::new(Sharded {
+            track,
             stages: job.stages,
             config: job.config,
             agg,

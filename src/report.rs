@@ -23,6 +23,14 @@ pub struct LatencyReport {
     pub stages: StageReport,
     /// The clock each kind uses.
     pub clocks: Clocks,
+    /// False when the run recorded no latency (`--no-latency`).
+    #[serde(default = "yes")]
+    pub recorded: bool,
+}
+
+/// Reports written before `recorded` existed recorded latency.
+fn yes() -> bool {
+    true
 }
 
 /// The per-stage percentiles of a run.
@@ -147,6 +155,7 @@ impl LatencyReport {
                 sink_write: rec.stages.sink_write.summary(),
             },
             clocks: Clocks { processing: "monotonic".into(), end_to_end: "wall".into(), result: "wall".into() },
+            recorded: !rec.off,
         }
     }
 }
@@ -179,6 +188,10 @@ impl RunReport {
             self.truncated_lines,
             self.event_time_fallbacks
         );
+        if !self.latency.recorded {
+            let _ = writeln!(s, "   latency: not recorded (--no-latency)");
+            return s;
+        }
         let _ = writeln!(
             s,
             "   latency (µs)            count        min        p50        p90        p99      p99.9        max"

@@ -199,6 +199,8 @@ struct Shard<K, T, A: Aggregate<T>> {
     inputs: usize,
     /// Per-event mode: first items of events not yet delivered.
     firsts: u64,
+    /// Whether latency is recorded.
+    track: bool,
     /// Where the first failure goes.
     failure: Arc<Failure>,
     /// Set once a sink failed: items are dropped from then on, as the
@@ -283,7 +285,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
         } else {
             0
         };
-        if self.firsts > 0 {
+        if self.firsts > 0 && self.track {
             self.latency.stages.sink_write.record_n(took as i64, self.firsts);
             self.firsts = 0;
         }
@@ -483,6 +485,8 @@ pub(crate) struct Sharded<K, T, S, A: Aggregate<T>> {
     pub(crate) latency: LatencyRecorder,
     /// Per-event mode: how long a waiting thread polls before sleeping.
     pub(crate) spin: Duration,
+    /// Whether latency is recorded.
+    pub(crate) track: bool,
     /// Set at open.
     pub(crate) running: Option<Running<K, T>>,
 }
@@ -633,7 +637,15 @@ where
             let (tx, rx) = bounded(QUEUE);
             let shard = Shard {
                 index,
-                window: WindowOperator::new(self.config, self.agg.clone(), clock, immediate, keep_late).into_shard(),
+                window: {
+                    let w = WindowOperator::new(self.config, self.agg.clone(), clock, immediate, keep_late);
+                    if self.track {
+                        w.into_shard()
+                    } else {
+                        w.into_shard().without_latency()
+                    }
+                },
+                track: self.track,
                 sinks: self.sinks.clone(),
                 latency: LatencyRecorder::default(),
                 clock,
@@ -683,6 +695,10 @@ where
         let router = &mut run.router;
         self.stages.push(rec, &mut |kv| router.route(kv));
         run.unacked_fresh = false;
+        if !self.track {
+            self.check()?;
+            return Ok(start);
+        }
         let ready = run.clock.now();
         let st = &mut self.latency.stages;
         st.queueing.record(start.saturating_sub(ingest) as i64);
@@ -710,6 +726,9 @@ where
     fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError> {
         self.changed();
         let (ready, emit) = self.barrier(|| ToShard::Advance(now))?;
+        if !self.track {
+            return Ok(());
+        }
         if let Some((start, lines)) = batch {
             let st = &mut self.latency.stages;
             st.compute.record_n(ready.saturating_sub(start) as i64, lines);

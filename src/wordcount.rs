@@ -69,6 +69,7 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
     opts.parallelism = settings.parallelism;
     opts.metrics_addr = settings.metrics_addr;
     opts.progress = settings.progress;
+    opts.latency = settings.latency;
     opts.interrupt = interrupt;
     Ok(run(pipeline, vec![source], &opts))
 }

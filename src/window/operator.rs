@@ -259,6 +259,8 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     /// Sharded: the item being processed is its event's first, and its
     /// event is not counted late yet.
     flag_late: bool,
+    /// Whether latency is tracked (`--no-latency` turns it off).
+    track: bool,
     /// Sequence number of the event whose items are being processed.
     event_seq: u64,
     /// That event's time (event or processing time).
@@ -308,6 +310,7 @@ where
             dirty_panes: Vec::new(),
             dirty_sessions: Vec::new(),
             shard: false,
+            track: true,
             flag_effect: false,
             flag_late: false,
             event_seq: u64::MAX,
@@ -406,6 +409,12 @@ where
     /// every item of an event alike, so for them nothing changes.
     pub(crate) fn into_shard(mut self) -> Self {
         self.shard = true;
+        self
+    }
+
+    /// Tracks no latency: nothing is noted per event for the histograms.
+    pub(crate) fn without_latency(mut self) -> Self {
+        self.track = false;
         self
     }
 
@@ -644,7 +653,7 @@ where
         let update = self.config.output == OutputMode::Update;
         let pane = self.panes.get_or_open((w.end, w.start));
         pane.oldest.note(&meta.pos);
-        if first {
+        if first && self.track {
             if update {
                 self.pending_events.push((meta.ingest, meta.event_time));
             } else {
@@ -718,7 +727,7 @@ where
                 i += 1;
             }
         }
-        if first {
+        if first && self.track {
             if update {
                 self.pending_events.push((meta.ingest, meta.event_time));
             } else {
