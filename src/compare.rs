@@ -744,6 +744,94 @@ mod tests {
         }
     }
 
+    /// A sweep point with the numbers `keeps_up`, `knees` and `recommend`
+    /// look at: the offered rate, the rate taken in, how the run ended, and
+    /// the p99 of source wait and of end-to-end latency (µs).
+    fn point(label: &str, rate: f64, taken: f64, ended_by: &str, wait_p99_us: f64, e2e_p99_us: f64) -> SweepPoint {
+        let mode = parse_modes(label).unwrap()[0];
+        let mut rec = LatencyRecorder::default();
+        // Every value the same, so that each percentile is that value.
+        rec.stages.source_wait.record_n((wait_p99_us * 1e3) as i64, 100);
+        rec.end_to_end_n((e2e_p99_us * 1e3) as i64, 100);
+        rec.processing_n(1_000, 100);
+        let report = RunReport {
+            mode: mode.name().into(),
+            batch_interval_ms: match mode {
+                Mode::MicroBatch { interval } => Some(interval.as_secs_f64() * 1e3),
+                Mode::PerEvent => None,
+            },
+            parallelism: 1,
+            events: taken as u64,
+            bytes: 0,
+            elapsed_s: 1.0,
+            events_per_s: taken,
+            mb_per_s: 0.0,
+            cpu_s: None,
+            peak_rss_bytes: None,
+            items: 0,
+            results: 0,
+            late_events: 0,
+            late_items: 0,
+            truncated_lines: 0,
+            event_time_fallbacks: 0,
+            batches: None,
+            full_batches: None,
+            window: "tumbling:1s".into(),
+            output: "update".into(),
+            time: "event".into(),
+            ended_by: ended_by.into(),
+            latency: crate::report::LatencyReport::from_recorder(&rec),
+        };
+        let keeps = keeps_up(&report, rate);
+        SweepPoint {
+            rate,
+            keeps_up: keeps,
+            run: ModeRun { label: label.into(), report, results: Results::default(), latency: rec, error: None },
+        }
+    }
+
+    #[test]
+    fn keeping_up_needs_the_rate_the_slack_and_the_end() {
+        let ok = |p: SweepPoint| p.keeps_up;
+        assert!(ok(point("per-event", 1000.0, 1000.0, "end-of-input", 50.0, 100.0)));
+        // 90% of the offered rate is enough, less is not.
+        assert!(ok(point("per-event", 1000.0, 900.0, "end-of-input", 50.0, 100.0)));
+        assert!(!ok(point("per-event", 1000.0, 890.0, "end-of-input", 50.0, 100.0)));
+        // Source wait: within 10 ms in per-event mode, one interval in micro-batch mode.
+        assert!(ok(point("per-event", 1000.0, 1000.0, "end-of-input", 9_900.0, 100.0)));
+        assert!(!ok(point("per-event", 1000.0, 1000.0, "end-of-input", 10_200.0, 100.0)));
+        assert!(ok(point("micro-batch:100ms", 1000.0, 1000.0, "end-of-input", 99_000.0, 100.0)));
+        assert!(!ok(point("micro-batch:100ms", 1000.0, 1000.0, "end-of-input", 101_000.0, 100.0)));
+        // A run that was stopped or failed did not keep up.
+        assert!(!ok(point("per-event", 1000.0, 1000.0, "stopped", 50.0, 100.0)));
+        assert!(!ok(point("per-event", 1000.0, 1000.0, "failed", 50.0, 100.0)));
+    }
+
+    #[test]
+    fn knees_and_recommendation_come_from_the_points_that_kept_up() {
+        let points = vec![
+            point("per-event", 1e3, 1e3, "end-of-input", 10.0, 200.0),
+            point("per-event", 1e4, 1e4, "end-of-input", 10.0, 300.0),
+            point("per-event", 1e5, 5e4, "end-of-input", 90_000.0, 90_000.0),
+            point("micro-batch:100ms", 1e3, 1e3, "end-of-input", 10.0, 101_000.0),
+            point("micro-batch:100ms", 1e4, 1e4, "end-of-input", 10.0, 101_500.0),
+            point("micro-batch:100ms", 1e5, 1e5, "end-of-input", 10.0, 102_000.0),
+            point("micro-batch:1s", 1e3, 1e3, "stopped", 10.0, 1_000_000.0),
+        ];
+        let k = knees(&points);
+        let knee = |label: &str| k.iter().find(|(l, _)| l == label).unwrap().1;
+        assert_eq!(knee("per-event").map(|(r, _)| r), Some(1e4));
+        assert_eq!(knee("micro-batch:100ms").map(|(r, _)| r), Some(1e5));
+        assert_eq!(knee("micro-batch:1s"), None, "a mode that never kept up has no knee");
+        // A tight target only per-event meets; a loose one micro-batch meets
+        // at a higher rate; one nothing meets.
+        let (label, rate, _) = recommend(&points, 1_000.0).unwrap();
+        assert_eq!((label.as_str(), rate), ("per-event", 1e4));
+        let (label, rate, _) = recommend(&points, 150_000.0).unwrap();
+        assert_eq!((label.as_str(), rate), ("micro-batch:100ms", 1e5));
+        assert!(recommend(&points, 100.0).is_none());
+    }
+
     #[test]
     fn diff_names_what_differs() {
         let mut a = Results::default();

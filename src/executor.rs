@@ -10,7 +10,8 @@
 //!   `interval`, on a grid from the start of the run); then the batch goes
 //!   through each operator as a whole, and results go out at the boundary.
 //!   An empty interval still advances processing time and watermarks. At the
-//!   end of input the last batch runs at once.
+//!   end of input the last batch runs at once, and so does a batch that
+//!   fills up ([`RunOptions::max_batch_bytes`]) before its boundary.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -56,6 +57,9 @@ impl Mode {
 /// told otherwise ([`RunOptions::spin_wait`]).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
+/// The default [`RunOptions::max_batch_bytes`]: 8 MiB.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 << 20;
+
 /// How a run is carried out.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -65,8 +69,10 @@ pub struct RunOptions {
     pub event_time: EventTimeFormat,
     /// Chunks the source-to-executor queue holds before sources block.
     pub queue_chunks: usize,
-    /// A micro-batch stops taking input once it holds this many bytes, until
-    /// its boundary: sources then block, which bounds memory.
+    /// A micro-batch that holds this many bytes before its boundary runs at
+    /// once: the input comes faster than batches run (a backlog), and, as
+    /// Spark caps a batch with `maxBytesPerTrigger` and starts the next one
+    /// right after, memory stays bounded however large the input.
     pub max_batch_bytes: usize,
     /// Set from outside (Ctrl-C, SIGTERM) to end the run cleanly: queued
     /// input is processed, open windows are flushed, the report is made.
@@ -101,7 +107,7 @@ impl RunOptions {
             mode,
             event_time: EventTimeFormat::None,
             queue_chunks: 64,
-            max_batch_bytes: 256 << 20,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             interrupt: Arc::new(AtomicBool::new(false)),
             spin_wait: DEFAULT_SPIN,
             parallelism: 1,
@@ -138,6 +144,8 @@ struct Tally {
     fallbacks: u64,
     /// Batches run.
     batches: u64,
+    /// Batches run early because they were full.
+    full_batches: u64,
     /// Per input, the latest event time delivered so far.
     frontiers: Vec<i64>,
     /// Per input, the place (file, offset) just after the last line
@@ -325,6 +333,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         truncated_lines: tally.truncated,
         event_time_fallbacks: tally.fallbacks,
         batches: interval_ms.map(|_| tally.batches),
+        full_batches: interval_ms.map(|_| tally.full_batches),
         window: config.spec.to_string(),
         output: match config.output {
             OutputMode::Final => "final",
@@ -719,13 +728,16 @@ impl Runner<'_> {
             }
             self.pending_bytes = pending_bytes;
             self.live_tick();
-            let wait = Duration::from_nanos(boundary - now).min(POLL);
             if pending_bytes >= self.opts.max_batch_bytes {
-                // The batch is full: take no more input until the boundary,
-                // so the sources block.
-                thread::sleep(wait);
+                // The batch is full before its boundary: a backlog. It runs
+                // now; the next one collects from here, on the same grid.
+                self.pending_bytes = 0;
+                self.run_batch(&mut pending, &mut batch, (origin, step))?;
+                pending_bytes = 0;
+                self.tally.full_batches += 1;
                 continue;
             }
+            let wait = Duration::from_nanos(boundary - now).min(POLL);
             match self.rx.recv_timeout(wait) {
                 Ok(msg) => done = self.collect(msg, &mut pending, &mut pending_bytes),
                 Err(RecvTimeoutError::Timeout) => {}

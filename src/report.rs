@@ -125,6 +125,10 @@ pub struct RunReport {
     /// Micro-batch mode: batches run.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batches: Option<u64>,
+    /// Micro-batch mode: batches that filled up and ran before their
+    /// boundary (a backlog).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub full_batches: Option<u64>,
     /// The window, as given.
     pub window: String,
     /// `final` or `update`.
