@@ -176,10 +176,25 @@ impl CompareOptions {
     }
 
     /// The source of one run, starting at `start_at`, sending at `rate`.
-    fn source(&self, start_at: EpochNanos, rate: f64) -> Box<dyn Source> {
+    /// How long replaying the input at `rate` takes, as planned.
+    fn planned(&self, rate: f64) -> Option<Duration> {
+        let g = &self.settings.source_options.generator;
+        let lines = match &self.input {
+            Input::Text { data, .. } => Some(memchr::memchr_iter(b'\n', data).count() as u64),
+            Input::Words => g.count,
+        };
+        let by_count = lines.map(|n| Duration::from_secs_f64(n as f64 / rate));
+        match (g.duration, by_count) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn source(&self, start_at: EpochNanos, rate: f64, deadline: Option<Duration>) -> Box<dyn Source> {
         let config = GeneratorConfig {
             rate: Some(rate),
             start_at: Some(start_at),
+            deadline,
             ..self.settings.source_options.generator.clone()
         };
         match &self.input {
@@ -325,7 +340,7 @@ pub fn compare(
             break;
         }
         let log = hdr_log.map(|dir| hdr_log_path(dir, &mode_label(&mode)));
-        let mr = run_mode(opts, mode, opts.rate, interrupt.clone(), log);
+        let mr = run_mode(opts, mode, opts.rate, interrupt.clone(), log, None);
         each(&mr);
         runs.push(mr);
     }
@@ -339,6 +354,7 @@ fn run_mode(
     rate: f64,
     interrupt: Arc<AtomicBool>,
     hdr_log: Option<PathBuf>,
+    deadline: Option<Duration>,
 ) -> ModeRun {
     let start_at = wall_now() + LEAD.as_nanos() as i64;
     let mut window: WindowConfig = opts.settings.window;
@@ -357,7 +373,7 @@ fn run_mode(
     ro.parallelism = opts.settings.parallelism;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));
-    let outcome = run(pipeline, vec![opts.source(start_at, rate)], &ro);
+    let outcome = run(pipeline, vec![opts.source(start_at, rate, deadline)], &ro);
     let windows = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
     ModeRun {
         label: mode_label(&mode),
@@ -433,7 +449,10 @@ pub fn sweep(
             if interrupt.load(Ordering::Relaxed) {
                 return points;
             }
-            let run = run_mode(opts, mode, rate, interrupt.clone(), None);
+            // A rate far above capacity would otherwise run until every
+            // overdue line is sent: twice the planned time, and a second.
+            let deadline = opts.planned(rate).map(|d| d * 2 + Duration::from_secs(1));
+            let run = run_mode(opts, mode, rate, interrupt.clone(), None, deadline);
             let point = SweepPoint { rate, keeps_up: keeps_up(&run.report, rate), run };
             each(&point);
             let stop = !point.keeps_up;

@@ -570,6 +570,7 @@ impl Settings {
             count: raw.count.as_ref().map(|v| v.value),
             duration: duration("duration", &raw.duration)?,
             start_at: None,
+            deadline: None,
         };
         let mut kafka = KafkaOptions::default();
         if let Some(v) = &raw.kafka_option {

@@ -56,11 +56,24 @@ pub struct GeneratorConfig {
     /// at once. `sluice compare` starts every mode's generator at the same
     /// phase of the window grid with it.
     pub start_at: Option<EpochNanos>,
+    /// Stop this long after the first line's intended send time, even with
+    /// lines still due: `sluice sweep` sets it, so that a rate far above
+    /// what sluice can take ends in bounded time instead of sending every
+    /// overdue line.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
-        GeneratorConfig { rate: None, words_per_line: 8, seed: 42, count: None, duration: None, start_at: None }
+        GeneratorConfig {
+            rate: None,
+            words_per_line: 8,
+            seed: 42,
+            count: None,
+            duration: None,
+            start_at: None,
+            deadline: None,
+        }
     }
 }
 
@@ -389,6 +402,7 @@ impl Source for Generator {
         let period = self.config.rate.map(|r| 1e9 / r);
         let limit = self.config.count.unwrap_or(u64::MAX);
         let end = self.config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));
+        let deadline = self.config.deadline.map(|d| start.saturating_add(d.as_nanos() as u64));
         let mut i = 0u64;
         let mut offset = 0u64;
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -396,6 +410,10 @@ impl Source for Generator {
         while i < limit && !exhausted && !feed.stopping() {
             let now = clock.now();
             if end.is_some_and(|e| now >= e) && period.is_none() {
+                break;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                tracing::debug!(sent = i, "the generator's deadline passed: stopping with lines still due");
                 break;
             }
             // How many lines are due now.
