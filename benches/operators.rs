@@ -140,7 +140,7 @@ fn channel_hop(c: &mut Criterion) {
         })
     });
     // Latency: a round trip to a thread that waits on its queue, halved.
-    for (name, spin) in [("one way, receiver sleeping", false), ("one way, receiver polling", true)] {
+    for (name, spin) in [("one way, blocking recv", false), ("one way, polling", true)] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let (tx, rx) = crossbeam_channel::bounded::<u64>(1);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice::latency::LatencyRecorder;
 use sluice::source::{FileSource, Source};
-use sluice::{lines, run, sink, tokenize, Mode, RunOptions, WindowConfig, WindowSpec, Word};
+use sluice::{lines, run, sink, tokenize, Mode, RunOptions, WindowConfig, WindowSpec};
 
 fn book() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/moby-dick.txt")
@@ -41,15 +41,18 @@ fn pipeline(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));
-    for (name, mode) in
-        [("per-event", Mode::PerEvent), ("micro-batch-10ms", Mode::MicroBatch { interval: Duration::from_millis(10) })]
-    {
+    for (name, mode, shards) in [
+        ("per-event", Mode::PerEvent, 1),
+        ("micro-batch-10ms", Mode::MicroBatch { interval: Duration::from_millis(10) }, 1),
+        ("per-event, 2 shards", Mode::PerEvent, 2),
+        ("micro-batch-10ms, 2 shards", Mode::MicroBatch { interval: Duration::from_millis(10) }, 2),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     lines()
                         .flat_map(|line, emit| tokenize(&line.text(), emit))
-                        .key_by(|w: &Word| w.clone())
+                        .key()
                         .window(WindowConfig::new(WindowSpec::Global))
                         .count()
                         .sink(sink::Null)
@@ -57,7 +60,9 @@ fn pipeline(c: &mut Criterion) {
                 },
                 |p| {
                     let source: Box<dyn Source> = Box::new(FileSource::new(path.clone(), 1 << 20));
-                    let outcome = run(p, vec![source], &RunOptions::new(mode));
+                    let mut opts = RunOptions::new(mode);
+                    opts.parallelism = shards;
+                    let outcome = run(p, vec![source], &opts);
                     assert!(outcome.error.is_none());
                     outcome.report.items
                 },
