@@ -99,6 +99,17 @@ pub enum Input {
     },
 }
 
+/// Why a comparison cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// The options are wrong (exit 2).
+    #[error(transparent)]
+    Usage(#[from] SpecError),
+    /// The input to replay cannot be read (exit 1).
+    #[error("{0}")]
+    Input(String),
+}
+
 /// Everything a comparison needs.
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
@@ -123,7 +134,7 @@ impl CompareOptions {
         modes: Vec<Mode>,
         rate: Option<f64>,
         default_duration: Duration,
-    ) -> Result<Self, SpecError> {
+    ) -> Result<Self, CompareError> {
         let fixed = |r: Option<f64>, spec: &str| match (r, rate) {
             (Some(_), Some(_)) => Err(SpecError::Invalid(format!(
                 "the rate is given twice, in --source {spec}:RATE and in --rate: give it once"
@@ -144,10 +155,11 @@ impl CompareOptions {
                     return Err(SpecError::Invalid(
                         "compare replays a recorded file at a fixed rate: add --rate LINES_PER_SECOND, like --rate 20000"
                             .into(),
-                    ));
+                    )
+                    .into());
                 };
                 let data = std::fs::read(path).map_err(|e| {
-                    SpecError::Invalid(format!(
+                    CompareError::Input(format!(
                         "cannot read {} to replay it: {}",
                         path.display(),
                         crate::source::describe_io(&e)
@@ -155,17 +167,34 @@ impl CompareOptions {
                 })?;
                 (Input::Text { name: format!("file:{}", path.display()), data: Bytes::from(data) }, rate)
             }
+            spec @ SourceSpec::Kafka(_) => {
+                let Some(rate) = rate else {
+                    return Err(SpecError::Invalid(
+                        "compare replays a recorded topic at a fixed rate: add --rate LINES_PER_SECOND, like --rate 20000"
+                            .into(),
+                    )
+                    .into());
+                };
+                // Recorded once, up to the end offsets seen at start, and
+                // replayed from memory for every mode.
+                let data = crate::source::record(spec, &settings.source_options)
+                    .map_err(|e| CompareError::Input(format!("cannot record the topic to replay it: {e}")))?;
+                (Input::Text { name: "kafka".into(), data }, rate)
+            }
             other => {
                 return Err(SpecError::Invalid(format!(
-                    "compare cannot replay {other:?} identically for every mode: use gen:RATE, demo:RATE, or file:PATH with --rate"
-                )))
+                    "compare cannot replay {other:?} identically for every mode: use gen:RATE, demo:RATE, or file:PATH or kafka:BROKERS/TOPIC with --rate"
+                ))
+                .into())
             }
         };
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(SpecError::Invalid(format!("invalid rate {rate}: give lines per second, like 20000")));
+            return Err(SpecError::Invalid(format!("invalid rate {rate}: give lines per second, like 20000")).into());
         }
         if modes.is_empty() {
-            return Err(SpecError::Invalid("no modes to compare: give --modes per-event,micro-batch:100ms".into()));
+            return Err(
+                SpecError::Invalid("no modes to compare: give --modes per-event,micro-batch:100ms".into()).into()
+            );
         }
         let mut settings = settings;
         let g = &mut settings.source_options.generator;

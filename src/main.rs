@@ -241,14 +241,22 @@ impl ReplayArgs {
         source: String,
         rate: Option<f64>,
         duration: std::time::Duration,
-    ) -> Result<sluice::compare::CompareOptions, String> {
+    ) -> Result<sluice::compare::CompareOptions, ExitCode> {
         use sluice::compare;
-        let mut settings = Settings::resolve(&self.raw(source)).map_err(|e| e.to_string())?;
+        let settings = Settings::resolve(&self.raw(source)).map_err(|e| usage_error(&e));
+        let mut settings = settings?;
         // Every replayed line carries its intended send time as event time.
-        settings.window.time = self.time.as_deref().unwrap_or("event").parse().map_err(|e| format!("--time: {e}"))?;
+        settings.window.time =
+            self.time.as_deref().unwrap_or("event").parse().map_err(|e| usage_error(&format!("--time: {e}")))?;
         let modes = compare::parse_modes(self.modes.as_deref().unwrap_or(compare::DEFAULT_MODES))
-            .map_err(|e| format!("--modes: {e}"))?;
-        compare::CompareOptions::new(settings, modes, rate, duration).map_err(|e| e.to_string())
+            .map_err(|e| usage_error(&format!("--modes: {e}")))?;
+        compare::CompareOptions::new(settings, modes, rate, duration).map_err(|e| match e {
+            compare::CompareError::Usage(e) => usage_error(&e),
+            compare::CompareError::Input(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(FAILURE)
+            }
+        })
     }
 
     /// Writes the reports, if asked to; false when that failed.
@@ -380,7 +388,7 @@ fn compare(args: CompareArgs) -> ExitCode {
     let source = args.source.clone().unwrap_or_else(|| "gen:20000".into());
     let opts = match args.common.options(source, args.rate, std::time::Duration::from_secs(10)) {
         Ok(o) => o,
-        Err(e) => return usage_error(&e),
+        Err(code) => return code,
     };
     if let Some(dir) = &args.hdr_log {
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -452,7 +460,7 @@ fn sweep(args: SweepArgs) -> ExitCode {
     };
     let opts = match args.common.options(source, rates.first().copied(), std::time::Duration::from_secs(3)) {
         Ok(o) => o,
-        Err(e) => return usage_error(&e),
+        Err(code) => return code,
     };
     let points = compare::sweep(&opts, &rates, interrupt_flag(), |p| {
         eprintln!(

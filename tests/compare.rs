@@ -162,7 +162,6 @@ fn compare_refuses_input_it_cannot_replay() {
     for (args, want) in [
         (&["--source", "gen"][..], "fixed rate"),
         (&["--source", "stdin"][..], "cannot replay"),
-        (&["--source", "file:/nonexistent/x.log", "--rate", "100"][..], "cannot read"),
         (&["--source", "file:Cargo.toml"][..], "--rate"),
         (&["--source", "gen:100", "--rate", "100"][..], "given twice"),
         (&["--modes", "per-event,storm"][..], "invalid mode \"storm\""),
@@ -174,6 +173,11 @@ fn compare_refuses_input_it_cannot_replay() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
     }
+    // Input that cannot be read is a runtime failure, as for `run`.
+    let out = sluice().args(["compare", "--source", "file:/nonexistent/x.log", "--rate", "100"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read /nonexistent/x.log") && err.lines().count() == 1, "{err}");
 }
 
 #[test]

@@ -246,3 +246,38 @@ fn event_time_windows_over_three_partitions_follow_every_partition_and_nothing_i
     }
     assert_eq!(got, want);
 }
+
+#[test]
+fn compare_replays_a_recorded_topic_for_every_mode() {
+    let Some(brokers) = brokers() else { return };
+    let book = std::fs::read_to_string(fixture("moby-dick.txt")).unwrap();
+    // The first 2000 lines, one message each.
+    let text: String = book.split_inclusive('\n').take(2000).collect();
+    let topic = fresh("replay");
+    sluice_kafka::create_topic(&brokers, &topic, 1, TIMEOUT).unwrap();
+    let n = produce_lines(&brokers, &topic, &text);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let source = format!("kafka:{brokers}/{topic}?group={}&from=earliest", fresh("replay-group"));
+    let out = run_ok(&[
+        "compare",
+        "--source",
+        &source,
+        "--rate",
+        "20000",
+        "--window",
+        "global",
+        "--modes",
+        "per-event,micro-batch:20ms",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("results: equal in every mode"));
+    let words: u64 = independent_count(text.as_bytes()).values().sum();
+    let reports = read_report(&report);
+    assert_eq!(reports.as_array().unwrap().len(), 2);
+    for r in reports.as_array().unwrap() {
+        assert_eq!(r["events"], n as u64, "every message replayed once: {r}");
+        assert_eq!(r["items"], words, "{r}");
+    }
+}

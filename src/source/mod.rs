@@ -477,3 +477,46 @@ mod tests {
         assert_eq!(split_time_field(b"hello 1700000000"), None);
     }
 }
+
+/// Reads a bounded source (a Kafka topic with `--no-follow`: up to the end
+/// offsets seen at start) to its end, into one buffer of its lines, each
+/// ended by `\n`, in the order they arrived: what `sluice compare` replays
+/// for every mode. The whole input is held in memory.
+pub fn record(spec: &SourceSpec, opts: &SourceOptions) -> Result<bytes::Bytes, RunError> {
+    let mut opts = opts.clone();
+    opts.no_follow = true;
+    let source = spec.build(&opts)?;
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let feed = Feed::new(tx.clone(), Clock::new(), stop, 0, Arc::new(AtomicU32::new(1)), EventTimeFormat::None);
+    let reader = std::thread::Builder::new()
+        .name("record".into())
+        .spawn(move || {
+            let msg = match source.run(feed) {
+                Ok(()) => Message::End(0),
+                Err(e) => Message::Failed(0, e),
+            };
+            let _ = tx.send(msg);
+        })
+        .map_err(|e| RunError::Worker { message: format!("cannot start a thread: {e}") })?;
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for msg in rx {
+        match msg {
+            Message::Chunk(c) => {
+                for l in &c.lines {
+                    out.extend_from_slice(&c.data[l.start as usize..l.end as usize]);
+                    out.push(b'\n');
+                }
+            }
+            Message::End(_) => break,
+            Message::Failed(_, e) => {
+                result = Err(e);
+                break;
+            }
+            Message::Opened(..) | Message::Closed(_) => {}
+        }
+    }
+    let _ = reader.join();
+    result.map(|()| bytes::Bytes::from(out))
+}
