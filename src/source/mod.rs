@@ -451,33 +451,6 @@ impl SourceSpec {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_specs() {
-        assert_eq!("file:a.txt".parse::<SourceSpec>().unwrap(), SourceSpec::File("a.txt".into()));
-        assert_eq!("stdin".parse::<SourceSpec>().unwrap(), SourceSpec::Stdin);
-        assert_eq!("tcp:localhost:9".parse::<SourceSpec>().unwrap(), SourceSpec::Tcp("localhost:9".into()));
-        assert_eq!("gen".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(None));
-        assert_eq!("gen:50k".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(Some(50_000.0)));
-        for bad in
-            ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "gen:1e-12", "gen:5000M", "kafka", "ftp:x"]
-        {
-            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn time_field_is_split_off() {
-        assert_eq!(split_time_field(b"1700000000 hello"), Some((1_700_000_000_000_000_000, 11)));
-        assert_eq!(split_time_field(b"1700000000\t\thello"), Some((1_700_000_000_000_000_000, 12)));
-        assert_eq!(split_time_field(b"1700000000"), Some((1_700_000_000_000_000_000, 10)));
-        assert_eq!(split_time_field(b"hello 1700000000"), None);
-    }
-}
-
 /// Reads a bounded source (a Kafka topic with `--no-follow`: up to the end
 /// offsets seen at start) to its end, into one buffer of its lines, each
 /// ended by `\n`, in the order they arrived: what `sluice compare` replays
@@ -519,4 +492,31 @@ pub fn record(spec: &SourceSpec, opts: &SourceOptions) -> Result<bytes::Bytes, R
     }
     let _ = reader.join();
     result.map(|()| bytes::Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_specs() {
+        assert_eq!("file:a.txt".parse::<SourceSpec>().unwrap(), SourceSpec::File("a.txt".into()));
+        assert_eq!("stdin".parse::<SourceSpec>().unwrap(), SourceSpec::Stdin);
+        assert_eq!("tcp:localhost:9".parse::<SourceSpec>().unwrap(), SourceSpec::Tcp("localhost:9".into()));
+        assert_eq!("gen".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(None));
+        assert_eq!("gen:50k".parse::<SourceSpec>().unwrap(), SourceSpec::Gen(Some(50_000.0)));
+        for bad in
+            ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "gen:1e-12", "gen:5000M", "kafka", "ftp:x"]
+        {
+            assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_field_is_split_off() {
+        assert_eq!(split_time_field(b"1700000000 hello"), Some((1_700_000_000_000_000_000, 11)));
+        assert_eq!(split_time_field(b"1700000000\t\thello"), Some((1_700_000_000_000_000_000, 12)));
+        assert_eq!(split_time_field(b"1700000000"), Some((1_700_000_000_000_000_000, 10)));
+        assert_eq!(split_time_field(b"hello 1700000000"), None);
+    }
 }
