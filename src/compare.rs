@@ -552,66 +552,108 @@ pub fn render_sweep(points: &[SweepPoint]) -> String {
     s
 }
 
-/// Draws p99 end-to-end latency against offered rate, one line per mode,
-/// both axes logarithmic; points where the mode did not keep up are drawn
-/// as crosses.
-pub fn plot_sweep_svg(points: &[SweepPoint], path: &Path) -> Result<(), String> {
+/// One line of a log-log chart: its label, its points, and the points to
+/// mark with a cross.
+struct Line {
+    /// The legend's text.
+    label: String,
+    /// The points, in x order.
+    points: Vec<(f64, f64)>,
+    /// Points marked with a cross.
+    crosses: Vec<(f64, f64)>,
+}
+
+/// What is drawn around the lines of a log-log chart.
+struct Axes<'a> {
+    /// The title.
+    title: String,
+    /// The x axis's name.
+    x_desc: &'a str,
+    /// The y axis's name.
+    y_desc: &'a str,
+    /// The x range.
+    x: std::ops::Range<f64>,
+    /// The y range.
+    y: std::ops::Range<f64>,
+    /// Formats an x label.
+    x_label: &'a dyn Fn(&f64) -> String,
+    /// The legend goes top left (else bottom right).
+    legend_top_left: bool,
+}
+
+/// Draws lines on log-log axes into an SVG file: what both plots share.
+fn draw_log_log(path: &Path, axes: Axes, lines: Vec<Line>) -> Result<(), String> {
     use plotters::prelude::*;
 
     let err = |e: &dyn std::fmt::Display| format!("cannot write the plot to {}: {e}", path.display());
-    /// A mode's points: (rate, p99 ms, kept up).
-    type Series = (String, Vec<(f64, f64, bool)>);
-    let mut series: Vec<Series> = Vec::new();
-    for p in points {
-        if series.last().is_none_or(|(l, _)| *l != p.run.label) {
-            series.push((p.run.label.clone(), Vec::new()));
-        }
-        let ms = (p99_us(&p.run.report) / 1e3).max(1e-3);
-        if let Some(last) = series.last_mut() {
-            last.1.push((p.rate, ms, p.keeps_up));
-        }
-    }
-    let all = || series.iter().flat_map(|(_, v)| v.iter());
-    let (xmin, xmax) = all().fold((f64::INFINITY, 1.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
-    let (ymin, ymax) = all().fold((f64::INFINITY, 1e-3f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-    let (xmin, ymin) = (xmin.min(xmax) / 1.5, ymin.min(ymax) / 2.0);
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("sluice sweep: p99 end-to-end latency [wall clock] against offered rate", ("sans-serif", 20))
+        .caption(axes.title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d((xmin..xmax * 1.5).log_scale(), (ymin..ymax * 2.0).log_scale())
+        .build_cartesian_2d(axes.x.log_scale(), axes.y.log_scale())
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("offered rate, lines/s")
-        .y_desc("p99 latency, ms")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .x_label_formatter(axes.x_label)
         .y_label_formatter(&|v| format!("{v}"))
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, (label, pts)) in series.into_iter().enumerate() {
+    for (i, line) in lines.into_iter().enumerate() {
         let color = Palette99::pick(i).to_rgba().stroke_width(2);
-        let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
         chart
-            .draw_series(LineSeries::new(line, color))
+            .draw_series(LineSeries::new(line.points, color))
             .map_err(|e| err(&e))?
-            .label(label)
+            .label(line.label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(pts.iter().filter(|p| !p.2).map(|p| Cross::new((p.0, p.1), 6, color)))
-            .map_err(|e| err(&e))?;
+        chart.draw_series(line.crosses.into_iter().map(|p| Cross::new(p, 6, color))).map_err(|e| err(&e))?;
     }
+    let position = if axes.legend_top_left { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::LowerRight };
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
+}
+
+/// Draws p99 end-to-end latency against offered rate, one line per mode,
+/// both axes logarithmic; points where the mode did not keep up are drawn
+/// as crosses.
+pub fn plot_sweep_svg(points: &[SweepPoint], path: &Path) -> Result<(), String> {
+    let mut lines: Vec<Line> = Vec::new();
+    for p in points {
+        if lines.last().is_none_or(|l| l.label != p.run.label) {
+            lines.push(Line { label: p.run.label.clone(), points: Vec::new(), crosses: Vec::new() });
+        }
+        let at = (p.rate, (p99_us(&p.run.report) / 1e3).max(1e-3));
+        if let Some(line) = lines.last_mut() {
+            line.points.push(at);
+            if !p.keeps_up {
+                line.crosses.push(at);
+            }
+        }
+    }
+    let all = || lines.iter().flat_map(|l| l.points.iter());
+    let (xmin, xmax) = all().fold((f64::INFINITY, 1.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let (ymin, ymax) = all().fold((f64::INFINITY, 1e-3f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (xmin, ymin) = (xmin.min(xmax) / 1.5, ymin.min(ymax) / 2.0);
+    let axes = Axes {
+        title: "sluice sweep: p99 end-to-end latency [wall clock] against offered rate".into(),
+        x_desc: "offered rate, lines/s",
+        y_desc: "p99 latency, ms",
+        x: xmin..xmax * 1.5,
+        y: ymin..ymax * 2.0,
+        x_label: &|v| format!("{v:.0}"),
+        legend_top_left: true,
+    };
+    draw_log_log(path, axes, lines)
 }
 
 /// True for a run that read all its input and failed nowhere: only such
@@ -696,63 +738,39 @@ pub fn render_table(runs: &[ModeRun]) -> String {
 /// (50%, 90%, 99%, 99.9%...), as HdrHistogram's plots do. The end-to-end
 /// latency is drawn when the runs have it, else processing latency.
 pub fn plot_svg(runs: &[ModeRun], path: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
-
     let spectrum = |run: &ModeRun| -> Vec<(f64, f64)> {
         let h = if run.latency.end_to_end.count() > 0 { &run.latency.end_to_end } else { &run.latency.processing };
         h.spectrum().into_iter().map(|(q, us)| (1.0 / (1.0 - q), (us / 1e3).max(1e-3))).collect()
     };
-    let lines: Vec<(String, Vec<(f64, f64)>)> = runs.iter().map(|r| (r.label.clone(), spectrum(r))).collect();
-    let ymax = lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(1e-3, f64::max) * 2.0;
-    let ymin =
-        lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min).min(ymax / 10.0) / 2.0;
-    let xmax = lines.iter().flat_map(|(_, v)| v.iter().map(|p| p.0)).fold(10.0, f64::max);
+    let lines: Vec<Line> =
+        runs.iter().map(|r| Line { label: r.label.clone(), points: spectrum(r), crosses: Vec::new() }).collect();
+    let all = || lines.iter().flat_map(|l| l.points.iter());
+    let ymax = all().map(|p| p.1).fold(1e-3, f64::max) * 2.0;
+    let ymin = all().map(|p| p.1).fold(f64::INFINITY, f64::min).min(ymax / 10.0) / 2.0;
+    let xmax = all().map(|p| p.0).fold(10.0, f64::max);
     let kind = if runs.iter().all(|r| r.report.latency.end_to_end.is_some()) {
         "end-to-end latency [wall clock]"
     } else {
         "processing latency [monotonic clock]"
     };
-    let err = |e: &dyn std::fmt::Display| format!("cannot write the plot to {}: {e}", path.display());
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("sluice compare: {kind} by percentile"), ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1.0f64..xmax).log_scale(), (ymin..ymax).log_scale())
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .y_desc("latency, ms")
-        .x_label_formatter(&|v| {
-            let p = 100.0 - 100.0 / v;
-            if p < 99.0 {
-                format!("{p:.0}%")
-            } else {
-                format!("{}%", format!("{p:.5}").trim_end_matches('0').trim_end_matches('.'))
-            }
-        })
-        .y_label_formatter(&|v| format!("{v}"))
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (i, (label, points)) in lines.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba().stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points, color))
-            .map_err(|e| err(&e))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+    let percentile = |v: &f64| {
+        let p = 100.0 - 100.0 / v;
+        if p < 99.0 {
+            format!("{p:.0}%")
+        } else {
+            format!("{}%", format!("{p:.5}").trim_end_matches('0').trim_end_matches('.'))
+        }
+    };
+    let axes = Axes {
+        title: format!("sluice compare: {kind} by percentile"),
+        x_desc: "percentile",
+        y_desc: "latency, ms",
+        x: 1.0..xmax,
+        y: ymin..ymax,
+        x_label: &percentile,
+        legend_top_left: false,
+    };
+    draw_log_log(path, axes, lines)
 }
 
 /// Where each mode's interval log goes: `DIR/LABEL.hlog`, with `:` left
