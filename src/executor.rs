@@ -4,7 +4,8 @@
 //! - **per-event**: each chunk a source hands over is processed line by line
 //!   as soon as it arrives; every line goes through the whole graph and its
 //!   effect reaches the sinks before the next line is looked at. Sinks are
-//!   flushed whenever the input queue is empty. Timers exist only to close
+//!   flushed whenever the input queue is empty (with shards, within a
+//!   millisecond of it). Timers exist only to close
 //!   processing-time windows when no events come.
 //! - **micro-batch**: chunks are collected until the batch boundary (every
 //!   `interval`, on a grid from the start of the run); then the batch goes
@@ -352,10 +353,6 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     if let Some(kind) = event_clocks.iter().find_map(|c| c.lock().ok().and_then(|k| *k)) {
         report.latency.clocks.end_to_end = format!("wall; event time is the Kafka message timestamp ({kind})");
     }
-    if let Some(m) = &live.metrics {
-        // The last word, for a scrape that comes before the process ends.
-        m.publish(live.snapshot(&*graph, &tally, opts, &rx, 0));
-    }
     RunOutcome { report, error, latency: graph.latency().clone() }
 }
 
@@ -622,10 +619,7 @@ impl Runner<'_> {
                 let at = self.clock.to_mono(close);
                 wait = wait.min(Duration::from_nanos(at.saturating_sub(self.clock.now())));
             }
-            let received = match self.spin(self.opts.spin_wait) {
-                Some(msg) => Ok(msg),
-                None => self.rx.recv_timeout(wait),
-            };
+            let received = crate::shard::recv_spinning(self.rx, self.opts.spin_wait, wait);
             match received {
                 Ok(Message::Chunk(c)) => {
                     self.per_event_chunk(c, &mut records)?;
@@ -650,25 +644,6 @@ impl Runner<'_> {
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-        }
-    }
-
-    /// Polls the input queue for up to `spin`; `None` when nothing came.
-    fn spin(&self, spin: Duration) -> Option<Message> {
-        if spin.is_zero() {
-            return None;
-        }
-        let until = Instant::now() + spin;
-        loop {
-            match self.rx.try_recv() {
-                Ok(msg) => return Some(msg),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-                Err(crossbeam_channel::TryRecvError::Empty) => {}
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::hint::spin_loop();
         }
     }
 

@@ -206,8 +206,10 @@ fn answer(mut conn: TcpStream, latest: &Mutex<Snapshot>) {
     let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
     let mut req = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    // The request line and headers, up to 16 KiB.
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+    // The request line and headers, up to 16 KiB, within 2 s in all: a
+    // slow client cannot hold the only metrics thread.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 && Instant::now() < deadline {
         match conn.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => req.extend_from_slice(&buf[..n]),

@@ -30,7 +30,7 @@ where
 {
     /// Groups the keyed values into windows.
     pub fn window(self, config: WindowConfig) -> WindowedStream<K, T, S> {
-        WindowedStream { stages: self.into_stages(), config, _t: std::marker::PhantomData }
+        WindowedStream { stages: self.into_stage(), config, _t: std::marker::PhantomData }
     }
 }
 
@@ -449,6 +449,7 @@ where
             latency: job.latency,
             spin,
             running: None,
+            deferred: None,
         })
     }
 }

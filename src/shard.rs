@@ -159,7 +159,7 @@ impl Failure {
 /// Waits for a message, polling for up to `spin` before sleeping, and
 /// sleeping at most `limit` at a time; `Timeout` lets the caller look
 /// around.
-fn recv_spinning<M>(rx: &Receiver<M>, spin: Duration, limit: Duration) -> Result<M, RecvTimeoutError> {
+pub(crate) fn recv_spinning<M>(rx: &Receiver<M>, spin: Duration, limit: Duration) -> Result<M, RecvTimeoutError> {
     if !spin.is_zero() {
         let until = Instant::now() + spin;
         loop {
@@ -203,6 +203,8 @@ struct Shard<K, T, A: Aggregate<T>> {
     track: bool,
     /// Where the first failure goes.
     failure: Arc<Failure>,
+    /// Emptied buffers, back to the router.
+    recycle: Sender<Vec<Entry<K, T>>>,
     /// Set once a sink failed: items are dropped from then on, as the
     /// single-shard run stops processing.
     failed: bool,
@@ -227,7 +229,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                     self.window.advance(now);
                     let ready = self.clock.now();
                     let emit = self.deliver(ready);
-                    let _ = replies.send(self.reply(false, false, ready, emit));
+                    let _ = replies.send(self.reply(false, true, ready, emit));
                 }
                 ToShard::Sync { latency, unacked } => {
                     let now = self.clock.now();
@@ -244,12 +246,18 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
         }
     }
 
-    fn entries(&mut self, entries: Vec<Entry<K, T>>) {
-        if self.failed {
-            return;
+    fn entries(&mut self, mut entries: Vec<Entry<K, T>>) {
+        if !self.failed {
+            self.apply(&mut entries);
         }
+        // The emptied buffer goes back to the router to be filled again.
+        entries.clear();
+        let _ = self.recycle.try_send(entries);
+    }
+
+    fn apply(&mut self, entries: &mut Vec<Entry<K, T>>) {
         let mut seq = None;
-        for entry in entries {
+        for entry in entries.drain(..) {
             match entry {
                 Entry::Item(kv, first) => {
                     let meta = &kv.record.meta;
@@ -279,10 +287,13 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
     /// here (each event once, wherever its other items went).
     #[inline]
     fn deliver_if_any(&mut self) {
-        let took = if self.window.has_output() {
+        let took = if !self.window.has_output() {
+            0
+        } else if self.track {
             let ready = self.clock.now();
             self.deliver(ready) - ready
         } else {
+            self.deliver(0);
             0
         };
         if self.firsts > 0 && self.track {
@@ -310,7 +321,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             }
         }
         let pending = self.window.has_pending_latency();
-        let emit = if wrote || pending { self.clock.now() } else { ready };
+        let emit = if (wrote && self.track) || pending { self.clock.now() } else { ready };
         if pending {
             self.window.account_emitted(&mut self.latency, ready, emit, self.clock.to_wall(emit));
         }
@@ -349,6 +360,8 @@ struct Router<K, T> {
     buffers: Vec<Vec<Entry<K, T>>>,
     /// Per shard, its queue.
     to: Vec<Sender<ToShard<K, T>>>,
+    /// Per shard, the buffers it emptied, to fill again.
+    recycled: Vec<Receiver<Vec<Entry<K, T>>>>,
     /// Per input, its progress.
     inputs: Vec<InputProgress>,
     /// Per shard, per input, the version it has seen.
@@ -363,11 +376,12 @@ struct Router<K, T> {
 }
 
 impl<K: Hash, T> Router<K, T> {
-    fn new(to: Vec<Sender<ToShard<K, T>>>) -> Self {
+    fn new(to: Vec<Sender<ToShard<K, T>>>, recycled: Vec<Receiver<Vec<Entry<K, T>>>>) -> Self {
         let n = to.len();
         Router {
             buffers: (0..n).map(|_| Vec::with_capacity(BUFFER_ITEMS)).collect(),
             to,
+            recycled,
             inputs: Vec::new(),
             seen: vec![Vec::new(); n],
             events: 0,
@@ -440,7 +454,10 @@ impl<K: Hash, T> Router<K, T> {
     }
 
     fn send(&mut self, j: usize) {
-        let entries = std::mem::replace(&mut self.buffers[j], Vec::with_capacity(BUFFER_ITEMS));
+        // A buffer the shard emptied, or a small new one (it grows as
+        // needed, and the big ones come back).
+        let fresh = self.recycled[j].try_recv().unwrap_or_else(|_| Vec::with_capacity(64));
+        let entries = std::mem::replace(&mut self.buffers[j], fresh);
         // A shard only stops when told to; a send fails only if it died,
         // which the barrier that follows finds out.
         let _ = self.to[j].send(ToShard::Entries(entries));
@@ -489,6 +506,9 @@ pub(crate) struct Sharded<K, T, S, A: Aggregate<T>> {
     pub(crate) track: bool,
     /// Set at open.
     pub(crate) running: Option<Running<K, T>>,
+    /// A failure found where it could not be returned (`settle`), for the
+    /// next call that can.
+    pub(crate) deferred: Option<RunError>,
 }
 
 /// The sharded graph's state while it runs.
@@ -523,6 +543,8 @@ pub(crate) struct Running<K, T> {
     synced_at: u64,
     /// A flush was put off (see `flush`).
     flush_owed: bool,
+    /// Items or marks were routed since the last barrier.
+    routed: bool,
 }
 
 impl<K, T, S, A> Sharded<K, T, S, A>
@@ -543,12 +565,15 @@ where
         }
         run.router.send_all();
         run.router.broadcast(msg);
+        run.routed = false;
         let (mut ready, mut emit) = (0, 0);
         let mut waiting = self.n;
+        let mut replied = vec![false; self.n];
         while waiting > 0 {
             match recv_spinning(&run.replies, spin, Duration::from_millis(100)) {
                 Ok(r) => {
                     waiting -= 1;
+                    replied[r.shard] = true;
                     ready = ready.max(r.ready);
                     emit = emit.max(r.emit);
                     run.counters[r.shard] = r.counters;
@@ -562,7 +587,10 @@ where
                     }
                 }
                 Err(e) => {
-                    if e.is_disconnected() || run.threads.iter().any(|t| t.is_finished()) {
+                    // A shard that replied to `Finish` has stopped, as it
+                    // should; one that stopped without replying failed.
+                    let died = run.threads.iter().enumerate().any(|(i, t)| !replied[i] && t.is_finished());
+                    if e.is_disconnected() || died {
                         return Err(RunError::Worker { message: "a shard thread stopped unexpectedly".into() });
                     }
                 }
@@ -594,19 +622,40 @@ where
     }
 
     /// Something reached the shards: the held places they last told are
-    /// out of date.
+    /// out of date, and a flush needs a barrier.
     #[inline]
     fn changed(&mut self) {
         if let Some(r) = self.running.as_mut() {
             r.unacked_fresh = false;
+            r.routed = true;
         }
     }
 
-    fn check(&self) -> Result<(), RunError> {
+    /// The first failure, if there was one: a deferred one, or one a shard
+    /// reported since.
+    fn check(&mut self) -> Result<(), RunError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         match self.running.as_ref().and_then(|r| r.failure.take()) {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Flushes the shared sinks.
+    fn flush_sinks(&mut self) -> Result<(), RunError> {
+        if let Some(r) = self.running.as_mut() {
+            r.flush_owed = false;
+        }
+        let mut sinks = lock(&self.sinks);
+        for sink in &mut sinks.results {
+            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+        }
+        for sink in &mut sinks.late {
+            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
+        }
+        Ok(())
     }
 }
 
@@ -632,9 +681,12 @@ where
         let failure = Arc::new(Failure::default());
         let (reply_tx, replies) = bounded(self.n);
         let mut to = Vec::new();
+        let mut recycled = Vec::new();
         let mut threads = Vec::new();
         for index in 0..self.n {
             let (tx, rx) = bounded(QUEUE);
+            let (back, returned) = bounded(QUEUE + 1);
+            recycled.push(returned);
             let shard = Shard {
                 index,
                 window: {
@@ -655,6 +707,7 @@ where
                 inputs: 0,
                 firsts: 0,
                 failure: failure.clone(),
+                recycle: back,
                 failed: false,
             };
             let replies = reply_tx.clone();
@@ -670,7 +723,7 @@ where
             threads.push(thread);
         }
         self.running = Some(Running {
-            router: Router::new(to),
+            router: Router::new(to, recycled),
             replies,
             threads,
             failure,
@@ -685,6 +738,7 @@ where
             immediate,
             synced_at: 0,
             flush_owed: false,
+            routed: false,
         });
         Ok(())
     }
@@ -695,6 +749,7 @@ where
         let router = &mut run.router;
         self.stages.push(rec, &mut |kv| router.route(kv));
         run.unacked_fresh = false;
+        run.routed = true;
         if !self.track {
             self.check()?;
             return Ok(start);
@@ -724,8 +779,12 @@ where
     }
 
     fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError> {
-        self.changed();
+        self.check()?;
         let (ready, emit) = self.barrier(|| ToShard::Advance(now))?;
+        // The replies carried where the windows stand now.
+        if let Some(r) = self.running.as_mut() {
+            r.unacked_fresh = true;
+        }
         if !self.track {
             return Ok(());
         }
@@ -744,35 +803,37 @@ where
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
+        self.check()?;
         if let Some(run) = self.running.as_mut() {
-            // Per-event mode flushes whenever the input queue is empty. A
-            // barrier at most every FLUSH_GAP keeps the router from waiting
-            // on the shards after every line; the items move on at once,
-            // and `next_close` wakes the executor for the flush put off.
-            if run.immediate && run.clock.now() < run.synced_at + FLUSH_GAP {
-                run.router.send_all();
-                run.flush_owed = true;
-                return Ok(());
+            if run.routed {
+                // Per-event mode flushes whenever the input queue is empty.
+                // A barrier at most every FLUSH_GAP keeps the router from
+                // waiting on the shards after every line; the items move on
+                // at once, and `next_close` wakes the executor for the flush
+                // put off.
+                if run.immediate && run.clock.now() < run.synced_at + FLUSH_GAP {
+                    run.router.send_all();
+                    run.flush_owed = true;
+                    return Ok(());
+                }
+                self.sync(false)?;
             }
-            run.flush_owed = false;
+            // Else nothing reached the shards since the last barrier: every
+            // result is in the sinks already.
         }
-        self.sync(false)?;
-        let mut sinks = lock(&self.sinks);
-        for sink in &mut sinks.results {
-            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-        }
-        for sink in &mut sinks.late {
-            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-        }
-        Ok(())
+        self.flush_sinks()
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
         let already = self.running.as_ref().is_none_or(|r| r.finished);
         if already {
-            return Ok(());
+            return self.check();
         }
         let finished = self.barrier(|| ToShard::Finish);
+        let finished = match (finished, self.deferred.take()) {
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+            (Ok(ok), None) => Ok(ok),
+        };
         if let Some(run) = self.running.as_mut() {
             // The last replies carried every shard's held places.
             run.unacked_fresh = finished.is_ok();
@@ -804,8 +865,24 @@ where
     }
 
     fn settle(&mut self) -> bool {
+        if self.deferred.is_some() {
+            return false;
+        }
         let fresh = self.running.as_ref().is_none_or(|r| r.unacked_fresh);
-        fresh || self.sync(true).is_ok()
+        if !fresh {
+            if let Err(e) = self.sync(true) {
+                // Kept for the next call that can report it.
+                self.deferred = Some(e);
+                return false;
+            }
+        }
+        // Acknowledged lines must have their results in the sinks, not in
+        // the sinks' buffers: flush them (a put-off flush included).
+        if let Err(e) = self.flush_sinks() {
+            self.deferred = Some(e);
+            return false;
+        }
+        true
     }
 
     fn watermark(&self) -> Option<EpochNanos> {
@@ -852,5 +929,68 @@ impl<K, T, S, A: Aggregate<T>> Drop for Sharded<K, T, S, A> {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Meta, Position};
+
+    fn item(seq: u64, input: u32, frontier: EpochNanos, key: &str) -> Keyed<String, ()> {
+        let pos = Position { input, file: 0, offset: seq };
+        Keyed {
+            key: key.to_string(),
+            record: Record { value: (), meta: Meta { seq, ingest: seq, event_time: frontier, pos, frontier } },
+        }
+    }
+
+    /// What a shard's buffer holds, readably: `item:KEY:first` or
+    /// `mark:INPUT:FRONTIER`.
+    fn shown(entries: &[Entry<String, ()>]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| match e {
+                Entry::Item(kv, first) => format!("item:{}:{first}", kv.key),
+                Entry::Mark { input, frontier, .. } => format!("mark:{input}:{frontier}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_hears_of_other_inputs_progress_before_its_next_item() {
+        let (mut to, mut rx, mut recycled) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let (t, r) = bounded(QUEUE);
+            to.push(t);
+            rx.push(r);
+            recycled.push(bounded(1).1);
+        }
+        let mut router = Router::new(to, recycled);
+        // Two keys that land in different shards.
+        let a = (0..).map(|i| format!("a{i}")).find(|k| router.shard_of(k) == 0).unwrap();
+        let b = (0..).map(|i| format!("b{i}")).find(|k| router.shard_of(k) == 1).unwrap();
+        router.route(item(0, 0, 10, &a)); // input 0 reaches 10: shard 0 only
+        router.route(item(1, 1, 20, &a)); // input 1 reaches 20: shard 0 only
+        router.route(item(1, 1, 20, &b)); // the same event's second word, in shard 1
+        router.route(item(2, 0, 40, &a)); // input 0 reaches 40
+        assert_eq!(
+            shown(&router.buffers[0]),
+            [format!("item:{a}:true"), format!("item:{a}:true"), format!("item:{a}:true")]
+        );
+        // Shard 1 missed input 0's first event: it hears of it before its item.
+        assert_eq!(shown(&router.buffers[1]), ["mark:0:10".to_string(), format!("item:{b}:false")]);
+        // At the send, shard 1 hears of input 0's latest progress too.
+        router.send_all();
+        let sent = |r: &Receiver<ToShard<String, ()>>| match r.try_recv() {
+            Ok(ToShard::Entries(e)) => shown(&e),
+            _ => panic!("a buffer was sent"),
+        };
+        assert_eq!(sent(&rx[0]).len(), 3, "shard 0 saw every event: no marks");
+        assert_eq!(sent(&rx[1]), ["mark:0:10".to_string(), format!("item:{b}:false"), "mark:0:40".to_string()]);
+        assert!(rx.iter().all(|r| r.is_empty()));
+        // Nothing new: nothing more to send.
+        router.send_all();
+        assert!(rx.iter().all(|r| r.is_empty()));
     }
 }

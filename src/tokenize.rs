@@ -96,12 +96,8 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
             while CLASS[p[e - 1] as usize] & ALNUM == 0 {
                 e -= 1;
             }
-            let mut w = CompactString::new(&piece[s..e]);
-            if seen & UPPER != 0 {
-                // Capitals are alphanumeric, so none was trimmed away.
-                w.as_mut_str().make_ascii_lowercase();
-            }
-            emit(w);
+            // Capitals are alphanumeric, so none was trimmed away.
+            emit(if seen & UPPER != 0 { ascii_lower(&piece[s..e]) } else { CompactString::new(&piece[s..e]) });
         }
     }
 }

@@ -218,8 +218,10 @@ fn shards_give_the_results_of_one_shard() {
                 let ((late, seen), (late_1, seen_1)) = (events(&rep), events(&rep_one));
                 if window.starts_with("session") {
                     // Sessions judge each word of an event apart: an event
-                    // whose first word is late is neither counted late nor
-                    // accounted for latency (WindowOperator::into_shard).
+                    // whose first word is late is counted late but not
+                    // accounted for latency, one whose first word is on time
+                    // but another late is accounted but not counted late
+                    // (WindowOperator::into_shard).
                     assert!(late <= late_1 && seen <= seen_1 && seen + late >= seen_1, "{what}: {late} {seen}");
                 } else {
                     assert_eq!(late, late_1, "{what}: late events");
@@ -227,48 +229,5 @@ fn shards_give_the_results_of_one_shard() {
                 }
             }
         }
-    }
-}
-
-#[test]
-fn shards_keep_the_watermark_of_several_inputs() {
-    // Two files read side by side, each in time order but far apart in
-    // time: the watermark is held by the slower one. A shard that missed an
-    // input's progress would place items differently.
-    let dir = tempfile::tempdir().unwrap();
-    let (data, _) = timestamped_book();
-    let text = String::from_utf8(data).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let (a, b) = lines.split_at(lines.len() / 2);
-    std::fs::write(dir.path().join("a.log"), a.join("\n") + "\n").unwrap();
-    std::fs::write(dir.path().join("b.log"), b.join("\n") + "\n").unwrap();
-    let glob = dir.path().join("*.log");
-    for mode in ["per-event", "micro-batch"] {
-        let mut results = Vec::new();
-        for shards in ["1", "2"] {
-            let name = format!("glob-{mode}-{shards}");
-            let (mut rows, rep) = run_file(
-                &glob,
-                &name,
-                &[
-                    "--mode",
-                    mode,
-                    "--batch-interval",
-                    "10ms",
-                    "--event-time",
-                    "first-field",
-                    "--watermark-delay",
-                    "100ms",
-                    "--window",
-                    "tumbling:1s",
-                    "--parallelism",
-                    shards,
-                ],
-            );
-            rows.sort();
-            assert!(rows.len() > 1000, "{name}: {} results", rows.len());
-            results.push((rows, rep["late_items"].clone(), rep["items"].clone()));
-        }
-        assert_eq!(results[0], results[1], "{mode}: two shards differ from one over two inputs");
     }
 }

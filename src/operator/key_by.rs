@@ -62,10 +62,6 @@ pub struct KeyedStream<K, T, S> {
 }
 
 impl<K, T, S> KeyedStream<K, T, S> {
-    pub(crate) fn into_stages(self) -> S {
-        self.stages
-    }
-
     /// The chain of stages built so far, to drive by hand.
     pub fn into_stage(self) -> S {
         self.stages

@@ -403,10 +403,12 @@ where
 
     /// Makes this operator one shard of several: events are then counted
     /// (for latency and lateness) by their first item, which the router
-    /// marks, wherever their other items go. With session windows an event
-    /// whose first item is late but another is not is neither accounted for
-    /// latency nor counted late; tumbling, sliding and global windows place
-    /// every item of an event alike, so for them nothing changes.
+    /// marks, wherever their other items go. With session windows, which
+    /// judge lateness item by item, an event whose first item is late but
+    /// another is not is counted late but not accounted for latency, and one
+    /// whose first item is on time but another is late is accounted but not
+    /// counted late; tumbling, sliding and global windows place every item of
+    /// an event alike, so for them nothing changes.
     pub(crate) fn into_shard(mut self) -> Self {
         self.shard = true;
         self
