@@ -201,6 +201,16 @@ pub struct StageHistograms {
     pub sink_write: LatencyHistogram,
 }
 
+impl StageHistograms {
+    /// Micro-batch mode: a batch of `lines` lines that started at `start`
+    /// had its results ready at `ready` and handed over at `emit`
+    /// (monotonic ns).
+    pub(crate) fn batch_done(&mut self, start: u64, ready: u64, emit: u64, lines: u64) {
+        self.compute.record_n(ready.saturating_sub(start) as i64, lines);
+        self.sink_write.record_n(emit.saturating_sub(ready) as i64, lines);
+    }
+}
+
 impl LatencyRecorder {
     /// Records one event whose effect was emitted at (`emit_mono`, `emit_wall`).
     #[inline]

@@ -153,8 +153,7 @@ where
                 config: self.config,
                 agg: Some(self.agg),
                 window: None,
-                sinks: self.sinks,
-                late_sinks: self.late_sinks,
+                sinks: SinkSet { results: self.sinks, late: self.late_sinks },
                 keyed: Vec::new(),
                 results: Vec::new(),
                 late: Vec::new(),
@@ -238,10 +237,8 @@ struct Job<K, T, S, A: Aggregate<T>> {
     agg: Option<A>,
     /// The window operator, made at open.
     window: Option<WindowOperator<K, T, A>>,
-    /// Result sinks.
-    sinks: ResultSinks<K, A::Out>,
-    /// Late sinks.
-    late_sinks: Vec<Box<dyn Sink<LateEvent<K>>>>,
+    /// Result and late sinks.
+    sinks: SinkSet<K, A::Out>,
     /// Micro-batch: the keyed batch, reused.
     keyed: Vec<Keyed<K, T>>,
     /// Results on their way to the sinks, reused.
@@ -293,7 +290,7 @@ where
         let wrote = !self.results.is_empty() || !self.late.is_empty();
         // Handed over once, even when a sink fails part-way: a retry at
         // finish must not write them again to the sinks that took them.
-        let written = write_all(&mut self.sinks, &self.results).and(write_all(&mut self.late_sinks, &self.late));
+        let written = self.sinks.write(&self.results, &self.late);
         self.results.clear();
         self.late.clear();
         written?;
@@ -317,17 +314,12 @@ where
         let agg = self.agg.take().expect("a pipeline is opened once");
         info.value_field = agg.name();
         self.clock = clock;
-        let mut window = WindowOperator::new(self.config, agg, clock, immediate, !self.late_sinks.is_empty());
+        let mut window = WindowOperator::new(self.config, agg, clock, immediate, !self.sinks.late.is_empty());
         if self.latency.off {
             window = window.without_latency();
         }
         self.window = Some(window);
-        for sink in &mut self.sinks {
-            sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
-        }
-        for sink in &mut self.late_sinks {
-            sink.open(&info).map_err(|e| sink_err(sink.name(), e))?;
-        }
+        self.sinks.open(&info)?;
         self.info = Some(info);
         Ok(())
     }
@@ -370,9 +362,7 @@ where
             return Ok(());
         }
         if let Some((start, lines)) = batch {
-            let st = &mut self.latency.stages;
-            st.compute.record_n(ready.saturating_sub(start) as i64, lines);
-            st.sink_write.record_n(emit.saturating_sub(ready) as i64, lines);
+            self.latency.stages.batch_done(start, ready, emit, lines);
         }
         Ok(())
     }
@@ -382,13 +372,7 @@ where
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
-        for sink in &mut self.sinks {
-            sink.flush().map_err(|e| sink_err(sink.name(), e))?;
-        }
-        for sink in &mut self.late_sinks {
-            sink.flush().map_err(|e| sink_err(sink.name(), e))?;
-        }
-        Ok(())
+        self.sinks.flush()
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
@@ -396,13 +380,7 @@ where
             window.finish();
         }
         self.deliver(self.clock.now())?;
-        for sink in &mut self.sinks {
-            sink.close().map_err(|e| sink_err(sink.name(), e))?;
-        }
-        for sink in &mut self.late_sinks {
-            sink.close().map_err(|e| sink_err(sink.name(), e))?;
-        }
-        Ok(())
+        self.sinks.close()
     }
 
     fn counters(&self) -> WindowCounters {
@@ -444,7 +422,7 @@ where
             config: job.config,
             agg,
             n,
-            sinks: Arc::new(Mutex::new(SinkSet { results: job.sinks, late: job.late_sinks })),
+            sinks: Arc::new(Mutex::new(job.sinks)),
             keyed: Vec::new(),
             latency: job.latency,
             spin,

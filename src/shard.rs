@@ -70,6 +70,59 @@ pub(crate) struct SinkSet<K, O> {
     pub(crate) late: Vec<Box<dyn Sink<LateEvent<K>>>>,
 }
 
+impl<K, O> SinkSet<K, O> {
+    /// Calls `f` on every sink, result sinks first, stopping at the first
+    /// failure.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn SinkOps) -> std::io::Result<()>) -> Result<(), RunError> {
+        for sink in &mut self.results {
+            f(sink).map_err(|err| RunError::Sink { sink: sink.name(), err })?;
+        }
+        for sink in &mut self.late {
+            f(sink).map_err(|err| RunError::Sink { sink: sink.name(), err })?;
+        }
+        Ok(())
+    }
+
+    /// Opens every sink.
+    pub(crate) fn open(&mut self, info: &RunInfo) -> Result<(), RunError> {
+        self.each(|s| s.open(info))
+    }
+
+    /// Flushes every sink.
+    pub(crate) fn flush(&mut self) -> Result<(), RunError> {
+        self.each(|s| s.flush())
+    }
+
+    /// Closes every sink.
+    pub(crate) fn close(&mut self) -> Result<(), RunError> {
+        self.each(|s| s.close())
+    }
+
+    /// Writes results and late items to every sink of their kind.
+    pub(crate) fn write(&mut self, results: &[WindowResult<K, O>], late: &[LateEvent<K>]) -> Result<(), RunError> {
+        write_all(&mut self.results, results).and(write_all(&mut self.late, late))
+    }
+}
+
+/// The lifecycle of a sink, whatever it takes.
+trait SinkOps {
+    fn open(&mut self, info: &RunInfo) -> std::io::Result<()>;
+    fn flush(&mut self) -> std::io::Result<()>;
+    fn close(&mut self) -> std::io::Result<()>;
+}
+
+impl<R> SinkOps for Box<dyn Sink<R>> {
+    fn open(&mut self, info: &RunInfo) -> std::io::Result<()> {
+        (**self).open(info)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        (**self).flush()
+    }
+    fn close(&mut self) -> std::io::Result<()> {
+        (**self).close()
+    }
+}
+
 /// Locks the sinks; a shard that panicked while holding the lock left them
 /// usable (a write is all-or-nothing per item).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -309,10 +362,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
         self.window.take_late(&mut self.late);
         let wrote = !self.results.is_empty() || !self.late.is_empty();
         if wrote {
-            let mut sinks = lock(&self.sinks);
-            let SinkSet { results, late } = &mut *sinks;
-            let written = write_all(results, &self.results).and(write_all(late, &self.late));
-            drop(sinks);
+            let written = lock(&self.sinks).write(&self.results, &self.late);
             self.results.clear();
             self.late.clear();
             if let Err(e) = written {
@@ -648,14 +698,7 @@ where
         if let Some(r) = self.running.as_mut() {
             r.flush_owed = false;
         }
-        let mut sinks = lock(&self.sinks);
-        for sink in &mut sinks.results {
-            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-        }
-        for sink in &mut sinks.late {
-            sink.flush().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-        }
-        Ok(())
+        lock(&self.sinks).flush()
     }
 }
 
@@ -668,15 +711,7 @@ where
 {
     fn open(&mut self, mut info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError> {
         info.value_field = self.agg.name();
-        {
-            let mut sinks = lock(&self.sinks);
-            for sink in &mut sinks.results {
-                sink.open(&info).map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-            }
-            for sink in &mut sinks.late {
-                sink.open(&info).map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-            }
-        }
+        lock(&self.sinks).open(&info)?;
         let keep_late = !lock(&self.sinks).late.is_empty();
         let failure = Arc::new(Failure::default());
         let (reply_tx, replies) = bounded(self.n);
@@ -789,9 +824,7 @@ where
             return Ok(());
         }
         if let Some((start, lines)) = batch {
-            let st = &mut self.latency.stages;
-            st.compute.record_n(ready.saturating_sub(start) as i64, lines);
-            st.sink_write.record_n(emit.saturating_sub(ready) as i64, lines);
+            self.latency.stages.batch_done(start, ready, emit, lines);
         }
         Ok(())
     }
@@ -843,14 +876,7 @@ where
             }
         }
         finished?;
-        let mut sinks = lock(&self.sinks);
-        for sink in &mut sinks.results {
-            sink.close().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-        }
-        for sink in &mut sinks.late {
-            sink.close().map_err(|e| RunError::Sink { sink: sink.name(), err: e })?;
-        }
-        Ok(())
+        lock(&self.sinks).close()
     }
 
     fn counters(&self) -> WindowCounters {
