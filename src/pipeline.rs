@@ -155,8 +155,7 @@ where
                 window: None,
                 sinks: SinkSet { results: self.sinks, late: self.late_sinks },
                 keyed: Vec::new(),
-                results: Vec::new(),
-                late: Vec::new(),
+                outbox: Outbox::default(),
                 info: None,
                 latency: LatencyRecorder::default(),
                 clock: Clock::new(),
@@ -241,10 +240,8 @@ struct Job<K, T, S, A: Aggregate<T>> {
     sinks: SinkSet<K, A::Out>,
     /// Micro-batch: the keyed batch, reused.
     keyed: Vec<Keyed<K, T>>,
-    /// Results on their way to the sinks, reused.
-    results: Vec<WindowResult<K, A::Out>>,
-    /// Late items on their way to the late sinks, reused.
-    late: Vec<LateEvent<K>>,
+    /// Results and late items on their way to the sinks.
+    outbox: Outbox<K, A::Out>,
     /// Set at open.
     info: Option<RunInfo>,
     /// Latency histograms.
@@ -255,6 +252,57 @@ struct Job<K, T, S, A: Aggregate<T>> {
 
 fn sink_err(name: String, err: io::Error) -> RunError {
     RunError::Sink { sink: name, err }
+}
+
+/// Results and late items on their way from a window operator to the
+/// sinks; the vectors are reused from one delivery to the next.
+pub(crate) struct Outbox<K, O> {
+    /// Results.
+    results: Vec<WindowResult<K, O>>,
+    /// Late items.
+    late: Vec<LateEvent<K>>,
+}
+
+impl<K, O> Default for Outbox<K, O> {
+    fn default() -> Self {
+        Outbox { results: Vec::new(), late: Vec::new() }
+    }
+}
+
+impl<K, O> Outbox<K, O> {
+    /// Hands what `window` has ready to `write`, then accounts the latency
+    /// of the events it carries as emitted now. `ready` is when it was ready
+    /// (monotonic); `track` is false with `--no-latency`. Returns when it
+    /// was handed over (`ready` when there was nothing to hand over); on a
+    /// failed write, the error, and nothing is accounted.
+    pub(crate) fn deliver<T, A: Aggregate<T, Out = O>>(
+        &mut self,
+        window: &mut WindowOperator<K, T, A>,
+        write: impl FnOnce(&[WindowResult<K, O>], &[LateEvent<K>]) -> Result<(), RunError>,
+        latency: &mut LatencyRecorder,
+        clock: &Clock,
+        ready: u64,
+        track: bool,
+    ) -> Result<u64, RunError>
+    where
+        K: std::hash::Hash + Eq + Ord + Clone,
+    {
+        window.take_results(&mut self.results);
+        window.take_late(&mut self.late);
+        let wrote = !self.results.is_empty() || !self.late.is_empty();
+        // Handed over once, even when a sink fails part-way: a retry at
+        // finish must not write them again to the sinks that took them.
+        let written = if wrote { write(&self.results, &self.late) } else { Ok(()) };
+        self.results.clear();
+        self.late.clear();
+        written?;
+        let pending = window.has_pending_latency();
+        let emit = if (wrote && track) || pending { clock.now() } else { ready };
+        if pending {
+            window.account_emitted(latency, ready, emit, clock.to_wall(emit));
+        }
+        Ok(emit)
+    }
 }
 
 /// Writes every item to every sink, stopping at the first failure.
@@ -285,21 +333,9 @@ where
         let Some(window) = self.window.as_mut() else {
             return Ok(ready);
         };
-        window.take_results(&mut self.results);
-        window.take_late(&mut self.late);
-        let wrote = !self.results.is_empty() || !self.late.is_empty();
-        // Handed over once, even when a sink fails part-way: a retry at
-        // finish must not write them again to the sinks that took them.
-        let written = self.sinks.write(&self.results, &self.late);
-        self.results.clear();
-        self.late.clear();
-        written?;
-        let pending = window.has_pending_latency();
-        let emit = if (wrote && !self.latency.off) || pending { self.clock.now() } else { ready };
-        if pending {
-            window.account_emitted(&mut self.latency, ready, emit, self.clock.to_wall(emit));
-        }
-        Ok(emit)
+        let sinks = &mut self.sinks;
+        let track = !self.latency.off;
+        self.outbox.deliver(window, |r, l| sinks.write(r, l), &mut self.latency, &self.clock, ready, track)
     }
 }
 

@@ -42,7 +42,7 @@ use crate::aggregate::Aggregate;
 use crate::error::RunError;
 use crate::latency::LatencyRecorder;
 use crate::operator::{Keyed, Stage};
-use crate::pipeline::{write_all, Graph, Key, ResultSinks};
+use crate::pipeline::{write_all, Graph, Key, Outbox, ResultSinks};
 use crate::record::{Line, Record};
 use crate::sink::{RunInfo, Sink};
 use crate::time::{Clock, EpochNanos, NO_TIME};
@@ -244,10 +244,8 @@ struct Shard<K, T, A: Aggregate<T>> {
     clock: Clock,
     /// Per-event mode.
     immediate: bool,
-    /// Results on their way to the sinks, reused.
-    results: Vec<WindowResult<K, A::Out>>,
-    /// Late items on their way, reused.
-    late: Vec<LateEvent<K>>,
+    /// Results and late items on their way to the sinks.
+    outbox: Outbox<K, A::Out>,
     /// Inputs seen so far (one more than the highest index).
     inputs: usize,
     /// Per-event mode: first items of events not yet delivered.
@@ -358,24 +356,16 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
     /// Hands ready results to the sinks and accounts the latency of the
     /// events they carry; returns when they were handed over.
     fn deliver(&mut self, ready: u64) -> u64 {
-        self.window.take_results(&mut self.results);
-        self.window.take_late(&mut self.late);
-        let wrote = !self.results.is_empty() || !self.late.is_empty();
-        if wrote {
-            let written = lock(&self.sinks).write(&self.results, &self.late);
-            self.results.clear();
-            self.late.clear();
-            if let Err(e) = written {
+        let sinks = &self.sinks;
+        let write = |r: &[_], l: &[_]| lock(sinks).write(r, l);
+        match self.outbox.deliver(&mut self.window, write, &mut self.latency, &self.clock, ready, self.track) {
+            Ok(emit) => emit,
+            Err(e) => {
                 self.failed = true;
                 self.failure.set(e);
+                ready
             }
         }
-        let pending = self.window.has_pending_latency();
-        let emit = if (wrote && self.track) || pending { self.clock.now() } else { ready };
-        if pending {
-            self.window.account_emitted(&mut self.latency, ready, emit, self.clock.to_wall(emit));
-        }
-        emit
     }
 
     fn reply(&mut self, with_latency: bool, with_unacked: bool, ready: u64, emit: u64) -> Reply {
@@ -737,8 +727,7 @@ where
                 latency: LatencyRecorder::default(),
                 clock,
                 immediate,
-                results: Vec::new(),
-                late: Vec::new(),
+                outbox: Outbox::default(),
                 inputs: 0,
                 firsts: 0,
                 failure: failure.clone(),
