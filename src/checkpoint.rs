@@ -1,43 +1,55 @@
-//! Saved source positions: the `--checkpoint-dir` directory.
+//! Checkpoints: the `--checkpoint-dir` directory.
 //!
-//! The directory holds one file, `positions.json`, written atomically (a
+//! The directory holds one file, `checkpoint.json`, written atomically (a
 //! temporary file, fsync, rename, fsync of the directory), so a crash leaves
-//! either the old or the new version, never a torn one:
+//! either the old or the new version, never a torn one. It is one consistent
+//! snapshot of the run, taken at a barrier (a batch boundary, or between two
+//! events in per-event mode):
 //!
 //! ```json
-//! {"format": "sluice-checkpoint", "version": 1,
+//! {"format": "sluice-checkpoint", "version": 2, "pipeline": "window=tumbling:1s ...", "epoch": 17,
 //!  "sources": {"file:/var/log/app.log": {"dev": 2049, "ino": 131, "fingerprint_sum": 1234, "fingerprint_len": 512, "offset": 8812}},
 //!  "patterns": {"file:/var/log/web-*.log": [
-//!    {"path": "/var/log/web-1.log", "dev": 2049, "ino": 140, "fingerprint_sum": 99, "fingerprint_len": 512, "offset": 4096}]}}
+//!    {"path": "/var/log/web-1.log", "dev": 2049, "ino": 140, "fingerprint_sum": 99, "fingerprint_len": 512, "offset": 4096}]},
+//!  "sinks": {"jsonl:out.jsonl": 40960},
+//!  "window": [ ...the open windows' state, one entry per shard... ]}
 //! ```
 //!
-//! A followed file has one position. A pattern of files has one per file it
-//! read that still exists, in reading order, each with the path it was
-//! followed under: files read to their end are kept too, so that a restart
-//! does not take a rotated file under a matching name for a new one.
+//! - `sources`, `patterns`: where each input resumes: just after the last
+//!   line whose effect is in `window`. A followed file has one position; a
+//!   pattern of files has one per file it read that still exists, in reading
+//!   order, each with the path it was followed under (files read to their
+//!   end are kept, so that a restart does not take a rotated file under a
+//!   matching name for a new one).
+//! - `window`: the open windows and their per-key aggregates, and the
+//!   watermark.
+//! - `sinks`: per exactly-once file sink, how many bytes of it hold results
+//!   of lines up to the positions; a restart cuts the file back to that.
+//! - `pipeline`: what the snapshot belongs to; a snapshot of another
+//!   pipeline is refused rather than restored into the wrong windows.
+//! - `epoch`: counts snapshots.
 //!
-//! A position is the first line not yet acknowledged: every line before it
-//! had all its effects flushed by the sinks. The format is versioned from the
-//! start: the crash-safety work adds window state next to the positions, as
-//! version 2. A file of an unknown format or version, or one that does not
-//! parse, is refused with a clear error rather than silently reset.
+//! A file of an unknown format or version, or one that does not parse, is
+//! refused with a clear error rather than silently reset.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 /// The checkpoint file's name in the directory.
-pub const FILE_NAME: &str = "positions.json";
+pub const FILE_NAME: &str = "checkpoint.json";
+/// What sluice before version 2 wrote (positions only).
+const OLD_FILE_NAME: &str = "positions.json";
 /// The file locked while a process uses the directory.
 const LOCK_NAME: &str = "lock";
 /// What the `format` field says.
 const FORMAT: &str = "sluice-checkpoint";
 /// The version this sluice writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Where a followed file is to be resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +62,7 @@ pub struct FilePosition {
     pub fingerprint_sum: u64,
     /// How many first bytes the checksum covers.
     pub fingerprint_len: u32,
-    /// Byte offset of the first line not yet acknowledged.
+    /// Byte offset of the first line not yet covered by the snapshot.
     pub offset: u64,
 }
 
@@ -81,11 +93,21 @@ struct Saved {
     format: String,
     /// The layout version.
     version: u32,
+    /// The pipeline the snapshot belongs to.
+    pipeline: String,
+    /// Counts snapshots.
+    epoch: u64,
     /// Positions by source name (`file:PATH`).
     sources: BTreeMap<String, FilePosition>,
     /// Positions of pattern sources.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     patterns: BTreeMap<String, Vec<PatternFile>>,
+    /// Committed length of each exactly-once file sink, by sink name.
+    #[serde(default)]
+    sinks: BTreeMap<String, u64>,
+    /// The window state; none before the first snapshot with windows.
+    #[serde(default)]
+    window: Option<serde_json::Value>,
 }
 
 /// A checkpoint directory that cannot be used.
@@ -117,16 +139,61 @@ pub enum CheckpointError {
     },
 }
 
+/// What the last snapshot holds besides positions.
+#[derive(Debug, Default)]
+struct Committed {
+    /// The pipeline it belongs to; empty when there is no snapshot.
+    pipeline: String,
+    /// Its epoch.
+    epoch: u64,
+    /// Committed sink lengths.
+    sinks: BTreeMap<String, u64>,
+    /// The window state.
+    window: Option<Arc<serde_json::Value>>,
+    /// Whether a snapshot exists on disk.
+    exists: bool,
+}
+
+/// The directory's state in this process.
+#[derive(Debug, Default)]
+struct State {
+    /// Positions as the sources last staged them (from the executor's
+    /// acknowledgements): what the next snapshot records.
+    staged: Positions,
+    /// Positions in the snapshot on disk.
+    written: Positions,
+    /// The rest of the snapshot on disk.
+    committed: Committed,
+    /// The pipeline this run is.
+    pipeline: String,
+}
+
 /// A checkpoint directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointDir {
     /// The directory.
     dir: PathBuf,
-    /// What was last written (or loaded), shared by the sources that save
-    /// here, so that none writes back another's stale position.
-    written: Arc<Mutex<Positions>>,
+    /// Staged and written state, shared by the sources (which stage their
+    /// positions) and the executor (which commits snapshots).
+    state: Arc<Mutex<State>>,
     /// The `lock` file, locked while this process uses the directory.
     _lock: Arc<File>,
+}
+
+impl PartialEq for CheckpointDir {
+    /// The same directory.
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+    }
+}
+
+/// One snapshot to commit: what the graph holds.
+#[derive(Debug, Default)]
+pub struct GraphSnapshot {
+    /// The window state.
+    pub window: Option<serde_json::Value>,
+    /// Committed length of each exactly-once file sink.
+    pub sinks: BTreeMap<String, u64>,
 }
 
 impl CheckpointDir {
@@ -136,80 +203,230 @@ impl CheckpointDir {
         let io = |err| CheckpointError::Io { dir: dir.to_path_buf(), err };
         fs::create_dir_all(dir).map_err(io)?;
         // Two processes saving to one directory would each overwrite the
-        // other's positions: the second is refused.
+        // other's snapshots: the second is refused. The lock goes with the
+        // process, so one left by a `kill -9` blocks nobody.
         let lock = File::options().create(true).truncate(false).write(true).open(dir.join(LOCK_NAME)).map_err(io)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(CheckpointError::InUse { dir: dir.to_path_buf() }),
             Err(fs::TryLockError::Error(err)) => return Err(io(err)),
         }
-        let mut d = CheckpointDir { dir: dir.to_path_buf(), written: Arc::default(), _lock: Arc::new(lock) };
-        d.written = Arc::new(Mutex::new(d.load()?));
+        let d = CheckpointDir { dir: dir.to_path_buf(), state: Arc::default(), _lock: Arc::new(lock) };
+        if !d.path().exists() && dir.join(OLD_FILE_NAME).exists() {
+            return Err(CheckpointError::Unusable {
+                path: dir.join(OLD_FILE_NAME),
+                why: "positions saved by an older sluice, without window state".into(),
+            });
+        }
+        let (positions, committed) = d.load()?;
+        {
+            let mut s = d.lock();
+            s.staged = positions.clone();
+            s.written = positions;
+            s.committed = committed;
+        }
         Ok(d)
     }
 
-    /// The positions as loaded at open, with the changes saved since.
-    pub fn positions(&self) -> Positions {
-        self.written.lock().map(|p| p.clone()).unwrap_or_default()
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding it left consistent data: every change is
+        // made on a copy first.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Changes the positions with `change` and saves them all atomically.
-    /// On failure, the last saved version stays, on disk and here.
-    pub fn update(&self, change: impl FnOnce(&mut Positions)) -> io::Result<()> {
-        let mut written = self.written.lock().map_err(|_| io::Error::other("checkpoint state poisoned"))?;
-        let mut next = written.clone();
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Names the pipeline this run is. A snapshot of another pipeline is
+    /// refused: restoring its windows here would mix two computations.
+    pub fn check_pipeline(&self, pipeline: &str) -> Result<(), CheckpointError> {
+        let mut s = self.lock();
+        if s.committed.exists && s.committed.pipeline != pipeline {
+            return Err(CheckpointError::Unusable {
+                path: self.path(),
+                why: format!(
+                    "it was written by another pipeline ({}), not this one ({pipeline})",
+                    s.committed.pipeline
+                ),
+            });
+        }
+        s.pipeline = pipeline.to_string();
+        Ok(())
+    }
+
+    /// Whether a snapshot was found (or has been written).
+    pub fn has_snapshot(&self) -> bool {
+        self.lock().committed.exists
+    }
+
+    /// The epoch of the last snapshot (0: none).
+    pub fn epoch(&self) -> u64 {
+        self.lock().committed.epoch
+    }
+
+    /// The window state of the last snapshot.
+    pub fn window(&self) -> Option<Arc<serde_json::Value>> {
+        self.lock().committed.window.clone()
+    }
+
+    /// The committed length of the exactly-once file sink `name` in the
+    /// last snapshot; none when there is no snapshot or it has no such sink.
+    pub fn sink_length(&self, name: &str) -> Option<u64> {
+        self.lock().committed.sinks.get(name).copied()
+    }
+
+    /// The positions to resume from: those of the last snapshot, with the
+    /// changes staged since.
+    pub fn positions(&self) -> Positions {
+        self.lock().staged.clone()
+    }
+
+    /// Changes the staged positions with `change`; the next snapshot
+    /// records them.
+    pub fn stage(&self, change: impl FnOnce(&mut Positions)) {
+        change(&mut self.lock().staged);
+    }
+
+    /// Changes the positions with `change` and writes them at once, with
+    /// the rest of the last snapshot: for a source's starting point, which
+    /// no window state depends on. On failure, the last snapshot stays, on
+    /// disk and here.
+    pub fn update(&self, change: impl Fn(&mut Positions)) -> io::Result<()> {
+        let mut s = self.lock();
+        // Onto what is on disk, not what is staged: staged positions go
+        // with window state not committed yet.
+        let mut next = s.written.clone();
         change(&mut next);
-        if next == *written && self.path().exists() {
+        change(&mut s.staged);
+        if next == s.written && s.committed.exists {
             return Ok(());
         }
-        self.store(&next)?;
-        *written = next;
+        let window = s.committed.window.clone();
+        let sinks = s.committed.sinks.clone();
+        let epoch = s.committed.epoch;
+        self.store(&s.pipeline, epoch, &next, &sinks, window.as_deref())?;
+        s.written = next;
+        s.committed.exists = true;
+        s.committed.pipeline = s.pipeline.clone();
         Ok(())
+    }
+
+    /// Writes a snapshot: the staged positions, with the graph's state.
+    /// Returns its epoch. On failure, the last snapshot stays, on disk and
+    /// here.
+    pub fn commit(&self, graph: GraphSnapshot) -> io::Result<u64> {
+        let mut s = self.lock();
+        let epoch = s.committed.epoch + 1;
+        let positions = s.staged.clone();
+        self.store(&s.pipeline, epoch, &positions, &graph.sinks, graph.window.as_ref())?;
+        s.written = positions;
+        s.committed = Committed {
+            pipeline: s.pipeline.clone(),
+            epoch,
+            sinks: graph.sinks,
+            window: graph.window.map(Arc::new),
+            exists: true,
+        };
+        Ok(epoch)
     }
 
     fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
-    /// The saved positions, read from the file now; none when nothing was
-    /// saved yet.
-    pub fn load(&self) -> Result<Positions, CheckpointError> {
+    /// The last snapshot, read from the file now; nothing when none was
+    /// written yet.
+    fn load(&self) -> Result<(Positions, Committed), CheckpointError> {
         let path = self.path();
-        let text = match fs::read_to_string(&path) {
+        let text = match fs::read(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Positions::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
             Err(err) => return Err(CheckpointError::Io { dir: self.dir.clone(), err }),
         };
-        let unusable = |why: String| CheckpointError::Unusable { path: path.clone(), why };
-        let saved: Saved = serde_json::from_str(&text).map_err(|e| unusable(format!("corrupt or truncated ({e})")))?;
-        if saved.format != FORMAT {
-            return Err(unusable(format!("not a sluice checkpoint (format {:?})", saved.format)));
-        }
-        if saved.version != VERSION {
-            return Err(unusable(format!("version {} is not the version {VERSION} this sluice reads", saved.version)));
-        }
-        Ok(Positions { sources: saved.sources, patterns: saved.patterns })
+        decode(&text).map_err(|why| CheckpointError::Unusable { path: path.clone(), why })
     }
 
-    /// Saves positions atomically: the old file stays until the new one is
+    /// Saves a snapshot atomically: the old file stays until the new one is
     /// complete on disk.
-    fn store(&self, positions: &Positions) -> io::Result<()> {
-        let saved = Saved {
-            format: FORMAT.to_string(),
+    fn store(
+        &self,
+        pipeline: &str,
+        epoch: u64,
+        positions: &Positions,
+        sinks: &BTreeMap<String, u64>,
+        window: Option<&serde_json::Value>,
+    ) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            format: &'a str,
+            version: u32,
+            pipeline: &'a str,
+            epoch: u64,
+            sources: &'a BTreeMap<String, FilePosition>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            patterns: &'a BTreeMap<String, Vec<PatternFile>>,
+            sinks: &'a BTreeMap<String, u64>,
+            window: Option<&'a serde_json::Value>,
+        }
+        let out = Out {
+            format: FORMAT,
             version: VERSION,
-            sources: positions.sources.clone(),
-            patterns: positions.patterns.clone(),
+            pipeline,
+            epoch,
+            sources: &positions.sources,
+            patterns: &positions.patterns,
+            sinks,
+            window,
         };
         let tmp = self.dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        {
-            let mut f = File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, &saved)?;
+        let written = (|| {
+            let mut f = BufWriter::new(File::create(&tmp)?);
+            serde_json::to_writer(&mut f, &out)?;
             f.write_all(b"\n")?;
+            let f = f.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
+            fs::rename(&tmp, self.path())?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
         }
-        fs::rename(&tmp, self.path())?;
-        File::open(&self.dir)?.sync_all()
+        written
     }
+}
+
+/// Decodes a checkpoint file, or says what is wrong with it.
+fn decode(text: &[u8]) -> Result<(Positions, Committed), String> {
+    // The format and version first, so that a file of another version is
+    // named as such rather than as malformed.
+    #[derive(Deserialize)]
+    struct Head {
+        format: Option<String>,
+        version: Option<u32>,
+    }
+    let head: Head = serde_json::from_slice(text).map_err(|e| format!("corrupt or truncated ({e})"))?;
+    if head.format.as_deref() != Some(FORMAT) {
+        return Err(format!("not a sluice checkpoint (format {:?})", head.format.unwrap_or_default()));
+    }
+    if head.version != Some(VERSION) {
+        return Err(format!(
+            "version {} is not the version {VERSION} this sluice reads",
+            head.version.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+        ));
+    }
+    let saved: Saved = serde_json::from_slice(text).map_err(|e| format!("corrupt ({e})"))?;
+    Ok((
+        Positions { sources: saved.sources, patterns: saved.patterns },
+        Committed {
+            pipeline: saved.pipeline,
+            epoch: saved.epoch,
+            sinks: saved.sinks,
+            window: saved.window.map(Arc::new),
+            exists: true,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -221,45 +438,79 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_and_refusals() {
+    fn snapshots_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap();
-        assert_eq!(dir.load().unwrap(), Positions::default(), "nothing saved yet");
+        let path = tmp.path().join("ckpt");
+        let dir = CheckpointDir::open(&path).unwrap();
+        dir.check_pipeline("p1").unwrap();
+        assert!(!dir.has_snapshot());
+        assert_eq!(dir.positions(), Positions::default(), "nothing saved yet");
+        // A source's starting point is written at once.
         dir.update(|p| {
             p.sources.insert("file:/a".to_string(), pos(10));
         })
         .unwrap();
-        // Another source of the same directory keeps the first one's change.
+        assert_eq!((dir.has_snapshot(), dir.epoch()), (true, 0));
+        // Staged positions wait for the next commit.
         let other = dir.clone();
-        other
-            .update(|p| {
-                p.patterns.insert(
-                    "file:/l/*.log".to_string(),
-                    vec![PatternFile { path: "/l/x.log".into(), position: pos(5) }],
-                );
-            })
-            .unwrap();
-        dir.update(|p| {
+        other.stage(|p| {
+            p.patterns.insert("file:/l/*.log".to_string(), vec![PatternFile { path: "/l/x.log".into(), position: pos(5) }]);
             p.sources.insert("file:/a".to_string(), pos(20));
+        });
+        let window = serde_json::json!([{"panes": [1, 2, 3]}]);
+        let sinks = BTreeMap::from([("jsonl:out".to_string(), 77)]);
+        assert_eq!(dir.commit(GraphSnapshot { window: Some(window.clone()), sinks }).unwrap(), 1);
+        // A later starting point keeps the last snapshot's window and sinks.
+        dir.update(|p| {
+            p.sources.insert("file:/b".to_string(), pos(0));
         })
         .unwrap();
-        let loaded = dir.load().unwrap();
-        assert_eq!(loaded, dir.positions());
-        assert_eq!(loaded.sources["file:/a"], pos(20));
-        assert_eq!(loaded.patterns["file:/l/*.log"][0].position, pos(5));
-        let e = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap_err().to_string();
-        assert!(e.contains("in use by another running sluice"), "{e}");
         drop((dir, other));
-        let dir = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap();
-        assert_eq!(dir.positions(), loaded, "read at open");
 
-        let path = tmp.path().join("ckpt").join(FILE_NAME);
-        let text = fs::read_to_string(&path).unwrap();
-        fs::write(&path, &text[..text.len() / 2]).unwrap();
-        let e = dir.load().unwrap_err().to_string();
-        assert!(e.contains("corrupt or truncated") && e.contains("move it away"), "{e}");
+        let dir = CheckpointDir::open(&path).unwrap();
+        dir.check_pipeline("p1").unwrap();
+        let p = dir.positions();
+        assert_eq!((p.sources["file:/a"], p.sources["file:/b"]), (pos(20), pos(0)));
+        assert_eq!(p.patterns["file:/l/*.log"][0].position, pos(5));
+        assert_eq!(dir.window().as_deref(), Some(&window));
+        assert_eq!((dir.sink_length("jsonl:out"), dir.sink_length("jsonl:other")), (Some(77), None));
+        assert_eq!(dir.epoch(), 1);
+    }
 
-        fs::write(&path, text.replace("\"version\": 1", "\"version\": 7")).unwrap();
-        assert!(dir.load().unwrap_err().to_string().contains("version 7"));
+    #[test]
+    fn refusals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("ckpt");
+        let dir = CheckpointDir::open(&path).unwrap();
+        dir.check_pipeline("window=tumbling:1s").unwrap();
+        dir.commit(GraphSnapshot::default()).unwrap();
+        let e = CheckpointDir::open(&path).unwrap_err().to_string();
+        assert!(e.contains("in use by another running sluice"), "{e}");
+        drop(dir);
+
+        let dir = CheckpointDir::open(&path).unwrap();
+        let e = dir.check_pipeline("window=global").unwrap_err().to_string();
+        assert!(e.contains("another pipeline (window=tumbling:1s)") && e.contains("another --checkpoint-dir"), "{e}");
+        drop(dir);
+
+        let file = path.join(FILE_NAME);
+        let text = fs::read_to_string(&file).unwrap();
+        for (bad, says) in [
+            (text[..text.len() / 2].to_string(), "corrupt or truncated"),
+            (text.replace("\"version\":2", "\"version\":7"), "version 7"),
+            (text.replace("sluice-checkpoint", "other"), "not a sluice checkpoint"),
+            (text.replace("\"epoch\":1", "\"epoch\":\"x\""), "corrupt"),
+            (String::new(), "corrupt or truncated"),
+        ] {
+            fs::write(&file, &bad).unwrap();
+            let e = CheckpointDir::open(&path).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("move it away"), "{says}: {e}");
+        }
+
+        let old = tmp.path().join("old");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("positions.json"), "{}").unwrap();
+        let e = CheckpointDir::open(&old).unwrap_err().to_string();
+        assert!(e.contains("older sluice"), "{e}");
     }
 }

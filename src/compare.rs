@@ -842,6 +842,7 @@ mod tests {
             event_time_fallbacks: 0,
             batches: None,
             full_batches: None,
+            checkpoints: None,
             window: "tumbling:1s".into(),
             output: "update".into(),
             time: "event".into(),

@@ -43,6 +43,7 @@ pub struct RawSettings {
     pub poll_interval: Option<Val<String>>,
     pub idle_flush: Option<Val<String>>,
     pub checkpoint_dir: Option<Val<String>>,
+    pub checkpoint_interval: Option<Val<String>>,
     pub mode: Option<Val<String>>,
     pub batch_interval: Option<Val<String>>,
     pub spin_wait: Option<Val<String>>,
@@ -88,6 +89,7 @@ struct FileSettings {
     poll_interval: Option<toml::Spanned<String>>,
     idle_flush: Option<toml::Spanned<String>>,
     checkpoint_dir: Option<toml::Spanned<String>>,
+    checkpoint_interval: Option<toml::Spanned<String>>,
     mode: Option<toml::Spanned<String>>,
     batch_interval: Option<toml::Spanned<String>>,
     spin_wait: Option<toml::Spanned<String>>,
@@ -197,6 +199,7 @@ impl RawSettings {
             poll_interval: v(text, file.poll_interval),
             idle_flush: v(text, file.idle_flush),
             checkpoint_dir: v(text, file.checkpoint_dir),
+            checkpoint_interval: v(text, file.checkpoint_interval),
             mode: v(text, file.mode),
             batch_interval: v(text, file.batch_interval),
             spin_wait: v(text, file.spin_wait),
@@ -261,6 +264,7 @@ impl RawSettings {
             poll_interval,
             idle_flush,
             checkpoint_dir,
+            checkpoint_interval,
             mode,
             batch_interval,
             spin_wait,
@@ -369,6 +373,13 @@ pub struct Settings {
     pub report: Option<PathBuf>,
     /// Kafka client settings (sources and sinks).
     pub kafka: KafkaOptions,
+    /// Where checkpoints go, if anywhere.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// The least time between two checkpoints.
+    pub checkpoint_interval: Duration,
+    /// What the pipeline computes, as a checkpoint records it: a snapshot
+    /// of another pipeline is refused.
+    pub pipeline_id: String,
 }
 
 /// Settings of every Kafka client of a run.
@@ -442,6 +453,23 @@ impl Settings {
         }
         if let Some(d) = duration("idle-flush", &raw.idle_flush)? {
             follow.idle_flush = d;
+        }
+        let checkpoint_dir = raw.checkpoint_dir.as_ref().map(|v| PathBuf::from(&v.value));
+        let checkpoint_interval = duration("checkpoint-interval", &raw.checkpoint_interval)?
+            .unwrap_or(crate::executor::DEFAULT_CHECKPOINT_INTERVAL);
+        if checkpoint_interval < Duration::from_millis(10) {
+            return fail(
+                "checkpoint-interval",
+                line(&raw.checkpoint_interval),
+                "a checkpoint interval must be at least 10ms",
+            );
+        }
+        if checkpoint_dir.is_none() && raw.checkpoint_interval.is_some() {
+            return fail(
+                "checkpoint-interval",
+                line(&raw.checkpoint_interval),
+                "--checkpoint-interval needs --checkpoint-dir DIR, where checkpoints are written",
+            );
         }
         let interval = duration("batch-interval", &raw.batch_interval)?;
         if interval.is_some_and(|d| d < Duration::from_millis(1)) {
@@ -595,12 +623,32 @@ impl Settings {
             }
             kafka.timeout = d;
         }
+        if checkpoint_dir.is_some() && (no_follow || !matches!(source, SourceSpec::File(_))) {
+            return fail(
+                "checkpoint-dir",
+                line(&raw.checkpoint_dir),
+                "--checkpoint-dir needs a followed file source (file:PATH without --no-follow), the input a restart can resume; Kafka sources keep their offsets in the consumer group",
+            );
+        }
+        let text = |v: &Option<Val<String>>| v.as_ref().map(|v| v.value.clone()).unwrap_or_default();
+        let pipeline_id = format!(
+            "source={} window={} time={:?} output={:?} watermark-delay={:?} idle-timeout={:?} event-time={}{} max-line-bytes={}",
+            source_text(&source),
+            window.spec,
+            window.time,
+            window.output,
+            window.watermark_delay,
+            window.idle_timeout,
+            text(&raw.event_time),
+            raw.time_format.as_ref().map(|v| format!(" time-format={}", v.value)).unwrap_or_default(),
+            max_line,
+        );
         Ok(Settings {
             source,
             source_options: SourceOptions {
                 no_follow,
                 follow,
-                checkpoint_dir: raw.checkpoint_dir.as_ref().map(|v| PathBuf::from(&v.value)),
+                checkpoint: None,
                 max_line: max_line as usize,
                 generator,
                 kafka: kafka.clone(),
@@ -619,7 +667,18 @@ impl Settings {
             top: top as usize,
             report: raw.report.as_ref().map(|v| PathBuf::from(&v.value)),
             kafka,
+            checkpoint_dir,
+            checkpoint_interval,
+            pipeline_id,
         })
+    }
+}
+
+/// A source as a checkpoint names it.
+fn source_text(source: &SourceSpec) -> String {
+    match source {
+        SourceSpec::File(p) => format!("file:{}", p.display()),
+        other => format!("{other:?}"),
     }
 }
 

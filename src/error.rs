@@ -59,6 +59,12 @@ pub enum RunError {
         /// What failed.
         message: String,
     },
+    /// A checkpoint's state cannot be restored, or taken.
+    #[error("checkpoint: {message}; move the checkpoint directory away to start over")]
+    Restore {
+        /// What failed.
+        message: String,
+    },
     /// A worker thread of the engine failed.
     #[error("{message}; this is a bug in sluice: please report it with the command that ran")]
     Worker {

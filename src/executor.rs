@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
+use crate::checkpoint::CheckpointDir;
 use crate::error::RunError;
+use crate::report::CheckpointReport;
 use crate::latency::{IntervalLog, LatencyRecorder};
 use crate::pipeline::Pipeline;
 use crate::record::{Line, Meta, Position, Record};
@@ -99,7 +101,26 @@ pub struct RunOptions {
     /// Write an HdrHistogram interval log to this path, one interval per
     /// the given duration (see [`IntervalLog`]).
     pub interval_log: Option<(PathBuf, Duration)>,
+    /// Take checkpoints, and start from the last one (see
+    /// [`crate::checkpoint`]).
+    pub checkpoint: Option<Checkpointing>,
 }
+
+/// Where and how often checkpoints are taken.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// The directory, opened, with the pipeline named
+    /// ([`CheckpointDir::check_pipeline`]).
+    pub dir: CheckpointDir,
+    /// The least time between two snapshots: in micro-batch mode one is
+    /// taken at the first batch boundary after it; in per-event mode at the
+    /// first flush after it (the input queue ran empty, or every 200 ms
+    /// under sustained input).
+    pub interval: Duration,
+}
+
+/// The default [`Checkpointing::interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl RunOptions {
     /// Options for `mode` with defaults for the rest.
@@ -116,6 +137,7 @@ impl RunOptions {
             metrics_addr: None,
             progress: false,
             interval_log: None,
+            checkpoint: None,
         }
     }
 }
@@ -198,6 +220,16 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     if parallelism > 1 {
         graph = graph.shard(parallelism, opts.spin_wait);
     }
+    let mut checkpoints = opts.checkpoint.as_ref().map(|c| CheckpointReport {
+        epoch: c.dir.epoch(),
+        restored: c.dir.window().is_some(),
+        ..Default::default()
+    });
+    if let Some(window) = opts.checkpoint.as_ref().and_then(|c| c.dir.window()) {
+        graph.restore(window);
+    }
+    let unresumable: Vec<String> =
+        sources.iter().filter(|s| opts.checkpoint.is_some() && !s.resumable()).map(|s| s.name()).collect();
     let usage = crate::usage::Usage::start();
     let clock = Clock::new();
     let (tx, rx) = bounded(opts.queue_chunks.max(1));
@@ -217,6 +249,14 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         parallelism,
     };
     let mut error = None;
+    if let Some(name) = unresumable.first() {
+        // Its input cannot be read again from a saved position: restoring
+        // windows and reading it from its start would count twice.
+        error = Some(RunError::Source {
+            source_name: name.clone(),
+            message: "cannot be resumed from a checkpoint; checkpoints work with followed files (file:PATH without --no-follow); drop --checkpoint-dir".into(),
+        });
+    }
     if let Some(addr) = opts.metrics_addr {
         match crate::metrics::MetricsServer::start(addr) {
             Ok(m) => live.metrics = Some(m),
@@ -275,6 +315,11 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         hlog: &mut hlog,
         live: &mut live,
         pending_bytes: 0,
+        checkpoint: opts.checkpoint.as_ref(),
+        last_checkpoint: Instant::now(),
+        checkpoints: &mut checkpoints,
+        checkpoint_ms: 0.0,
+        checkpoint_failing: false,
     };
     if error.is_none() {
         error = run.graph.open(info, clock, immediate).err();
@@ -288,11 +333,27 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         error = result.err().or(run.failure.take());
     }
     let mut ended_by = run.ended_by;
+    // With checkpoints, the run ends with one, and open windows stay in it
+    // for the restart rather than being emitted early; unless a sink
+    // failed, when what the sinks hold is unknown and the last good
+    // checkpoint is where a restart resumes.
+    let keep = opts.checkpoint.is_some() && matches!(error, None | Some(RunError::Source { .. }));
+    let mut final_checkpoint = Ok(());
+    if keep && unresumable.is_empty() {
+        final_checkpoint = run.take_checkpoint(true);
+    }
     if let Some(p) = live.progress.as_mut() {
         p.clear();
     }
     stop.store(true, Ordering::Relaxed);
-    let finished = graph.finish();
+    let finished = if opts.checkpoint.is_some() {
+        if let (Some(c), true) = (checkpoints.as_mut(), keep) {
+            c.open_windows_kept = true;
+        }
+        final_checkpoint.and(graph.suspend())
+    } else {
+        graph.finish()
+    };
     if let Some(log) = hlog.take() {
         if let Err(message) = log.finish(graph.latency_mut(), clock.now()) {
             error.get_or_insert(RunError::Sink { sink: "hdr-log".into(), err: std::io::Error::other(message) });
@@ -301,7 +362,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     // Every window was emitted and flushed: all processed lines are
     // acknowledged, unless a sink failed on the way (a source failing does
     // not make what was delivered less delivered).
-    if finished.is_ok() && matches!(error, None | Some(RunError::Source { .. })) {
+    if opts.checkpoint.is_none() && finished.is_ok() && matches!(error, None | Some(RunError::Source { .. })) {
         if let Err(message) = acks.acknowledge(&mut *graph, &tally, true) {
             // The run's results are out, but a restart would count some again.
             error.get_or_insert(RunError::SavePosition { message });
@@ -348,6 +409,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         .to_string(),
         ended_by: ended_by.to_string(),
         latency: LatencyReport::from_recorder(graph.latency()),
+        checkpoints,
     };
     let mut report = report;
     if let Some(kind) = event_clocks.iter().find_map(|c| c.lock().ok().and_then(|k| *k)) {
@@ -429,6 +491,17 @@ struct Runner<'a> {
     live: &'a mut Live,
     /// Micro-batch mode: bytes collected for the next batch, for metrics.
     pending_bytes: usize,
+    /// Checkpoints, if taken.
+    checkpoint: Option<&'a Checkpointing>,
+    /// When the last checkpoint was taken (or the run started).
+    last_checkpoint: Instant,
+    /// What checkpointing did, for the report.
+    checkpoints: &'a mut Option<CheckpointReport>,
+    /// Total ms spent taking checkpoints.
+    checkpoint_ms: f64,
+    /// Whether the last snapshot failed to be written (to warn once per
+    /// failing stretch).
+    checkpoint_failing: bool,
 }
 
 /// How often acknowledgements are computed at most.
@@ -461,6 +534,27 @@ impl Acks {
 
     fn any(&self) -> bool {
         self.ackers.iter().any(Option::is_some)
+    }
+
+    /// With checkpoints: every line processed is acknowledged (its effect is
+    /// in the snapshot being taken), and each acker stages its positions
+    /// for it.
+    fn acknowledge_processed(&mut self, tally: &Tally) {
+        let mut done = Vec::new();
+        for (input, acker) in self.ackers.iter().enumerate() {
+            let Some(acker) = acker else { continue };
+            if let Some((file, offset)) = tally.processed.get(input).copied().flatten() {
+                acker.ack(file, offset);
+            }
+            // Staged, not written: the snapshot writes them.
+            let _ = acker.save(true);
+            if self.closed[input] {
+                done.push(input);
+            }
+        }
+        for input in done {
+            self.ackers[input] = None;
+        }
     }
 
     /// Tells each input's acker how far its lines are acknowledged: up to
@@ -526,12 +620,65 @@ impl Runner<'_> {
             log.tick(self.graph.latency_mut(), self.clock.now());
         }
         self.live_tick();
+        if let Some(c) = self.checkpoint {
+            // Lines are acknowledged by checkpoints, not by flushes.
+            if self.last_checkpoint.elapsed() >= c.interval {
+                self.take_checkpoint(false)?;
+            }
+            return Ok(());
+        }
         if self.acks.any() && self.last_ack.elapsed() >= ACK_EVERY {
             self.last_ack = Instant::now();
             // Not forced: nothing is written here, so nothing can fail.
             let _ = self.acks.acknowledge(&mut *self.graph, self.tally, false);
         }
         Ok(())
+    }
+
+    /// Takes a checkpoint now: the graph's snapshot (its sinks committed),
+    /// the positions just after every line processed, one atomic write. A
+    /// snapshot that cannot be written is warned about (once per failing
+    /// stretch) and the last good one stays, unless it is the `last` one of
+    /// the run, which then fails. A sink that fails ends the run.
+    fn take_checkpoint(&mut self, last: bool) -> Result<(), RunError> {
+        let Some(c) = self.checkpoint else { return Ok(()) };
+        let started = Instant::now();
+        self.last_checkpoint = started;
+        let snapshot = self.graph.snapshot()?;
+        // Every line processed has its effect in the snapshot: acknowledge
+        // them all, and have the sources stage where they stand.
+        self.acks.acknowledge_processed(self.tally);
+        let written = c.dir.commit(snapshot);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let Some(report) = self.checkpoints.as_mut() else { return Ok(()) };
+        match written {
+            Ok(epoch) => {
+                report.taken += 1;
+                report.epoch = epoch;
+                self.checkpoint_ms += ms;
+                report.mean_ms = self.checkpoint_ms / report.taken as f64;
+                report.max_ms = report.max_ms.max(ms);
+                if std::mem::take(&mut self.checkpoint_failing) {
+                    tracing::info!(epoch, "checkpoints are written again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                report.failed += 1;
+                let message = format!(
+                    "cannot write a checkpoint in {}: {e}; the last good one (epoch {}) stays, and a restart resumes from it",
+                    c.dir.dir().display(),
+                    report.epoch
+                );
+                if last {
+                    return Err(RunError::SavePosition { message });
+                }
+                if !std::mem::replace(&mut self.checkpoint_failing, true) {
+                    tracing::warn!("{message}; will keep trying");
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Publishes metrics and redraws the progress line, when due.

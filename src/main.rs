@@ -58,9 +58,12 @@ struct RunArgs {
     /// How long a followed file's last line may wait for its newline  [default: 5s]
     #[arg(long)]
     idle_flush: Option<String>,
-    /// Save followed files' positions here and resume from them
+    /// Take checkpoints here (window state, file positions, sink lengths) and resume from the last one; makes jsonl: sinks exactly-once
     #[arg(long)]
     checkpoint_dir: Option<String>,
+    /// Least time between two checkpoints, like 500ms  [default: 1s]
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
     /// micro-batch | per-event  [default: micro-batch]
     #[arg(long)]
     mode: Option<String>,
@@ -283,6 +286,7 @@ impl RunArgs {
             poll_interval: s(&self.poll_interval),
             idle_flush: s(&self.idle_flush),
             checkpoint_dir: s(&self.checkpoint_dir),
+            checkpoint_interval: s(&self.checkpoint_interval),
             mode: s(&self.mode),
             batch_interval: s(&self.batch_interval),
             spin_wait: s(&self.spin_wait),

@@ -6,9 +6,10 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Count, Extreme, Fold, Sum};
+use crate::checkpoint::GraphSnapshot;
 use crate::error::RunError;
 use crate::latency::LatencyRecorder;
 use crate::operator::{Keyed, KeyedStream, Stage};
@@ -159,6 +160,7 @@ where
                 info: None,
                 latency: LatencyRecorder::default(),
                 clock: Clock::new(),
+                restored: None,
             }),
         }
     }
@@ -220,6 +222,17 @@ pub(crate) trait Graph: Send {
     fn latency_mut(&mut self) -> &mut LatencyRecorder;
     /// Per-event mode: the lines of one input chunk have all been pushed.
     fn chunk_done(&mut self) {}
+    /// Window state to start from, from a checkpoint (see
+    /// [`crate::checkpoint`]); call it before [`Graph::open`], which
+    /// restores it.
+    fn restore(&mut self, window: Arc<serde_json::Value>);
+    /// A snapshot for a checkpoint, taken between events or batches: every
+    /// line pushed so far has its effect in the window state it returns or
+    /// in the sinks, which are committed (made durable) first.
+    fn snapshot(&mut self) -> Result<GraphSnapshot, RunError>;
+    /// Ends the run keeping the open windows for the checkpoint: results
+    /// ready are delivered, sinks close, open windows are not emitted.
+    fn suspend(&mut self) -> Result<(), RunError>;
     /// The same graph with its window in `n` shards (see [`crate::shard`]);
     /// `spin` is how long its waiting threads poll before sleeping in
     /// per-event mode. Call it before [`Graph::open`].
@@ -248,6 +261,23 @@ struct Job<K, T, S, A: Aggregate<T>> {
     latency: LatencyRecorder,
     /// The run's clock.
     clock: Clock,
+    /// Window state to restore at open.
+    restored: Option<Arc<serde_json::Value>>,
+}
+
+/// Decodes checkpointed window state: one [`WindowState`] per shard of the
+/// run that took it.
+pub(crate) fn decode_window<K: Key, Acc: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<Vec<crate::window::operator::WindowState<K, Acc>>, RunError> {
+    Vec::deserialize(value).map_err(|e| RunError::Restore { message: format!("its window state does not decode ({e})") })
+}
+
+/// Encodes window state for a checkpoint.
+pub(crate) fn encode_window<K: Key, Acc: Serialize>(
+    states: &[crate::window::operator::WindowState<K, Acc>],
+) -> Result<serde_json::Value, RunError> {
+    serde_json::to_value(states).map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
 }
 
 fn sink_err(name: String, err: io::Error) -> RunError {
@@ -354,6 +384,9 @@ where
         if self.latency.off {
             window = window.without_latency();
         }
+        if let Some(state) = self.restored.take() {
+            window.restore_from(decode_window(&state)?, |_| true);
+        }
         self.window = Some(window);
         self.sinks.open(&info)?;
         self.info = Some(info);
@@ -445,6 +478,24 @@ where
         &mut self.latency
     }
 
+    fn restore(&mut self, window: Arc<serde_json::Value>) {
+        self.restored = Some(window);
+    }
+
+    fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
+        let sinks = self.sinks.commit()?;
+        let window = match self.window.as_ref() {
+            Some(w) => Some(encode_window(&[w.state()])?),
+            None => None,
+        };
+        Ok(GraphSnapshot { window, sinks })
+    }
+
+    fn suspend(&mut self) -> Result<(), RunError> {
+        self.deliver(self.clock.now())?;
+        self.sinks.close()
+    }
+
     fn shard(self: Box<Self>, n: usize, spin: std::time::Duration) -> Box<dyn Graph> {
         let job = *self;
         let Some(agg) = job.agg else {
@@ -464,6 +515,7 @@ where
             spin,
             running: None,
             deferred: None,
+            restored: job.restored,
         })
     }
 }

@@ -140,6 +140,29 @@ pub struct RunReport {
     pub ended_by: String,
     /// Latency percentiles.
     pub latency: LatencyReport,
+    /// Checkpoints, when a checkpoint directory was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub checkpoints: Option<CheckpointReport>,
+}
+
+/// What checkpointing did and cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    /// Snapshots written.
+    pub taken: u64,
+    /// Snapshots that could not be written (the last good one stayed).
+    pub failed: u64,
+    /// The epoch of the last snapshot written (or restored from).
+    pub epoch: u64,
+    /// Whether the run started from a snapshot.
+    pub restored: bool,
+    /// Open windows kept in the last snapshot rather than emitted at the end.
+    pub open_windows_kept: bool,
+    /// Time the executor spent per snapshot (barrier, sink sync, encoding,
+    /// write and fsync), monotonic clock: mean and most, in ms.
+    pub mean_ms: f64,
+    /// See `mean_ms`.
+    pub max_ms: f64,
 }
 
 impl LatencyReport {
@@ -192,6 +215,19 @@ impl RunReport {
             self.truncated_lines,
             self.event_time_fallbacks
         );
+        if let Some(c) = &self.checkpoints {
+            let _ = writeln!(
+                s,
+                "   checkpoints {} (failed {})  epoch {}{}  {:.2} ms mean, {:.2} ms max [mono]{}",
+                c.taken,
+                c.failed,
+                c.epoch,
+                if c.restored { " (restored)" } else { "" },
+                c.mean_ms,
+                c.max_ms,
+                if c.open_windows_kept { "  open windows kept for the restart" } else { "" }
+            );
+        }
         if !self.latency.recorded {
             let _ = writeln!(s, "   latency: not recorded (--no-latency)");
             return s;

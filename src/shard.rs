@@ -39,6 +39,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvErro
 use rustc_hash::FxHasher;
 
 use crate::aggregate::Aggregate;
+use crate::checkpoint::GraphSnapshot;
 use crate::error::RunError;
 use crate::latency::LatencyRecorder;
 use crate::operator::{Keyed, Stage};
@@ -93,6 +94,19 @@ impl<K, O> SinkSet<K, O> {
         self.each(|s| s.flush())
     }
 
+    /// Makes every sink's output durable, for a checkpoint; returns the
+    /// committed length of each sink that has one, by name.
+    pub(crate) fn commit(&mut self) -> Result<std::collections::BTreeMap<String, u64>, RunError> {
+        let mut lengths = std::collections::BTreeMap::new();
+        self.each(|s| {
+            if let Some(len) = s.commit()? {
+                lengths.insert(s.name(), len);
+            }
+            Ok(())
+        })?;
+        Ok(lengths)
+    }
+
     /// Closes every sink.
     pub(crate) fn close(&mut self) -> Result<(), RunError> {
         self.each(|s| s.close())
@@ -109,6 +123,8 @@ trait SinkOps {
     fn open(&mut self, info: &RunInfo) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
     fn close(&mut self) -> std::io::Result<()>;
+    fn commit(&mut self) -> std::io::Result<Option<u64>>;
+    fn name(&self) -> String;
 }
 
 impl<R> SinkOps for Box<dyn Sink<R>> {
@@ -120,6 +136,12 @@ impl<R> SinkOps for Box<dyn Sink<R>> {
     }
     fn close(&mut self) -> std::io::Result<()> {
         (**self).close()
+    }
+    fn commit(&mut self) -> std::io::Result<Option<u64>> {
+        (**self).commit()
+    }
+    fn name(&self) -> String {
+        (**self).name()
     }
 }
 
@@ -163,6 +185,11 @@ enum ToShard<K, T> {
     /// End of input: close every window, deliver, reply with everything,
     /// and stop.
     Finish,
+    /// Reply with the window state, for a checkpoint.
+    Snapshot,
+    /// Stop, keeping open windows (they are in the checkpoint): deliver
+    /// what is ready, reply with everything, and stop.
+    Suspend,
 }
 
 /// A shard's answer to a barrier.
@@ -184,6 +211,8 @@ struct Reply {
     ready: u64,
     /// See `ready`.
     emit: u64,
+    /// Its window state, for `Snapshot`.
+    state: Option<serde_json::Value>,
 }
 
 /// The first failure of any shard.
@@ -286,12 +315,25 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                     let now = self.clock.now();
                     let _ = replies.send(self.reply(latency, unacked, now, now));
                 }
-                ToShard::Finish => {
-                    self.window.finish();
+                ToShard::Finish | ToShard::Suspend => {
+                    if matches!(msg, ToShard::Finish) {
+                        self.window.finish();
+                    }
                     let ready = self.clock.now();
                     let emit = self.deliver(ready);
                     let _ = replies.send(self.reply(true, true, ready, emit));
                     return;
+                }
+                ToShard::Snapshot => {
+                    let now = self.clock.now();
+                    let mut reply = self.reply(false, false, now, now);
+                    match serde_json::to_value(self.window.state()) {
+                        Ok(v) => reply.state = Some(v),
+                        Err(e) => self.failure.set(RunError::Restore {
+                            message: format!("cannot encode window state ({e})"),
+                        }),
+                    }
+                    let _ = replies.send(reply);
                 }
             }
         }
@@ -378,8 +420,23 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             latency: with_latency.then(|| std::mem::take(&mut self.latency)),
             ready,
             emit,
+            state: None,
         }
     }
+}
+
+/// The shard of a key among `n`. The hash is mixed again so that the
+/// shards' own hash maps, which use the same hash's low and high bits, still
+/// see their keys spread over every bucket.
+#[inline]
+fn shard_of<K: Hash + ?Sized>(key: &K, n: usize) -> usize {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    let mut x = h.finish();
+    x ^= x >> 31;
+    x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    ((x as u128 * n as u128) >> 64) as usize
 }
 
 /// The router's view of one input.
@@ -435,13 +492,7 @@ impl<K: Hash, T> Router<K, T> {
     /// see their keys spread over every bucket.
     #[inline]
     fn shard_of(&self, key: &K) -> usize {
-        let mut h = FxHasher::default();
-        key.hash(&mut h);
-        let mut x = h.finish();
-        x ^= x >> 31;
-        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        x ^= x >> 29;
-        ((x as u128 * self.to.len() as u128) >> 64) as usize
+        shard_of(key, self.to.len())
     }
 
     /// Appends marks to shard `j`'s buffer for every input whose latest
@@ -549,6 +600,8 @@ pub(crate) struct Sharded<K, T, S, A: Aggregate<T>> {
     /// A failure found where it could not be returned (`settle`), for the
     /// next call that can.
     pub(crate) deferred: Option<RunError>,
+    /// Window state to restore at open, from a checkpoint.
+    pub(crate) restored: Option<Arc<serde_json::Value>>,
 }
 
 /// The sharded graph's state while it runs.
@@ -585,6 +638,8 @@ pub(crate) struct Running<K, T> {
     flush_owed: bool,
     /// Items or marks were routed since the last barrier.
     routed: bool,
+    /// Per shard, its state from the last `Snapshot`.
+    states: Vec<Option<serde_json::Value>>,
 }
 
 impl<K, T, S, A> Sharded<K, T, S, A>
@@ -624,6 +679,9 @@ where
                     run.watermarks[r.shard] = r.watermark;
                     if let Some(lat) = r.latency {
                         self.latency.absorb(lat);
+                    }
+                    if r.state.is_some() {
+                        run.states[r.shard] = r.state;
                     }
                 }
                 Err(e) => {
@@ -716,11 +774,14 @@ where
                 index,
                 window: {
                     let w = WindowOperator::new(self.config, self.agg.clone(), clock, immediate, keep_late);
-                    if self.track {
-                        w.into_shard()
-                    } else {
-                        w.into_shard().without_latency()
+                    let mut w = if self.track { w.into_shard() } else { w.into_shard().without_latency() };
+                    if let Some(state) = &self.restored {
+                        // Each shard takes the keys that are its own now,
+                        // whatever the number of shards that saved them.
+                        let n = self.n;
+                        w.restore_from(crate::pipeline::decode_window(state)?, |k| shard_of(k, n) == index);
                     }
+                    w
                 },
                 track: self.track,
                 sinks: self.sinks.clone(),
@@ -763,6 +824,7 @@ where
             synced_at: 0,
             flush_owed: false,
             routed: false,
+            states: vec![None; self.n],
         });
         Ok(())
     }
@@ -927,6 +989,45 @@ where
 
     fn latency_mut(&mut self) -> &mut LatencyRecorder {
         &mut self.latency
+    }
+
+    fn restore(&mut self, window: Arc<serde_json::Value>) {
+        self.restored = Some(window);
+    }
+
+    fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
+        self.check()?;
+        if self.running.as_ref().is_none_or(|r| r.finished) {
+            return Ok(GraphSnapshot { window: None, sinks: lock(&self.sinks).commit()? });
+        }
+        self.barrier(|| ToShard::Snapshot)?;
+        let sinks = self.flush_sinks().and_then(|()| lock(&self.sinks).commit())?;
+        let run = self.running.as_mut().expect("checked");
+        let states: Option<Vec<_>> = run.states.iter_mut().map(Option::take).collect();
+        let Some(states) = states else {
+            return Err(RunError::Worker { message: "a shard sent no state for a checkpoint".into() });
+        };
+        Ok(GraphSnapshot { window: Some(serde_json::Value::Array(states)), sinks })
+    }
+
+    fn suspend(&mut self) -> Result<(), RunError> {
+        let already = self.running.as_ref().is_none_or(|r| r.finished);
+        if already {
+            return self.check();
+        }
+        let stopped = self.barrier(|| ToShard::Suspend);
+        let stopped = match (stopped, self.deferred.take()) {
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Some(run) = self.running.as_mut() {
+            run.finished = true;
+            for t in run.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        stopped?;
+        lock(&self.sinks).close()
     }
 
     fn shard(self: Box<Self>, _n: usize, _spin: Duration) -> Box<dyn Graph> {

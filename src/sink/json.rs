@@ -92,6 +92,8 @@ pub struct JsonLines {
     info: RunInfo,
     /// Reused for formatting, so a line costs no allocation.
     line: Vec<u8>,
+    /// An exactly-once file: the file, to sync, and its length.
+    durable: Option<(File, u64)>,
 }
 
 impl JsonLines {
@@ -103,7 +105,36 @@ impl JsonLines {
     /// JSON lines in a file, truncated when the sink is created.
     pub fn create(path: &Path) -> io::Result<Self> {
         let file = File::create(path)?;
-        Ok(Self::to_writer(Box::new(BufWriter::with_capacity(1 << 16, file)), format!("jsonl:{}", path.display())))
+        Ok(Self::to_writer(Box::new(file), format!("jsonl:{}", path.display())))
+    }
+
+    /// JSON lines appended to a file that checkpoints cover (exactly
+    /// once): the file is first cut back to `committed` bytes, what the
+    /// last snapshot covers (0 without one), so that results written after
+    /// it, which the restarted run writes again, are not there twice.
+    /// [`Sink::commit`] then syncs it and tells its length. A file shorter
+    /// than `committed` was changed by someone else, and is refused.
+    pub fn exactly_once(path: &Path, committed: u64) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len < committed {
+            return Err(io::Error::other(format!(
+                "it holds {len} bytes, fewer than the {committed} the last checkpoint committed, so it was changed outside sluice; put the file back, or start over with an empty --checkpoint-dir"
+            )));
+        }
+        if len > committed {
+            file.set_len(committed)?;
+            file.sync_all()?;
+            tracing::info!(
+                sink = %path.display(),
+                "cut {} bytes of results the last checkpoint does not cover; they are written again",
+                len - committed
+            );
+        }
+        let writer = file.try_clone()?;
+        let mut sink = Self::to_writer(Box::new(writer), format!("jsonl:{}", path.display()));
+        sink.durable = Some((file, committed));
+        Ok(sink)
     }
 
     /// JSON lines to any writer.
@@ -113,6 +144,7 @@ impl JsonLines {
             name,
             info: RunInfo { mode: "", batch_interval_ms: None, value_field: "value" },
             line: Vec::with_capacity(256),
+            durable: None,
         }
     }
 }
@@ -126,10 +158,24 @@ impl<R: JsonRow> Sink<R> for JsonLines {
         self.line.clear();
         item.write_json(&self.info, &mut self.line);
         self.line.push(b'\n');
-        self.out.write_all(&self.line)
+        self.out.write_all(&self.line)?;
+        if let Some((_, len)) = &mut self.durable {
+            *len += self.line.len() as u64;
+        }
+        Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+    fn commit(&mut self) -> io::Result<Option<u64>> {
+        self.out.flush()?;
+        match &self.durable {
+            Some((file, len)) => {
+                file.sync_data()?;
+                Ok(Some(*len))
+            }
+            None => Ok(None),
+        }
     }
     fn name(&self) -> String {
         self.name.clone()

@@ -44,6 +44,14 @@ pub trait Sink<R>: Send {
         Ok(())
     }
 
+    /// Makes everything written so far durable, for a checkpoint. A sink
+    /// whose output a restart can cut back (an exactly-once file) returns
+    /// how far it is committed, which the checkpoint records; the others
+    /// flush and return `None`.
+    fn commit(&mut self) -> io::Result<Option<u64>> {
+        self.flush().map(|()| None)
+    }
+
     /// Called once at the end of the run, after the last write.
     fn close(&mut self) -> io::Result<()> {
         self.flush()

@@ -152,6 +152,9 @@ struct SaveState {
     baseline: bool,
     /// Whether the last write failed (to warn once per failing stretch).
     failing: bool,
+    /// Whether the pending position is a starting point, written at once
+    /// rather than staged for the next snapshot.
+    durable: bool,
 }
 
 impl FileCheckpoint {
@@ -174,14 +177,16 @@ impl FileCheckpoint {
                 return;
             }
             s.pending = Some(position(at.file, at.fingerprint, at.offset));
+            s.durable = true;
         }
         let _ = self.write(true);
     }
 
-    /// Writes the pending position, when `now` or when due. The state lock
-    /// is not held while the file is written and synced, so that the
-    /// executor's acknowledgements never wait for the disk; `write_lock`
-    /// keeps writes one at a time.
+    /// Stages the pending position for the next snapshot, when `now` or
+    /// when due; a starting point is written to disk at once instead. The
+    /// state lock is not held while the file is written and synced, so that
+    /// the executor's acknowledgements never wait for the disk;
+    /// `write_lock` keeps writes one at a time.
     fn write(&self, now: bool) -> Result<(), String> {
         let _one = self.write_lock.lock().map_err(|_| format!("{}: position state poisoned", self.key))?;
         let pos = {
@@ -190,11 +195,18 @@ impl FileCheckpoint {
                 return Ok(());
             }
             s.last_write = Some(Instant::now());
-            s.pending.take().expect("checked")
+            (s.pending.take().expect("checked"), std::mem::take(&mut s.durable))
         };
-        let result = self.dir.update(|p| {
+        let (pos, durable) = pos;
+        let change = |p: &mut crate::checkpoint::Positions| {
             p.sources.insert(self.key.clone(), pos);
-        });
+        };
+        let result = if durable {
+            self.dir.update(change)
+        } else {
+            self.dir.stage(change);
+            Ok(())
+        };
         let Ok(mut s) = self.state.lock() else { return Err(format!("{}: position state poisoned", self.key)) };
         match result {
             Ok(()) => {
@@ -209,6 +221,7 @@ impl FileCheckpoint {
                     tracing::warn!(source = %self.key, "cannot save the position: {e}; keeping the last saved one");
                 }
                 s.pending.get_or_insert(pos);
+                s.durable = true;
                 Err(format!("cannot save the position of {}: {e}", self.key))
             }
         }
@@ -285,6 +298,8 @@ struct FileRecord {
     end: u64,
     /// Where the first line not acknowledged starts.
     acked: u64,
+    /// Where reading it started in this run.
+    start: u64,
 }
 
 impl PatternCheckpoint {
@@ -304,7 +319,7 @@ impl PatternCheckpoint {
         self.with(|s| {
             if let Some(sl) = s.slots.get_mut(&slot) {
                 let record =
-                    FileRecord { file: at.file, fingerprint: at.fingerprint, end: at.offset, acked: at.offset };
+                    FileRecord { file: at.file, fingerprint: at.fingerprint, end: at.offset, acked: at.offset, start: at.offset };
                 sl.files.insert(generation, record);
                 s.changes += 1;
             }
@@ -363,7 +378,7 @@ impl PatternCheckpoint {
         // One write at a time; the state lock is not held while writing, so
         // the executor's acknowledgements never wait for the disk.
         let _one = self.write_lock.lock().map_err(|_| poisoned())?;
-        let (files, version) = {
+        let (files, version, ever_written) = {
             let mut s = self.state.lock().map_err(|_| poisoned())?;
             // Never written yet (even an empty list is worth writing: a
             // restart then reads files that appeared meanwhile whole), or
@@ -372,22 +387,35 @@ impl PatternCheckpoint {
             if !needed || !(s.last_write.is_none() || force || due(s.last_write)) {
                 return Ok(());
             }
+            // The first list goes to disk with the last snapshot's window
+            // state, so it must not be ahead of it: where each file started
+            // being read in this run (its saved position, or its start).
+            let first = !s.ever_written;
             let files: Vec<PatternFile> = s
                 .slots
                 .values()
                 .flat_map(|sl| {
-                    sl.files.values().map(|r| PatternFile {
+                    sl.files.values().map(move |r| PatternFile {
                         path: sl.path.clone(),
-                        position: position(r.file, r.fingerprint, r.acked),
+                        position: position(r.file, r.fingerprint, if first { r.start } else { r.acked }),
                     })
                 })
                 .collect();
             s.last_write = Some(Instant::now());
-            (files, s.changes)
+            (files, s.changes, s.ever_written)
         };
-        let result = self.dir.update(|p| {
-            p.patterns.insert(self.key.clone(), files);
-        });
+        // The first list is written at once (see above); later ones are
+        // staged for the next snapshot, which has the window state they
+        // go with.
+        let change = |p: &mut crate::checkpoint::Positions| {
+            p.patterns.insert(self.key.clone(), files.clone());
+        };
+        let result = if ever_written {
+            self.dir.stage(change);
+            Ok(())
+        } else {
+            self.dir.update(change)
+        };
         let mut s = self.state.lock().map_err(|_| poisoned())?;
         match result {
             Ok(()) => {
@@ -454,6 +482,10 @@ fn log_notice(name: &str, path: &std::path::Path, n: &Notice) {
 impl Source for FollowSource {
     fn name(&self) -> String {
         format!("file:{}", self.config.path.display())
+    }
+
+    fn resumable(&self) -> bool {
+        self.checkpoint.is_some()
     }
 
     fn acker(&self) -> Option<Arc<dyn Acker>> {

@@ -383,6 +383,12 @@ pub trait Source: Send + 'static {
         None
     }
 
+    /// Whether it can resume from positions saved in a checkpoint (a
+    /// followed file); checkpoints are refused for runs with other sources.
+    fn resumable(&self) -> bool {
+        false
+    }
+
     /// The bytes it will deliver in all, when known in advance (a file read
     /// to its end), for the progress line.
     fn size_hint(&self) -> Option<u64> {
@@ -403,8 +409,9 @@ pub struct SourceOptions {
     pub no_follow: bool,
     /// How to follow a file.
     pub follow: FollowOptions,
-    /// Where followed files save their positions.
-    pub checkpoint_dir: Option<PathBuf>,
+    /// The checkpoint directory followed files resume from and stage their
+    /// positions in.
+    pub checkpoint: Option<CheckpointDir>,
     /// Longest line before it is cut, in bytes.
     pub max_line: usize,
     /// The generator's settings (also used by `demo`).
@@ -420,7 +427,7 @@ impl Default for SourceOptions {
         SourceOptions {
             no_follow: false,
             follow: FollowOptions::default(),
-            checkpoint_dir: None,
+            checkpoint: None,
             max_line: sluice_lines::DEFAULT_MAX_LINE,
             generator: GeneratorConfig::default(),
             kafka: crate::config::KafkaOptions::default(),
@@ -435,8 +442,7 @@ impl SourceSpec {
         Ok(match self {
             SourceSpec::File(path) if opts.no_follow => Box::new(FileSource::new(path.clone(), opts.max_line)),
             SourceSpec::File(path) => {
-                let dir = opts.checkpoint_dir.as_deref().map(CheckpointDir::open).transpose()?;
-                Box::new(FollowSource::new(path.clone(), opts.follow, opts.max_line, dir.as_ref())?)
+                Box::new(FollowSource::new(path.clone(), opts.follow, opts.max_line, opts.checkpoint.as_ref())?)
             }
             SourceSpec::Stdin => Box::new(StdinSource::new(opts.max_line)),
             SourceSpec::Tcp(addr) => Box::new(TcpSource::new(addr.clone(), opts.max_line)),

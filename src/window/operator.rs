@@ -351,7 +351,9 @@ where
         self.counters
     }
 
-    /// A copy of the state to checkpoint.
+    /// A copy of the state to checkpoint. What belongs to this run only is
+    /// left out: latency summaries (monotonic times) and the places events
+    /// came from (file numbers are counted per run).
     pub fn state(&self) -> WindowState<K, A::Acc> {
         WindowState {
             panes: self
@@ -359,33 +361,61 @@ where
                 .iter()
                 .map(|&((end, start), ref p)| {
                     let keys = p.keys.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
-                    PaneState { window: Window { start, end }, keys, lat: p.lat.clone(), oldest: p.oldest.clone() }
+                    PaneState { window: Window { start, end }, keys, lat: None, oldest: Oldest::default() }
                 })
                 .collect(),
-            sessions: self.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(k, v)| {
+                    let list = v
+                        .iter()
+                        .map(|s| Session { window: s.window, entry: s.entry.clone(), lat: None, oldest: Oldest::default() })
+                        .collect();
+                    (k.clone(), list)
+                })
+                .collect(),
             watermarks: self.watermarks.clone(),
         }
     }
 
     /// Replaces the state with a checkpointed one.
     pub fn restore(&mut self, state: WindowState<K, A::Acc>) {
-        let mut panes: Vec<_> = state
-            .panes
-            .into_iter()
-            .map(|p| {
-                (
-                    (p.window.end, p.window.start),
-                    Pane { keys: p.keys.into_iter().collect(), lat: p.lat, oldest: p.oldest },
-                )
-            })
-            .collect();
+        self.restore_from(vec![state], |_| true);
+    }
+
+    /// Replaces the state with the keys `keep` accepts from several
+    /// checkpointed states (one per shard of the run that took them, however
+    /// many shards this run has). The watermark is the latest of theirs;
+    /// each input's own progress starts again (input numbers are given per
+    /// run), so an input holds the watermark where it is until it delivers.
+    pub(crate) fn restore_from(&mut self, states: Vec<WindowState<K, A::Acc>>, keep: impl Fn(&K) -> bool) {
+        let mut panes: Vec<(PaneKey, Pane<K, A::Acc>)> = Vec::new();
+        let mut sessions: FxHashMap<K, Vec<Session<A::Acc>>> = FxHashMap::default();
+        let mut watermark = EpochNanos::MIN;
+        for state in states {
+            watermark = watermark.max(state.watermarks.get());
+            for p in state.panes {
+                let at = (p.window.end, p.window.start);
+                let i = match panes.iter().position(|(k, _)| *k == at) {
+                    Some(i) => i,
+                    None => {
+                        panes.push((at, Pane { keys: FxHashMap::default(), lat: None, oldest: Oldest::default() }));
+                        panes.len() - 1
+                    }
+                };
+                panes[i].1.keys.extend(p.keys.into_iter().filter(|(k, _)| keep(k)));
+            }
+            sessions.extend(state.sessions.into_iter().filter(|(k, _)| keep(k)));
+        }
+        panes.retain(|(_, p)| !p.keys.is_empty());
         panes.sort_by_key(|(k, _)| *k);
         self.panes = Panes { list: panes, last: 0 };
         self.event_seq = u64::MAX;
         self.session_ends =
-            state.sessions.iter().flat_map(|(k, list)| list.iter().map(move |s| (s.window.end, k.clone()))).collect();
-        self.sessions = state.sessions.into_iter().collect();
-        self.watermarks = state.watermarks;
+            sessions.iter().flat_map(|(k, list)| list.iter().map(move |s| (s.window.end, k.clone()))).collect();
+        self.sessions = sessions;
+        self.watermarks.raise(watermark);
     }
 
     /// The earliest place (file, offset) of `input` among the events that
