@@ -454,7 +454,8 @@ mod tests {
         // Staged positions wait for the next commit.
         let other = dir.clone();
         other.stage(|p| {
-            p.patterns.insert("file:/l/*.log".to_string(), vec![PatternFile { path: "/l/x.log".into(), position: pos(5) }]);
+            p.patterns
+                .insert("file:/l/*.log".to_string(), vec![PatternFile { path: "/l/x.log".into(), position: pos(5) }]);
             p.sources.insert("file:/a".to_string(), pos(20));
         });
         let window = serde_json::json!([{"panes": [1, 2, 3]}]);

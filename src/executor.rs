@@ -24,10 +24,10 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::checkpoint::CheckpointDir;
 use crate::error::RunError;
-use crate::report::CheckpointReport;
 use crate::latency::{IntervalLog, LatencyRecorder};
 use crate::pipeline::Pipeline;
 use crate::record::{Line, Meta, Position, Record};
+use crate::report::CheckpointReport;
 use crate::report::{LatencyReport, RunReport};
 use crate::sink::RunInfo;
 use crate::source::{Acker, EventTimeFormat, Feed, InputChunk, Message, Source};
@@ -319,6 +319,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         last_checkpoint: Instant::now(),
         checkpoints: &mut checkpoints,
         checkpoint_ms: 0.0,
+        checkpointed: None,
         checkpoint_failing: false,
     };
     if error.is_none() {
@@ -499,6 +500,8 @@ struct Runner<'a> {
     checkpoints: &'a mut Option<CheckpointReport>,
     /// Total ms spent taking checkpoints.
     checkpoint_ms: f64,
+    /// Events and results at the last checkpoint.
+    checkpointed: Option<(u64, u64)>,
     /// Whether the last snapshot failed to be written (to warn once per
     /// failing stretch).
     checkpoint_failing: bool,
@@ -623,7 +626,12 @@ impl Runner<'_> {
         if let Some(c) = self.checkpoint {
             // Lines are acknowledged by checkpoints, not by flushes.
             if self.last_checkpoint.elapsed() >= c.interval {
-                self.take_checkpoint(false)?;
+                // Nothing new since the last one (quiet input): the last
+                // one still says everything.
+                let now = (self.tally.seq, self.graph.counters().results);
+                if self.checkpointed != Some(now) {
+                    self.take_checkpoint(false)?;
+                }
             }
             return Ok(());
         }
@@ -644,6 +652,7 @@ impl Runner<'_> {
         let Some(c) = self.checkpoint else { return Ok(()) };
         let started = Instant::now();
         self.last_checkpoint = started;
+        self.checkpointed = Some((self.tally.seq, self.graph.counters().results));
         let snapshot = self.graph.snapshot()?;
         // Every line processed has its effect in the snapshot: acknowledge
         // them all, and have the sources stage where they stand.

@@ -270,7 +270,8 @@ struct Job<K, T, S, A: Aggregate<T>> {
 pub(crate) fn decode_window<K: Key, Acc: serde::de::DeserializeOwned>(
     value: &serde_json::Value,
 ) -> Result<Vec<crate::window::operator::WindowState<K, Acc>>, RunError> {
-    Vec::deserialize(value).map_err(|e| RunError::Restore { message: format!("its window state does not decode ({e})") })
+    Vec::deserialize(value)
+        .map_err(|e| RunError::Restore { message: format!("its window state does not decode ({e})") })
 }
 
 /// Encodes window state for a checkpoint.

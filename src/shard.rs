@@ -329,9 +329,9 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                     let mut reply = self.reply(false, false, now, now);
                     match serde_json::to_value(self.window.state()) {
                         Ok(v) => reply.state = Some(v),
-                        Err(e) => self.failure.set(RunError::Restore {
-                            message: format!("cannot encode window state ({e})"),
-                        }),
+                        Err(e) => {
+                            self.failure.set(RunError::Restore { message: format!("cannot encode window state ({e})") })
+                        }
                     }
                     let _ = replies.send(reply);
                 }

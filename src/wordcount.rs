@@ -4,9 +4,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::checkpoint::CheckpointDir;
 use crate::config::{KafkaOptions, Settings, SinkSpec};
 use crate::error::RunError;
-use crate::checkpoint::CheckpointDir;
 use crate::executor::{run, Checkpointing, RunOptions, RunOutcome};
 use crate::operator::lines;
 use crate::pipeline::Pipeline;

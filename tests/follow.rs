@@ -183,7 +183,8 @@ fn start_following(log: &Path, ckpt: &Path, out: &Path) -> Child {
     sluice()
         .args(["run", "--source", &format!("file:{}", log.display()), "--from", "beginning"])
         .args(["--checkpoint-dir", &ckpt.display().to_string(), "--poll-interval", "20ms", "--idle-flush", "300ms"])
-        .args(["--mode", "per-event", "--window", "global", "--sink", &format!("jsonl:{}", out.display())])
+        .args(["--mode", "per-event", "--window", "global", "--output", "update"])
+        .args(["--sink", &format!("jsonl:{}", out.display())])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
@@ -193,6 +194,12 @@ fn add_counts(into: &mut HashMap<String, u64>, rows: Vec<Row>) {
     for r in rows {
         *into.entry(r.key).or_insert(0) += r.count;
     }
+}
+
+/// The latest update of each key: with a global window in update output,
+/// the count so far (across restarts, since the windows are restored).
+fn latest(rows: Vec<Row>) -> HashMap<String, u64> {
+    rows.into_iter().map(|r| (r.key, r.count)).collect()
 }
 
 #[test]
@@ -207,8 +214,8 @@ fn a_restart_resumes_where_it_stopped_even_after_a_rotation_while_down() {
     };
     write(&log, log_lines(0, 100));
 
-    let out1 = dir.path().join("run1.jsonl");
-    let child = start_following(&log, &ckpt, &out1);
+    let out = dir.path().join("counts.jsonl");
+    let child = start_following(&log, &ckpt, &out);
     std::thread::sleep(Duration::from_millis(600));
     write(&log, log_lines(100, 50));
     // A second sluice on the same checkpoint directory is refused.
@@ -229,22 +236,20 @@ fn a_restart_resumes_where_it_stopped_even_after_a_rotation_while_down() {
     assert!(err.contains("in use by another running sluice") && err.lines().count() == 1, "{err}");
     std::thread::sleep(Duration::from_millis(600));
     stop(child);
-    let saved = fs::read_to_string(ckpt.join("positions.json")).unwrap();
-    assert!(saved.contains("\"version\": 1") && saved.contains("app.log"), "{saved}");
+    let saved = fs::read_to_string(ckpt.join("checkpoint.json")).unwrap();
+    assert!(saved.contains("\"version\":2") && saved.contains("app.log"), "{saved}");
 
     // While sluice is down: more lines, then a rename rotation, then more.
     write(&log, log_lines(150, 30));
     fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     write(&log, log_lines(180, 40));
 
-    let out2 = dir.path().join("run2.jsonl");
-    let child = start_following(&log, &ckpt, &out2);
+    let child = start_following(&log, &ckpt, &out);
     std::thread::sleep(Duration::from_millis(2000));
     let stderr = stop(child);
 
-    let mut got = HashMap::new();
-    add_counts(&mut got, read_rows(&out1, "per-event"));
-    add_counts(&mut got, read_rows(&out2, "per-event"));
+    // The window was restored: its counts go on from the first run's.
+    let got = latest(read_rows(&out, "per-event"));
     assert_eq!(got, independent_count(written.as_bytes()), "every line exactly once over both runs\n{stderr}");
 }
 
@@ -257,26 +262,21 @@ fn kill_9_loses_nothing() {
     let first = log_lines(0, 200);
     append(&log, &first);
     written.push_str(&first);
-    let out1 = dir.path().join("run1.jsonl");
-    let mut child = start_following(&log, &ckpt, &out1);
+    let out = dir.path().join("counts.jsonl");
+    let mut child = start_following(&log, &ckpt, &out);
     std::thread::sleep(Duration::from_millis(1500));
-    child.kill().unwrap(); // SIGKILL: the global window is never emitted
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let more = log_lines(200, 50);
     append(&log, &more);
     written.push_str(&more);
-    let out2 = dir.path().join("run2.jsonl");
-    let child = start_following(&log, &ckpt, &out2);
+    let child = start_following(&log, &ckpt, &out);
     std::thread::sleep(Duration::from_millis(1000));
     stop(child);
-    let mut got = HashMap::new();
-    if out1.exists() {
-        add_counts(&mut got, read_rows(&out1, "per-event"));
-    }
-    add_counts(&mut got, read_rows(&out2, "per-event"));
-    // The first run's window was open, so none of its lines was
-    // acknowledged: the second run counts them all, once.
-    assert_eq!(got, independent_count(written.as_bytes()));
+    // The restart restored the window from the last checkpoint, cut the
+    // updates written after it, and read the lines after it again: every
+    // line counted once.
+    assert_eq!(latest(read_rows(&out, "per-event")), independent_count(written.as_bytes()));
 }
 
 #[test]
@@ -350,15 +350,16 @@ fn a_pattern_resumes_every_file_across_restarts_and_rotations() {
         sluice()
             .args(["run", "--source", &format!("file:{}", pattern.display()), "--from", "beginning"])
             .args(["--checkpoint-dir", &ckpt.display().to_string(), "--poll-interval", "20ms"])
-            .args(["--mode", "per-event", "--window", "global", "--sink", &format!("jsonl:{}", out.display())])
+            .args(["--mode", "per-event", "--window", "global", "--output", "update"])
+            .args(["--sink", &format!("jsonl:{}", out.display())])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
     let settle = || std::thread::sleep(Duration::from_millis(1800)); // rotated files are closed after 1 s of quiet
 
-    let out1 = d.join("run1.jsonl");
-    let child = run(&out1);
+    let out = d.join("counts.jsonl");
+    let child = run(&out);
     settle();
     // Rotated while followed, to a name that does not match.
     fs::rename(&b, d.join("app-b.log.1")).unwrap();
@@ -377,29 +378,24 @@ fn a_pattern_resumes_every_file_across_restarts_and_rotations() {
     write(&d.join("app-old.log"), 3);
     write(&d.join("app-c.log"), 12);
 
-    let out2 = d.join("run2.jsonl");
-    let child = run(&out2);
+    let child = run(&out);
     settle();
     let stderr2 = stop(child);
-    let saved = fs::read_to_string(ckpt.join("positions.json")).unwrap();
+    let saved = fs::read_to_string(ckpt.join("checkpoint.json")).unwrap();
     assert!(saved.contains("app-old.log") && saved.contains("app-c.log"), "{saved}");
 
     // Nothing changed: a third run reads nothing again.
-    let out3 = d.join("run3.jsonl");
-    let child = run(&out3);
+    let before = fs::read(&out).unwrap();
+    let child = run(&out);
     std::thread::sleep(Duration::from_millis(1000));
     let stderr3 = stop(child);
 
-    let mut got = HashMap::new();
-    for out in [&out1, &out2, &out3] {
-        add_counts(&mut got, read_rows(out, "per-event"));
-    }
     assert_eq!(
-        got,
+        latest(read_rows(&out, "per-event")),
         independent_count(written.as_bytes()),
         "every line exactly once over three runs\n{stderr1}\n{stderr2}\n{stderr3}"
     );
-    assert!(read_rows(&out3, "per-event").is_empty(), "the third run read nothing again");
+    assert_eq!(fs::read(&out).unwrap(), before, "the third run read nothing again");
 }
 
 /// Runs sluice as an unprivileged user when the tests run as root (root
@@ -465,30 +461,29 @@ fn positions_of_a_pattern_are_saved_while_running_so_kill_9_after_a_quiet_spell_
             .spawn()
             .unwrap()
     };
-    let out1 = d.join("run1.jsonl");
-    let mut child = run(&out1);
-    // Windows close every 200 ms; positions are written at most once a
-    // second after they are acknowledged.
+    let out = d.join("counts.jsonl");
+    let mut child = run(&out);
+    // A checkpoint is taken every second, also while the input is quiet.
     std::thread::sleep(Duration::from_millis(2500));
     child.kill().unwrap();
     child.wait().unwrap();
     let saved: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(ckpt.join("positions.json")).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(ckpt.join("checkpoint.json")).unwrap()).unwrap();
     let files = saved["patterns"][format!("file:{}", d.join("*.log").display())].as_array().unwrap().clone();
     assert_eq!(files.len(), 2, "{saved}");
     for f in &files {
         let len = fs::metadata(f["path"].as_str().unwrap()).unwrap().len();
-        assert_eq!(f["offset"].as_u64(), Some(len), "read and acknowledged to the end: {saved}");
+        assert_eq!(f["offset"].as_u64(), Some(len), "read and checkpointed to the end: {saved}");
     }
     let more = log_lines(300, 20);
     append(&d.join("b.log"), &more);
     written.push_str(&more);
-    let out2 = d.join("run2.jsonl");
-    let child = run(&out2);
+    let child = run(&out);
+    // The restored windows closed long ago (processing time): they are
+    // emitted at once; the new lines' window closes 200 ms on.
     std::thread::sleep(Duration::from_millis(1000));
     stop(child);
     let mut got = HashMap::new();
-    add_counts(&mut got, read_rows(&out1, "per-event"));
-    add_counts(&mut got, read_rows(&out2, "per-event"));
+    add_counts(&mut got, read_rows(&out, "per-event"));
     assert_eq!(got, independent_count(written.as_bytes()), "every line once over both runs");
 }

@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod book;
 mod compare;
+mod crash;
 mod docker;
 mod follow;
 mod kafka;

@@ -318,8 +318,13 @@ impl PatternCheckpoint {
     fn opened(&self, slot: u64, generation: u64, at: SavedPosition) {
         self.with(|s| {
             if let Some(sl) = s.slots.get_mut(&slot) {
-                let record =
-                    FileRecord { file: at.file, fingerprint: at.fingerprint, end: at.offset, acked: at.offset, start: at.offset };
+                let record = FileRecord {
+                    file: at.file,
+                    fingerprint: at.fingerprint,
+                    end: at.offset,
+                    acked: at.offset,
+                    start: at.offset,
+                };
                 sl.files.insert(generation, record);
                 s.changes += 1;
             }

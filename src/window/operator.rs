@@ -370,7 +370,12 @@ where
                 .map(|(k, v)| {
                     let list = v
                         .iter()
-                        .map(|s| Session { window: s.window, entry: s.entry.clone(), lat: None, oldest: Oldest::default() })
+                        .map(|s| Session {
+                            window: s.window,
+                            entry: s.entry.clone(),
+                            lat: None,
+                            oldest: Oldest::default(),
+                        })
                         .collect();
                     (k.clone(), list)
                 })

@@ -1,0 +1,310 @@
+//! Crash safety, end to end through the binary: `kill -9` at random moments
+//! while a writer appends to a file and rotates it, and the exactly-once
+//! JSON-lines sink still ends up with every window result exactly once.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Words of the test lines.
+const WORDS: [&str; 9] = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"];
+
+/// Writes a log with increasing event times, rotating it on demand, and
+/// keeps every line written, in order.
+struct Writer {
+    /// The followed path.
+    log: PathBuf,
+    /// Every line written, in order.
+    all: String,
+    /// Event time of the next line, ms since the epoch.
+    t_ms: u64,
+    /// xorshift state.
+    rng: u64,
+    /// Rotations so far (for the rotated files' names).
+    rotations: u32,
+}
+
+impl Writer {
+    fn new(log: PathBuf, seed: u64) -> Self {
+        fs::write(&log, "").unwrap();
+        Writer { log, all: String::new(), t_ms: 1_700_000_000_000, rng: seed | 1, rotations: 0 }
+    }
+
+    fn next(&mut self, below: u64) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % below
+    }
+
+    /// Appends `n` lines, each a few ms of event time after the last.
+    fn lines(&mut self, n: usize) {
+        let mut text = String::new();
+        for _ in 0..n {
+            self.t_ms += 1 + self.next(7);
+            text.push_str(&format!("{}.{:03}", self.t_ms / 1000, self.t_ms % 1000));
+            for _ in 0..1 + self.next(5) {
+                text.push(' ');
+                text.push_str(WORDS[self.next(WORDS.len() as u64) as usize]);
+            }
+            text.push('\n');
+        }
+        self.append(&text);
+    }
+
+    fn append(&mut self, text: &str) {
+        OpenOptions::new().append(true).open(&self.log).unwrap().write_all(text.as_bytes()).unwrap();
+        self.all.push_str(text);
+    }
+
+    /// logrotate's `create`: rename, and a new empty file at the path.
+    fn rename(&mut self) {
+        self.rotations += 1;
+        fs::rename(&self.log, self.log.with_extension(format!("log.{}", self.rotations))).unwrap();
+        fs::write(&self.log, "").unwrap();
+    }
+
+    /// logrotate's `copytruncate`.
+    fn copytruncate(&mut self) {
+        self.rotations += 1;
+        fs::copy(&self.log, self.log.with_extension(format!("log.{}", self.rotations))).unwrap();
+        OpenOptions::new().write(true).open(&self.log).unwrap().set_len(0).unwrap();
+    }
+}
+
+/// Whether the last checkpoint covers the whole file now at `log`.
+fn caught_up(ckpt: &Path, log: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(ckpt.join("checkpoint.json")) else { return false };
+    let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+    let pos = &saved["sources"][format!("file:{}", log.display())];
+    let meta = fs::metadata(log).unwrap();
+    pos["ino"].as_u64() == Some(meta.ino()) && pos["offset"].as_u64() == Some(meta.len())
+}
+
+/// Waits until the last checkpoint covers the whole file, failing the test
+/// if sluice exits or takes more than 60 s.
+fn wait_caught_up(child: &mut Child, ckpt: &Path, log: &Path) {
+    let start = Instant::now();
+    while !caught_up(ckpt, log) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+            panic!("sluice exited with {status:?}:\n{err}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "sluice did not catch up within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The options every run of a kill test uses; only the sink and report
+/// paths differ.
+fn window_args(mode: &str) -> Vec<String> {
+    ["--mode", mode, "--batch-interval", "20ms", "--window", "tumbling:1s", "--time", "event"]
+        .into_iter()
+        .chain(["--event-time", "first-field"])
+        .map(str::to_string)
+        .collect()
+}
+
+fn start(mode: &str, log: &Path, ckpt: &Path, out: &Path, report: &Path) -> Child {
+    sluice()
+        .args(["run", "--source", &format!("file:{}", log.display()), "--from", "beginning"])
+        .args(["--checkpoint-dir", &ckpt.display().to_string(), "--checkpoint-interval", "200ms"])
+        .args(["--poll-interval", "20ms", "--parallelism", "2"])
+        .args(window_args(mode))
+        .args(["--sink", &format!("jsonl:{}", out.display()), "--report", &report.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Window results as a multiset of (window start, key, count), leaving out
+/// the window that starts at `open` (still open when a run stops).
+fn results(rows: Vec<Row>, open: &str) -> BTreeMap<(String, String, u64), u32> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        let start = r.window_start.expect("tumbling windows have a start");
+        if start != open {
+            *m.entry((start, r.key, r.count)).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+fn kill_nine_at_random_moments(mode: &str, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (log, ckpt, out, report) = (d.join("app.log"), d.join("ckpt"), d.join("counts.jsonl"), d.join("report.json"));
+    let mut w = Writer::new(log.clone(), seed);
+    w.lines(300);
+    let mut rotations = (0, 0);
+    // Kills that left results past the last checkpoint in the file, which
+    // the restart must cut back.
+    let mut uncommitted = 0;
+    for round in 0..20 {
+        let mut child = start(mode, &log, &ckpt, &out, &report);
+        std::thread::sleep(Duration::from_millis(w.next(300)));
+        for _ in 0..1 + w.next(3) {
+            let n = 200 + w.next(3000) as usize;
+            w.lines(n);
+            std::thread::sleep(Duration::from_millis(w.next(100)));
+        }
+        // A rotation, once sluice has reached the current file (one path
+        // followed: a file rotated away twice before sluice reached it is
+        // out of its sight, as for tail -F).
+        if round % 5 == 2 || round % 5 == 4 {
+            wait_caught_up(&mut child, &ckpt, &log);
+            if round % 5 == 2 {
+                w.rename();
+                rotations.0 += 1;
+            } else {
+                w.copytruncate();
+                rotations.1 += 1;
+            }
+            let n = 50 + w.next(200) as usize;
+            w.lines(n);
+        }
+        std::thread::sleep(Duration::from_millis(w.next(150)));
+        if let Some(status) = child.try_wait().unwrap() {
+            let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+            panic!("round {round}: sluice exited by itself with {status:?}:\n{err}");
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let committed = fs::read_to_string(ckpt.join("checkpoint.json")).ok().and_then(|t| {
+            let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+            v["sinks"][format!("jsonl:{}", out.display())].as_u64()
+        });
+        let len = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        uncommitted += u32::from(len > committed.unwrap_or(0));
+    }
+    assert_eq!(rotations, (4, 4));
+    assert!(uncommitted >= 2, "only {uncommitted} kills came with results past the last checkpoint");
+    // A line far later closes every window before it.
+    w.lines(100);
+    w.append("1800000000.000 sentinel\n");
+    // The last run stops cleanly once it has caught up.
+    let mut child = start(mode, &log, &ckpt, &out, &report);
+    wait_caught_up(&mut child, &ckpt, &log);
+    let stderr = stop(child);
+    let rep = read_report(&report);
+    assert_eq!(rep["checkpoints"]["restored"], true, "{stderr}");
+    assert!(rep["checkpoints"]["taken"].as_u64().unwrap() >= 1, "{stderr}");
+    assert_eq!(rep["checkpoints"]["open_windows_kept"], true, "{stderr}");
+
+    // One uninterrupted run over the same lines.
+    let all = d.join("all.log");
+    fs::write(&all, &w.all).unwrap();
+    let mut args = window_args(mode);
+    args.extend(["--parallelism".to_string(), "1".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (want, _) = run_file(&all, "reference", &args);
+    let open = "2027-01-15T08:00:00.000Z"; // the sentinel's window
+    let want = results(want, open);
+    let got = results(read_rows(&out, mode), open);
+    assert!(want.len() > 100, "enough windows to compare: {}", want.len());
+    let (missing, extra): (Vec<_>, Vec<_>) = (
+        want.iter().filter(|(k, n)| got.get(k) != Some(n)).take(5).collect(),
+        got.iter().filter(|(k, n)| want.get(k) != Some(n)).take(5).collect(),
+    );
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "after 20 kills, the results differ from one uninterrupted run:\nmissing or fewer: {missing:?}\nextra or more: {extra:?}\n{stderr}"
+    );
+}
+
+#[test]
+fn kill_nine_at_20_random_moments_per_event_loses_and_repeats_nothing() {
+    kill_nine_at_random_moments("per-event", 0x5eed_0001);
+}
+
+#[test]
+fn kill_nine_at_20_random_moments_micro_batch_loses_and_repeats_nothing() {
+    kill_nine_at_random_moments("micro-batch", 0x5eed_0002);
+}
+
+/// Runs sluice to its exit with `args`, and returns its exit code and stderr.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let out = sluice().args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn unusable_checkpoints_and_sinks_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (log, ckpt, out) = (d.join("app.log"), d.join("ckpt"), d.join("counts.jsonl"));
+    fs::write(&log, "1700000000.000 one two\n1700000001.500 three\n").unwrap();
+    let (source, ckpt_s, sink) =
+        (format!("file:{}", log.display()), ckpt.display().to_string(), format!("jsonl:{}", out.display()));
+    let run = |window: &str| {
+        let child = sluice()
+            .args(["run", "--source", &source, "--from", "beginning", "--checkpoint-dir", &ckpt_s])
+            .args(["--window", window, "--time", "event", "--event-time", "first-field", "--sink", &sink])
+            .args(["--mode", "per-event", "--poll-interval", "20ms"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        stop(child)
+    };
+    run("tumbling:1s");
+    let committed = fs::metadata(&out).unwrap().len();
+    assert!(committed > 0, "the first window was emitted");
+
+    // Another pipeline on the same directory.
+    let args = |window: &'static str| {
+        let mut a = vec!["run", "--source", &source, "--checkpoint-dir", &ckpt_s, "--window", window];
+        a.extend(["--time", "event", "--event-time", "first-field", "--sink", &sink]);
+        a
+    };
+    let (code, err) = refused(&args("tumbling:2s"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("another pipeline") && err.lines().count() == 1, "{err}");
+
+    // A results file shorter than what the checkpoint committed.
+    let text = fs::read(&out).unwrap();
+    fs::write(&out, &text[..text.len() - 5]).unwrap();
+    let (code, err) = refused(&args("tumbling:1s"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("changed outside sluice") && err.lines().count() == 1, "{err}");
+    fs::write(&out, &text).unwrap();
+
+    // A truncated checkpoint: refused, never silently reset.
+    let file = ckpt.join("checkpoint.json");
+    let saved = fs::read(&file).unwrap();
+    fs::write(&file, &saved[..saved.len() / 2]).unwrap();
+    let (code, err) = refused(&args("tumbling:1s"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("corrupt or truncated") && err.lines().count() == 1, "{err}");
+    fs::write(&file, &saved).unwrap();
+
+    // Results written after the last checkpoint are cut back at restart.
+    OpenOptions::new().append(true).open(&out).unwrap().write_all(b"{\"not\":\"committed\"}\n").unwrap();
+    fs::write(&log, "1700000000.000 one two\n1700000001.500 three\n1700000003.000 four\n").unwrap();
+    run("tumbling:1s");
+    let text = fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("not"), "{text}");
+    let rows = read_rows(&out, "per-event");
+    let mut keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["one", "three", "two"], "each window once");
+
+    // Checkpoints need an input a restart can resume.
+    for extra in [&["--no-follow"][..], &["--checkpoint-interval", "5ms"]] {
+        let mut a = vec!["run", "--source", &source, "--checkpoint-dir", &ckpt_s];
+        a.extend_from_slice(extra);
+        let (code, err) = refused(&a);
+        assert_eq!(code, Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let (code, err) = refused(&["run", "--source", "gen:100", "--checkpoint-dir", &ckpt_s]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("followed file"), "{err}");
+}
