@@ -111,11 +111,13 @@ fn window_args(mode: &str) -> Vec<String> {
         .collect()
 }
 
-fn start(mode: &str, log: &Path, ckpt: &Path, out: &Path, report: &Path) -> Child {
+/// Starts a run with `shards` shards: the window state a run restores may
+/// come from a run with another number of them.
+fn start(mode: &str, shards: u32, log: &Path, ckpt: &Path, out: &Path, report: &Path) -> Child {
     sluice()
         .args(["run", "--source", &format!("file:{}", log.display()), "--from", "beginning"])
         .args(["--checkpoint-dir", &ckpt.display().to_string(), "--checkpoint-interval", "200ms"])
-        .args(["--poll-interval", "20ms", "--parallelism", "2"])
+        .args(["--poll-interval", "20ms", "--parallelism", &shards.to_string()])
         .args(window_args(mode))
         .args(["--sink", &format!("jsonl:{}", out.display()), "--report", &report.display().to_string()])
         .stdout(Stdio::null())
@@ -148,7 +150,7 @@ fn kill_nine_at_random_moments(mode: &str, seed: u64) {
     // the restart must cut back.
     let mut uncommitted = 0;
     for round in 0..20 {
-        let mut child = start(mode, &log, &ckpt, &out, &report);
+        let mut child = start(mode, 1 + round % 3, &log, &ckpt, &out, &report);
         std::thread::sleep(Duration::from_millis(w.next(300)));
         for _ in 0..1 + w.next(3) {
             let n = 200 + w.next(3000) as usize;
@@ -190,7 +192,7 @@ fn kill_nine_at_random_moments(mode: &str, seed: u64) {
     w.lines(100);
     w.append("1800000000.000 sentinel\n");
     // The last run stops cleanly once it has caught up.
-    let mut child = start(mode, &log, &ckpt, &out, &report);
+    let mut child = start(mode, 2, &log, &ckpt, &out, &report);
     wait_caught_up(&mut child, &ckpt, &log);
     let stderr = stop(child);
     let rep = read_report(&report);
