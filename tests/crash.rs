@@ -310,3 +310,184 @@ fn unusable_checkpoints_and_sinks_are_refused_with_one_line() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("followed file"), "{err}");
 }
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &at.display().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (CI runs as root)");
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), &self.0.display().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_checkpoint_disk_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (log, out) = (d.join("app.log"), d.join("counts.jsonl"));
+    let disk = Tmpfs::mount(&d.join("small"), "64k");
+    let ckpt = disk.0.join("ckpt");
+    let mut written = String::from("one two three\n");
+    fs::write(&log, &written).unwrap();
+    let run = || {
+        sluice()
+            .args(["run", "--source", &format!("file:{}", log.display()), "--from", "beginning"])
+            .args(["--checkpoint-dir", &ckpt.display().to_string(), "--checkpoint-interval", "50ms"])
+            .args(["--mode", "per-event", "--window", "global", "--output", "update", "--poll-interval", "20ms"])
+            .args(["--sink", &format!("jsonl:{}", out.display())])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    wait_caught_up(&mut child, &ckpt, &log);
+    let good = fs::read_to_string(ckpt.join("checkpoint.json")).unwrap();
+    // Thousands of new words: the window state no longer fits on the disk.
+    let many: String = (0..6000).map(|i| format!("word{i:05} ")).collect::<String>() + "\n";
+    OpenOptions::new().append(true).open(&log).unwrap().write_all(many.as_bytes()).unwrap();
+    written.push_str(&many);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "the run goes on while checkpoints fail");
+    assert_eq!(fs::read_to_string(ckpt.join("checkpoint.json")).unwrap(), good, "the last good checkpoint stays");
+    // The stop cannot write its checkpoint either: exit 1, one error.
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("cannot write a checkpoint").count(), 2, "warned once, then the final error:\n{err}");
+    assert!(err.contains("the last good one (epoch"), "{err}");
+    assert_eq!(fs::read_to_string(ckpt.join("checkpoint.json")).unwrap(), good);
+
+    // Room again: the restart resumes from the last good checkpoint, and
+    // counts every word once.
+    disk.resize("16m");
+    let child = run();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(child);
+    let got: std::collections::HashMap<String, u64> =
+        read_rows(&out, "per-event").into_iter().map(|r| (r.key, r.count)).collect();
+    assert_eq!(got, independent_count(written.as_bytes()));
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches(" kB").trim();
+    kb.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// The bound on resident memory the README promises for the word count
+/// with default settings, whatever the input's size and however slow the
+/// sink.
+const RSS_BOUND: u64 = 64 << 20;
+
+#[test]
+fn a_slow_sink_stops_the_file_source_and_memory_stays_bounded() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MB of 200-byte lines, one word each.
+    let (log, fifo, report) = (d.join("big.log"), d.join("slow.fifo"), d.join("report.json"));
+    let line = |i: usize| format!("{:<8} {}\n", WORDS[i % WORDS.len()], "-".repeat(190));
+    let block: String = (0..WORDS.len() * 100).map(line).collect();
+    let mut f = fs::File::create(&log).unwrap();
+    for _ in 0..(100 << 20) / block.len() {
+        f.write_all(block.as_bytes()).unwrap();
+    }
+    drop(f);
+    let size = fs::metadata(&log).unwrap().len();
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+
+    // The sink is a pipe read at 20 KB/s: about 1% of what the source can
+    // deliver here, until told to go fast.
+    let fast = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (fifo, fast) = (fifo.clone(), fast.clone());
+        std::thread::spawn(move || {
+            let mut pipe = fs::File::open(&fifo).unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let want = if fast.load(Ordering::Relaxed) { buf.len() } else { 2048 };
+                match pipe.read(&mut buf[..want]).unwrap() {
+                    0 => return got,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+                if !fast.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+    };
+    let mut child = sluice()
+        .args(["run", "--source", &format!("file:{}", log.display()), "--from", "beginning"])
+        .args(["--mode", "per-event", "--window", "global", "--output", "update"])
+        .args(["--sink", &format!("jsonl:{}", fifo.display()), "--report", &report.display().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut most = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        most = most.max(rss(child.id()).unwrap_or(0));
+    }
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    fast.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "sluice did not stop within 60 s of SIGTERM");
+        most = most.max(rss(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(status.success(), "{status:?}\n{err}");
+    let out = reader.join().unwrap();
+
+    let rep = read_report(&report);
+    let (bytes, events) = (rep["bytes"].as_u64().unwrap(), rep["events"].as_u64().unwrap());
+    assert!(bytes < size / 4, "the source stopped reading: {bytes} of {size} bytes read");
+    assert!(most < RSS_BOUND, "peak RSS {most} bytes");
+    // Where the time went: lines waited in the queue for the sink.
+    let queueing = rep["latency"]["stages"]["queueing"]["max_us"].as_f64().unwrap();
+    assert!(queueing > 500_000.0, "queueing shows the wait: {queueing} µs");
+    // Nothing accepted was dropped: the last update of each word is its
+    // count in the lines read.
+    assert_eq!(bytes, events * 200);
+    let mut want = std::collections::HashMap::new();
+    for i in 0..events as usize {
+        *want.entry(WORDS[i % WORDS.len()].to_string()).or_insert(0u64) += 1;
+    }
+    let mut got = std::collections::HashMap::new();
+    for l in String::from_utf8(out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        got.insert(v["key"].as_str().unwrap().to_string(), v["count"].as_u64().unwrap());
+    }
+    assert_eq!(got, want);
+}

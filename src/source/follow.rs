@@ -457,14 +457,17 @@ impl Acker for SlotAcker {
     }
 }
 
-/// Hands lines to the executor, warning about cut lines.
+/// Hands lines to the executor, warning about cut lines; false when the
+/// tailer should stop.
 fn send(feed: &Feed, name: &str, lines: Lines) -> bool {
     let cut = lines.chunk.lines.iter().filter(|l| l.truncated).count() as u32;
     if cut > 0 {
         tracing::warn!(source = %name, lines = cut, "cut lines longer than the maximum line length (--max-line-bytes)");
     }
     let bytes = lines.chunk.data.len() as u64;
-    feed.send_file_lines(lines.chunk, lines.generation, bytes, cut)
+    // Once the run stops, the chunk in hand is the last one: one poll may
+    // read a long backlog, and the stop must not wait for all of it.
+    feed.send_file_lines(lines.chunk, lines.generation, bytes, cut) && !feed.stopping()
 }
 
 /// Logs a tailer's notice about `path`.
