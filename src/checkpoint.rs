@@ -514,4 +514,56 @@ mod tests {
         let e = CheckpointDir::open(&old).unwrap_err().to_string();
         assert!(e.contains("older sluice"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Any bytes are a checkpoint or a clear refusal, never a panic.
+        #[test]
+        fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            if let Err(why) = decode(&bytes) {
+                proptest::prop_assert!(!why.is_empty());
+            }
+        }
+
+        /// A real checkpoint cut short or with one byte changed is refused
+        /// or decodes; it never panics, and a cut one is never taken whole.
+        #[test]
+        fn damaged_checkpoints_are_refused(cut in 0usize..400, at in 0usize..400, byte in proptest::num::u8::ANY) {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = CheckpointDir::open(tmp.path()).unwrap();
+            dir.check_pipeline("p").unwrap();
+            dir.stage(|p| {
+                p.sources.insert("file:/a".into(), pos(1234));
+            });
+            let window = serde_json::json!([{"panes": [], "sessions": []}]);
+            dir.commit(GraphSnapshot { window: Some(window), sinks: BTreeMap::from([("jsonl:o".into(), 9)]) }).unwrap();
+            let good = fs::read(tmp.path().join(FILE_NAME)).unwrap();
+            let whole = good.len() - 1; // without the final newline
+            if cut < whole {
+                proptest::prop_assert!(decode(&good[..cut]).is_err());
+            }
+            let mut changed = good.clone();
+            let i = at % good.len();
+            changed[i] = byte;
+            let _ = decode(&changed);
+        }
+
+        /// Positions written are the positions read.
+        #[test]
+        fn positions_round_trip(offsets in proptest::collection::vec(0u64..u64::MAX, 0..5)) {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = CheckpointDir::open(tmp.path()).unwrap();
+            dir.check_pipeline("p").unwrap();
+            dir.stage(|p| {
+                for (i, &o) in offsets.iter().enumerate() {
+                    p.sources.insert(format!("file:/{i}"), pos(o));
+                }
+            });
+            dir.commit(GraphSnapshot::default()).unwrap();
+            let (read, committed) = decode(&fs::read(tmp.path().join(FILE_NAME)).unwrap()).unwrap();
+            proptest::prop_assert_eq!(read, dir.positions());
+            proptest::prop_assert_eq!(committed.epoch, 1);
+        }
+    }
 }

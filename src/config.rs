@@ -730,4 +730,43 @@ mod tests {
         let e = Settings::resolve(&raw).unwrap_err();
         assert!(e.to_string().contains("--event-time first-field"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Any pipeline file either parses or is refused with a message;
+        /// nothing panics.
+        #[test]
+        fn any_pipeline_file_is_read_or_refused(text in "\\PC{0,80}|([a-z-]{1,14} = (\"[a-z0-9:,./]{0,14}\"|[0-9]{1,4}|true)\n){0,6}") {
+            if let Ok(raw) = RawSettings::from_toml(&text) {
+                let _ = Settings::resolve(&raw);
+            }
+        }
+
+        /// Any value of the options that take a spec is accepted or refused
+        /// with a message naming the option.
+        #[test]
+        fn any_option_value_is_accepted_or_refused(
+            key in 0usize..9,
+            value in "\\PC{0,20}|[a-z]{1,9}:[0-9a-z.,:/]{0,12}|[0-9.]{1,6}(ms|s|m)?",
+        ) {
+            let v = Some(Val::from(value));
+            let mut raw = RawSettings::default();
+            match key {
+                0 => raw.window = v,
+                1 => raw.source = v,
+                2 => raw.batch_interval = v,
+                3 => raw.watermark_delay = v,
+                4 => raw.event_time = v,
+                5 => raw.mode = v,
+                6 => raw.output = v,
+                7 => raw.checkpoint_interval = v,
+                _ => raw.late_sink = v,
+            }
+            if let Err(e) = Settings::resolve(&raw) {
+                proptest::prop_assert!(!e.to_string().is_empty());
+                proptest::prop_assert!(!e.to_string().contains('\n'), "{}", e);
+            }
+        }
+    }
 }

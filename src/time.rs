@@ -87,22 +87,32 @@ pub fn parse_duration(text: &str) -> Result<Duration, SpecError> {
     if num.is_empty() {
         return Err(bad());
     }
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    let unit_ns: f64 = match unit.trim() {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" | "min" => 60e9,
-        "h" => 3600e9,
-        "d" => 86_400e9,
+    let unit_ns: u64 = match unit.trim() {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         _ => return Err(bad()),
     };
-    let ns = value * unit_ns;
-    if !ns.is_finite() || ns > MAX_DURATION.as_nanos() as f64 {
-        return Err(SpecError::Invalid(format!("duration {text:?} is too long: the limit is 3650d")));
+    let too_long = || SpecError::Invalid(format!("duration {text:?} is too long: the limit is 3650d"));
+    let ns = if num.bytes().all(|b| b.is_ascii_digit()) {
+        // Whole numbers exactly: a float loses nanoseconds past 2^53.
+        num.parse::<u128>().map_err(|_| too_long())?.checked_mul(unit_ns as u128).ok_or_else(too_long)?
+    } else {
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        let ns = value * unit_ns as f64;
+        if !ns.is_finite() || ns > MAX_DURATION.as_nanos() as f64 {
+            return Err(too_long());
+        }
+        ns.round() as u128
+    };
+    if ns > MAX_DURATION.as_nanos() {
+        return Err(too_long());
     }
-    Ok(Duration::from_nanos(ns.round() as u64))
+    Ok(Duration::from_nanos(ns as u64))
 }
 
 /// Formats a duration the way [`parse_duration`] reads it, choosing the
@@ -240,5 +250,38 @@ mod tests {
         let mut s = String::new();
         write_rfc3339_ms(&mut s, 1_700_000_000_250_000_000);
         assert_eq!(s, "2023-11-14T22:13:20.250Z");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn durations_parse_or_refuse_without_panic(text in "\\PC{0,16}|[0-9.]{1,12}(ns|us|µs|ms|s|m|min|h|d|x)?") {
+            let _ = parse_duration(&text);
+        }
+
+        #[test]
+        fn formatted_durations_read_back(ns in 0u64..MAX_DURATION.as_nanos() as u64) {
+            let d = Duration::from_nanos(ns);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+
+        #[test]
+        fn timestamps_parse_or_refuse_without_panic(field in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            if let Some(t) = parse_timestamp(&field) {
+                proptest::prop_assert!(t.unsigned_abs() <= MAX_ABS_TIME as u64);
+            }
+        }
+
+        #[test]
+        fn written_times_read_back(ms in -2_000_000_000_000i64..4_000_000_000_000i64) {
+            let t = ms * 1_000_000;
+            let mut out = Vec::new();
+            write_rfc3339_ms_bytes(&mut out, t);
+            proptest::prop_assert_eq!(parse_timestamp(&out), Some(t), "{}", String::from_utf8_lossy(&out));
+            if ms >= 0 && ms % 1000 == 0 {
+                proptest::prop_assert_eq!(parse_timestamp((ms / 1000).to_string().as_bytes()), Some(t));
+            }
+        }
     }
 }

@@ -256,4 +256,23 @@ mod tests {
                     Ñandú ÆSIR straße ﬁne 123 4.5 -- «guillemets» Σίσυφος ΣΑΣ";
         assert_eq!(words(text), reference(text));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any text at all, Unicode and control characters included: the
+        /// fast path gives exactly the reference tokenizer's words.
+        #[test]
+        fn agrees_with_reference_on_any_text(text in "\\PC{0,40}|[ -~\\t\\r\\n\u{A0}\u{FEFF}\u{2003}ÉßΣσİǅ—“”]{0,60}") {
+            proptest::prop_assert_eq!(words(&text), reference(&text));
+        }
+
+        /// Invalid UTF-8, as a line's text, tokenizes like its replacement.
+        #[test]
+        fn any_bytes_tokenize_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            let line = crate::record::Line::new(bytes::Bytes::from(bytes));
+            let text = line.text();
+            proptest::prop_assert_eq!(words(&text), reference(&text));
+        }
+    }
 }

@@ -329,4 +329,31 @@ mod tests {
         assert!(EventTimeFormat::parse("regex:x", None).unwrap_err().to_string().contains("--time-format"));
         assert!(EventTimeFormat::parse("syslog", Some("%Y")).unwrap_err().to_string().contains("--time-format"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Whatever a line holds, finding its time never panics, and what it
+        /// skips stays within the line.
+        #[test]
+        fn finding_times_in_any_line_never_panics(
+            line in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+            text in "[0-9 :.TZ+\\-/\\[\\]A-Za-z,]{0,40}",
+        ) {
+            let formats = [
+                EventTimeFormat::parse("first-field", None).unwrap(),
+                EventTimeFormat::parse("syslog", None).unwrap(),
+                EventTimeFormat::parse("apache", None).unwrap(),
+                EventTimeFormat::parse("iso8601", None).unwrap(),
+                EventTimeFormat::parse("regex:t=(\\S+)", Some("%Y-%m-%dT%H:%M:%S")).unwrap(),
+            ];
+            for f in &formats {
+                for l in [&line[..], text.as_bytes()] {
+                    if let Some((_, skip)) = f.find(l, 1_700_000_000 * S) {
+                        proptest::prop_assert!(skip <= l.len());
+                    }
+                }
+            }
+        }
+    }
 }
