@@ -134,3 +134,55 @@ fn absurd_sizes_rates_and_timestamps_are_refused_or_counted() {
     assert_eq!(rows.iter().filter(|r| r.key == "d").count(), 5, "d is in its five sliding windows, not late");
     assert!(rows.iter().any(|r| r.key == "9223372036000000000"), "the bad field stays as text");
 }
+
+#[test]
+fn nul_bytes_invalid_utf8_binary_and_empty_files_are_counted_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Text with NUL bytes and invalid UTF-8, then a stretch of binary.
+    let mut content = b"plain words\nnul\0inside and \0edges\0\ncaf\xE9 \xFF\xFE ok\n\xE2\x82\nend\n".to_vec();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..200_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        content.push((state >> 24) as u8);
+    }
+    content.extend_from_slice(b"\nafter the binary\n");
+    let input = dir.path().join("mixed.bin");
+    std::fs::write(&input, &content).unwrap();
+    for mode in ["per-event", "micro-batch"] {
+        let (rows, report) = run_file(&input, mode, &["--mode", mode]);
+        let got: std::collections::HashMap<String, u64> = rows.into_iter().map(|r| (r.key, r.count)).collect();
+        assert_eq!(got, independent_count(&content), "{mode}");
+        assert!(got.contains_key("nul\0inside") && got.contains_key("ok"), "{mode}");
+        assert_eq!(report["ended_by"], "end-of-input");
+    }
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let (rows, report) = run_file(&empty, "empty", &[]);
+    assert!(rows.is_empty());
+    assert_eq!(report["events"], 0);
+}
+
+#[test]
+fn a_file_deleted_while_being_read_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("going.txt");
+    let text = "the quick brown fox jumps over the lazy dog\n".repeat(400_000);
+    std::fs::write(&input, &text).unwrap();
+    let out = dir.path().join("counts.jsonl");
+    let child = sluice()
+        .args(["run", "--source", &format!("file:{}", input.display()), "--no-follow", "--mode", "per-event"])
+        .args(["--sink", &format!("jsonl:{}", out.display())])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::remove_file(&input).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let got: std::collections::HashMap<String, u64> =
+        read_rows(&out, "per-event").into_iter().map(|r| (r.key, r.count)).collect();
+    assert_eq!(got, independent_count(text.as_bytes()), "the open file is read to its end");
+}
