@@ -290,9 +290,10 @@ impl CheckpointDir {
     }
 
     /// Changes the positions with `change` and writes them at once, with
-    /// the rest of the last snapshot: for a source's starting point, which
-    /// no window state depends on. On failure, the last snapshot stays, on
-    /// disk and here.
+    /// the rest of the last snapshot: only for where a source starts
+    /// reading on a fresh start, which the last snapshot's window state
+    /// holds nothing of. The change is staged too. On failure, the last
+    /// snapshot stays on disk.
     pub fn update(&self, change: impl Fn(&mut Positions)) -> io::Result<()> {
         let mut s = self.lock();
         // Onto what is on disk, not what is staged: staged positions go

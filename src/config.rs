@@ -571,6 +571,22 @@ impl Settings {
             sinks.push(SinkSpec::StdoutTable);
         }
         let late_sink = parse("late-sink", &raw.late_sink)?;
+        // Two sinks writing one file would interleave their lines (and, with
+        // checkpoints, each would record only its own length).
+        let mut files: Vec<PathBuf> = Vec::new();
+        for spec in sinks.iter().chain(&late_sink) {
+            if let SinkSpec::Jsonl(path) = spec {
+                let same = |p: &PathBuf| {
+                    p == path || (p.exists() && path.exists() && p.canonicalize().ok() == path.canonicalize().ok())
+                };
+                if files.iter().any(same) {
+                    let at = raw.sink.as_ref().and_then(|v| v.line).or(line(&raw.late_sink));
+                    let why = format!("{} is the file of two sinks; give each sink its own file", path.display());
+                    return fail("sink", at, why);
+                }
+                files.push(path.clone());
+            }
+        }
         let top = raw.top.as_ref().map(|v| v.value).unwrap_or(10);
         if top == 0 {
             return fail("top", raw.top.as_ref().and_then(|v| v.line), "--top must be at least 1");

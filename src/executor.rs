@@ -342,19 +342,15 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let mut final_checkpoint = Ok(());
     if keep && unresumable.is_empty() {
         final_checkpoint = run.take_checkpoint(true);
+        if let (Some(c), true) = (run.checkpoints.as_mut(), final_checkpoint.is_ok()) {
+            c.open_windows_kept = true;
+        }
     }
     if let Some(p) = live.progress.as_mut() {
         p.clear();
     }
     stop.store(true, Ordering::Relaxed);
-    let finished = if opts.checkpoint.is_some() {
-        if let (Some(c), true) = (checkpoints.as_mut(), keep) {
-            c.open_windows_kept = true;
-        }
-        final_checkpoint.and(graph.suspend())
-    } else {
-        graph.finish()
-    };
+    let finished = if opts.checkpoint.is_some() { final_checkpoint.and(graph.suspend()) } else { graph.finish() };
     if let Some(log) = hlog.take() {
         if let Err(message) = log.finish(graph.latency_mut(), clock.now()) {
             error.get_or_insert(RunError::Sink { sink: "hdr-log".into(), err: std::io::Error::other(message) });
@@ -616,7 +612,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 impl Runner<'_> {
     /// Flushes the sinks, and acknowledges what they now hold (at most
-    /// every [`ACK_EVERY`]).
+    /// every [`ACK_EVERY`]); with checkpoints, takes one when due instead.
     fn flush(&mut self) -> Result<(), RunError> {
         self.graph.flush()?;
         if let Some(log) = self.hlog.as_mut() {
@@ -625,6 +621,9 @@ impl Runner<'_> {
         self.live_tick();
         if let Some(c) = self.checkpoint {
             // Lines are acknowledged by checkpoints, not by flushes.
+            if self.last_ack.elapsed() >= ACK_EVERY {
+                self.last_ack = Instant::now();
+            }
             if self.last_checkpoint.elapsed() >= c.interval {
                 // Nothing new since the last one (quiet input): the last
                 // one still says everything.
@@ -652,7 +651,7 @@ impl Runner<'_> {
         let Some(c) = self.checkpoint else { return Ok(()) };
         let started = Instant::now();
         self.last_checkpoint = started;
-        self.checkpointed = Some((self.tally.seq, self.graph.counters().results));
+        let progress = (self.tally.seq, self.graph.counters().results);
         let snapshot = self.graph.snapshot()?;
         // Every line processed has its effect in the snapshot: acknowledge
         // them all, and have the sources stage where they stand.
@@ -662,6 +661,7 @@ impl Runner<'_> {
         let Some(report) = self.checkpoints.as_mut() else { return Ok(()) };
         match written {
             Ok(epoch) => {
+                self.checkpointed = Some(progress);
                 report.taken += 1;
                 report.epoch = epoch;
                 self.checkpoint_ms += ms;

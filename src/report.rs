@@ -156,7 +156,8 @@ pub struct CheckpointReport {
     pub epoch: u64,
     /// Whether the run started from a snapshot.
     pub restored: bool,
-    /// Open windows kept in the last snapshot rather than emitted at the end.
+    /// Whether the run ended with a snapshot that keeps the open windows,
+    /// rather than emitting them.
     pub open_windows_kept: bool,
     /// Time the executor spent per snapshot (barrier, sink sync, encoding,
     /// write and fsync), monotonic clock: mean and most, in ms.

@@ -221,6 +221,113 @@ fn kill_nine_at_random_moments(mode: &str, seed: u64) {
     );
 }
 
+/// Whether the last checkpoint covers every file of the pattern whole.
+fn pattern_caught_up(ckpt: &Path, pattern: &Path, files: &[PathBuf]) -> bool {
+    let Ok(text) = fs::read_to_string(ckpt.join("checkpoint.json")) else { return false };
+    let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+    let Some(list) = saved["patterns"][format!("file:{}", pattern.display())].as_array().cloned() else {
+        return false;
+    };
+    files.iter().all(|f| {
+        let meta = fs::metadata(f).unwrap();
+        list.iter().any(|p| p["ino"].as_u64() == Some(meta.ino()) && p["offset"].as_u64() == Some(meta.len()))
+    })
+}
+
+#[test]
+fn kill_nine_at_20_random_moments_with_a_pattern_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ckpt, out, report) = (d.join("ckpt"), d.join("counts.jsonl"), d.join("report.json"));
+    let files = [d.join("app-a.log"), d.join("app-b.log"), d.join("app-c.log")];
+    let pattern = d.join("app-*.log");
+    let mut w = Writer::new(files[0].clone(), 0x5eed_0003);
+    w.lines(300);
+    let mut uncommitted = 0;
+    for round in 0..20 {
+        // A third file appears half-way.
+        let live = if round < 10 { 2 } else { 3 };
+        let mut child = start(
+            if round % 2 == 0 { "per-event" } else { "micro-batch" },
+            1 + round % 3,
+            &pattern,
+            &ckpt,
+            &out,
+            &report,
+        );
+        std::thread::sleep(Duration::from_millis(w.next(300)));
+        for _ in 0..1 + w.next(3) {
+            // Event time goes on across the files, so no item is late
+            // whichever file is read first.
+            w.log = files[w.next(live) as usize].clone();
+            if !w.log.exists() {
+                fs::write(&w.log, "").unwrap();
+            }
+            let n = 200 + w.next(2000) as usize;
+            w.lines(n);
+            std::thread::sleep(Duration::from_millis(w.next(100)));
+        }
+        std::thread::sleep(Duration::from_millis(w.next(150)));
+        if let Some(status) = child.try_wait().unwrap() {
+            let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+            panic!("round {round}: sluice exited by itself with {status:?}:\n{err}");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let committed = fs::read_to_string(ckpt.join("checkpoint.json")).ok().and_then(|t| {
+            let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+            v["sinks"][format!("jsonl:{}", out.display())].as_u64()
+        });
+        uncommitted += u32::from(fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > committed.unwrap_or(0));
+    }
+    assert!(uncommitted >= 2, "only {uncommitted} kills came with results past the last checkpoint");
+    // Each file is an input whose progress holds the watermark back: a
+    // line far later in each closes every window before it.
+    for f in &files {
+        w.log = f.clone();
+        w.append("1800000000.000 sentinel\n");
+    }
+    let mut child = start("per-event", 2, &pattern, &ckpt, &out, &report);
+    let start_at = Instant::now();
+    while !pattern_caught_up(&ckpt, &pattern, &files) {
+        assert!(child.try_wait().unwrap().is_none(), "sluice exited");
+        assert!(start_at.elapsed() < Duration::from_secs(60), "sluice did not catch up within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = stop(child);
+    let all = d.join("all.log");
+    fs::write(&all, &w.all).unwrap();
+    let mut args = window_args("per-event");
+    args.extend(["--parallelism".to_string(), "1".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (want, _) = run_file(&all, "reference", &args);
+    let open = "2027-01-15T08:00:00.000Z";
+    let want = results(want, open);
+    // Rows of both modes: compare without the mode field.
+    let got = results(read_rows_any_mode(&out), open);
+    assert!(want.len() > 100, "enough windows to compare: {}", want.len());
+    let differ: Vec<_> = want.iter().filter(|(k, n)| got.get(k) != Some(n)).take(5).collect();
+    let extra: Vec<_> = got.iter().filter(|(k, n)| want.get(k) != Some(n)).take(5).collect();
+    assert!(differ.is_empty() && extra.is_empty(), "missing or fewer: {differ:?}\nextra or more: {extra:?}\n{stderr}");
+}
+
+/// Window results whatever mode wrote them.
+fn read_rows_any_mode(path: &Path) -> Vec<Row> {
+    let text = fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Row {
+                window_start: v["window_start"].as_str().map(str::to_string),
+                window_end: v["window_end"].as_str().map(str::to_string),
+                key: v["key"].as_str().unwrap().to_string(),
+                count: v["count"].as_u64().unwrap(),
+                max_event_time: v["max_event_time"].as_str().map(str::to_string),
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn kill_nine_at_20_random_moments_per_event_loses_and_repeats_nothing() {
     kill_nine_at_random_moments("per-event", 0x5eed_0001);
@@ -309,6 +416,10 @@ fn unusable_checkpoints_and_sinks_are_refused_with_one_line() {
     let (code, err) = refused(&["run", "--source", "gen:100", "--checkpoint-dir", &ckpt_s]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("followed file"), "{err}");
+    // Two sinks on one file.
+    let (code, err) = refused(&["run", "--source", &source, "--sink", &sink, "--late-sink", &sink]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the file of two sinks"), "{err}");
 }
 
 /// A small tmpfs, unmounted when dropped.

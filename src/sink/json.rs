@@ -115,7 +115,14 @@ impl JsonLines {
     /// [`Sink::commit`] then syncs it and tells its length. A file shorter
     /// than `committed` was changed by someone else, and is refused.
     pub fn exactly_once(path: &Path, committed: u64) -> io::Result<Self> {
+        let existed = path.exists();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        if !existed {
+            // The new file's name must survive a power cut as surely as the
+            // checkpoint that will record its length.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(dir)?.sync_all()?;
+        }
         let len = file.metadata()?.len();
         if len < committed {
             return Err(io::Error::other(format!(

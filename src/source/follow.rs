@@ -1,5 +1,6 @@
 //! A followed file, or pattern of files: the `sluice-file` tailers adapted
-//! to the engine, with positions saved in a checkpoint directory.
+//! to the engine, resuming from the positions of a checkpoint directory and
+//! staging their positions for its next snapshot.
 //!
 //! Every file of a pattern is an input of its own (opened with
 //! [`Feed::open_input`]): its lines are acknowledged, and its event-time
@@ -19,8 +20,8 @@ use super::{Acker, Feed, Source};
 use crate::checkpoint::{CheckpointDir, CheckpointError, FilePosition, PatternFile};
 use crate::error::RunError;
 
-/// How often a changed position is written at most (the last one is always
-/// written when the run ends).
+/// How often the source thread stages a changed position on its own at most
+/// (the executor has every source stage its positions for each snapshot).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How a followed file is read.
@@ -64,8 +65,8 @@ enum Saving {
 impl FollowSource {
     /// A source following `path`, a file or a pattern in the file name.
     /// With a checkpoint directory it resumes from the positions saved
-    /// there (which win over `from_beginning`), and saves its positions as
-    /// lines are acknowledged.
+    /// there (which win over `from_beginning`), and stages its positions
+    /// there as lines are acknowledged, for the next snapshot.
     pub fn new(
         path: PathBuf,
         opts: FollowOptions,
@@ -87,7 +88,9 @@ impl FollowSource {
                         .map(|f| SavedFile { path: PathBuf::from(&f.path), position: saved_position(&f.position) })
                         .collect()
                 });
-                let state = Mutex::new(PatternState::default());
+                // Resumed: the last snapshot has this pattern's list, and
+                // nothing is written before the next snapshot.
+                let state = Mutex::new(PatternState { ever_written: files.is_some(), ..PatternState::default() });
                 let write_lock = Mutex::new(());
                 Saving::Pattern(Arc::new(PatternCheckpoint { dir: dir.clone(), key, state, write_lock }), files)
             } else {
@@ -125,7 +128,8 @@ fn due(last_write: Option<Instant>) -> bool {
     last_write.is_none_or(|t| t.elapsed() >= SAVE_EVERY)
 }
 
-/// Saves a followed file's acknowledged position.
+/// Stages a followed file's acknowledged position (and writes where it
+/// starts reading, on a fresh start).
 struct FileCheckpoint {
     /// Where.
     dir: CheckpointDir,
@@ -142,7 +146,7 @@ struct FileCheckpoint {
 struct SaveState {
     /// The identity of each file generation not yet fully acknowledged.
     files: BTreeMap<u64, (FileId, Fingerprint)>,
-    /// The position last saved.
+    /// The position last staged (or written).
     saved: Option<FilePosition>,
     /// The position to save, if it changed since the last write.
     pending: Option<FilePosition>,
@@ -185,8 +189,8 @@ impl FileCheckpoint {
     /// Stages the pending position for the next snapshot, when `now` or
     /// when due; a starting point is written to disk at once instead. The
     /// state lock is not held while the file is written and synced, so that
-    /// the executor's acknowledgements never wait for the disk;
-    /// `write_lock` keeps writes one at a time.
+    /// acknowledgements (`ack`) never wait for the disk; `write_lock` keeps
+    /// writes one at a time.
     fn write(&self, now: bool) -> Result<(), String> {
         let _one = self.write_lock.lock().map_err(|_| format!("{}: position state poisoned", self.key))?;
         let pos = {
@@ -220,8 +224,12 @@ impl FileCheckpoint {
                 if !std::mem::replace(&mut s.failing, true) {
                     tracing::warn!(source = %self.key, "cannot save the position: {e}; keeping the last saved one");
                 }
-                s.pending.get_or_insert(pos);
-                s.durable = true;
+                // Tried again later, unless an acknowledgement came since:
+                // that one is only ever staged.
+                if s.pending.is_none() {
+                    s.pending = Some(pos);
+                    s.durable = durable;
+                }
                 Err(format!("cannot save the position of {}: {e}", self.key))
             }
         }
@@ -240,6 +248,9 @@ impl Acker for FileCheckpoint {
         let pos = position(file, fingerprint, offset);
         if s.saved != Some(pos) || s.pending.is_some() {
             s.pending = Some(pos);
+            // An acknowledged place goes with the snapshot being taken:
+            // staged, never written on its own.
+            s.durable = false;
         }
     }
 
@@ -248,7 +259,7 @@ impl Acker for FileCheckpoint {
     }
 }
 
-/// Saves the positions of the files of a pattern.
+/// Stages the positions of the files of a pattern.
 struct PatternCheckpoint {
     /// Where.
     dir: CheckpointDir,
@@ -375,67 +386,66 @@ impl PatternCheckpoint {
         });
     }
 
-    /// Writes the positions if something changed and a write is due (or
-    /// forced). The first call writes even an empty list, so that a restart
-    /// reads files that appeared meanwhile from their start.
+    /// Stages the positions for the next snapshot, if something changed
+    /// and it is due (or `force`d). On a fresh start (the last snapshot has
+    /// no list for this pattern), the first call also writes at once where
+    /// each file started being read, even an empty list, so that a restart
+    /// before the first snapshot reads files that appeared meanwhile from
+    /// their start: it goes to disk with the last snapshot's window state,
+    /// which none of this run's lines are in. Until that write succeeds,
+    /// every call tries it again.
     fn save(&self, force: bool) -> Result<(), String> {
         let poisoned = || format!("{}: position state poisoned", self.key);
         // One write at a time; the state lock is not held while writing, so
-        // the executor's acknowledgements never wait for the disk.
+        // acknowledgements (`ack`) never wait for the disk.
         let _one = self.write_lock.lock().map_err(|_| poisoned())?;
-        let (files, version, ever_written) = {
+        let (starts, acked, version) = {
             let mut s = self.state.lock().map_err(|_| poisoned())?;
-            // Never written yet (even an empty list is worth writing: a
-            // restart then reads files that appeared meanwhile whole), or
-            // changed since; at once the first time, then when due.
-            let needed = !s.ever_written || s.changes != s.written;
-            if !needed || !(s.last_write.is_none() || force || due(s.last_write)) {
+            let first = !s.ever_written;
+            if !first && (s.changes == s.written || !(force || due(s.last_write))) {
                 return Ok(());
             }
-            // The first list goes to disk with the last snapshot's window
-            // state, so it must not be ahead of it: where each file started
-            // being read in this run (its saved position, or its start).
-            let first = !s.ever_written;
-            let files: Vec<PatternFile> = s
-                .slots
-                .values()
-                .flat_map(|sl| {
-                    sl.files.values().map(move |r| PatternFile {
-                        path: sl.path.clone(),
-                        position: position(r.file, r.fingerprint, if first { r.start } else { r.acked }),
-                    })
-                })
-                .collect();
             s.last_write = Some(Instant::now());
-            (files, s.changes, s.ever_written)
+            let list = |start: bool| -> Vec<PatternFile> {
+                s.slots
+                    .values()
+                    .flat_map(|sl| {
+                        sl.files.values().map(move |r| PatternFile {
+                            path: sl.path.clone(),
+                            position: position(r.file, r.fingerprint, if start { r.start } else { r.acked }),
+                        })
+                    })
+                    .collect()
+            };
+            (first.then(|| list(true)), list(false), s.changes)
         };
-        // The first list is written at once (see above); later ones are
-        // staged for the next snapshot, which has the window state they
-        // go with.
-        let change = |p: &mut crate::checkpoint::Positions| {
-            p.patterns.insert(self.key.clone(), files.clone());
-        };
-        let result = if ever_written {
-            self.dir.stage(change);
-            Ok(())
-        } else {
-            self.dir.update(change)
-        };
-        let mut s = self.state.lock().map_err(|_| poisoned())?;
-        match result {
-            Ok(()) => {
-                s.written = s.written.max(version);
-                s.ever_written = true;
-                s.failing = false;
-                Ok(())
-            }
-            Err(e) => {
-                if !std::mem::replace(&mut s.failing, true) {
-                    tracing::warn!(source = %self.key, "cannot save the positions: {e}; keeping the last saved ones");
+        let mut result = Ok(());
+        if let Some(starts) = starts {
+            let written = self.dir.update(|p| {
+                p.patterns.insert(self.key.clone(), starts.clone());
+            });
+            let mut s = self.state.lock().map_err(|_| poisoned())?;
+            match written {
+                Ok(()) => {
+                    s.ever_written = true;
+                    s.failing = false;
                 }
-                Err(format!("cannot save the positions of {}: {e}", self.key))
+                Err(e) => {
+                    if !std::mem::replace(&mut s.failing, true) {
+                        tracing::warn!(source = %self.key, "cannot save where reading starts: {e}; will keep trying");
+                    }
+                    result = Err(format!("cannot save the positions of {}: {e}", self.key));
+                }
             }
         }
+        // Acknowledged places go with the window state of the snapshot
+        // being taken: staged for it, never written on their own.
+        self.dir.stage(|p| {
+            p.patterns.insert(self.key.clone(), acked.clone());
+        });
+        let mut s = self.state.lock().map_err(|_| poisoned())?;
+        s.written = s.written.max(version);
+        result
     }
 }
 
@@ -528,8 +538,8 @@ impl Source for FollowSource {
                     true
                 }
             };
-            // Positions are written here, not on the executor's thread, so
-            // that an fsync never delays events.
+            // A starting point is written here, not on the executor's
+            // thread, so that its fsync does not delay events.
             let tick = || {
                 if let Some(c) = &checkpoint {
                     let _ = c.save(false);
