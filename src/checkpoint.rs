@@ -11,6 +11,7 @@
 //!  "sources": {"file:/var/log/app.log": {"dev": 2049, "ino": 131, "fingerprint_sum": 1234, "fingerprint_len": 512, "offset": 8812}},
 //!  "patterns": {"file:/var/log/web-*.log": [
 //!    {"path": "/var/log/web-1.log", "dev": 2049, "ino": 140, "fingerprint_sum": 99, "fingerprint_len": 512, "offset": 4096}]},
+//!  "kafka": {"kafka:localhost:9092/logs": {"logs/0": 1200, "logs/1": 1187}},
 //!  "sinks": {"jsonl:out.jsonl": 40960},
 //!  "window": [ ...the open windows' state, one entry per shard... ]}
 //! ```
@@ -20,7 +21,8 @@
 //!   pattern of files has one per file it read that still exists, in reading
 //!   order, each with the path it was followed under (files read to their
 //!   end are kept, so that a restart does not take a rotated file under a
-//!   matching name for a new one).
+//!   matching name for a new one). A Kafka source has, per partition, the
+//!   next offset to read.
 //! - `window`: the open windows and their per-key aggregates, and the
 //!   watermark.
 //! - `sinks`: per exactly-once file sink, how many bytes of it hold results
@@ -83,6 +85,9 @@ pub struct Positions {
     pub sources: BTreeMap<String, FilePosition>,
     /// Patterns of files, by source name (`file:PATTERN`).
     pub patterns: BTreeMap<String, Vec<PatternFile>>,
+    /// Kafka sources, by source name: per partition (`topic/partition`),
+    /// the next offset to read.
+    pub kafka: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 /// The file's content.
@@ -102,6 +107,9 @@ struct Saved {
     /// Positions of pattern sources.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     patterns: BTreeMap<String, Vec<PatternFile>>,
+    /// Positions of Kafka sources.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    kafka: BTreeMap<String, BTreeMap<String, i64>>,
     /// Committed length of each exactly-once file sink, by sink name.
     #[serde(default)]
     sinks: BTreeMap<String, u64>,
@@ -368,6 +376,8 @@ impl CheckpointDir {
             sources: &'a BTreeMap<String, FilePosition>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             patterns: &'a BTreeMap<String, Vec<PatternFile>>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            kafka: &'a BTreeMap<String, BTreeMap<String, i64>>,
             sinks: &'a BTreeMap<String, u64>,
             window: Option<&'a serde_json::Value>,
         }
@@ -378,6 +388,7 @@ impl CheckpointDir {
             epoch,
             sources: &positions.sources,
             patterns: &positions.patterns,
+            kafka: &positions.kafka,
             sinks,
             window,
         };
@@ -419,7 +430,7 @@ fn decode(text: &[u8]) -> Result<(Positions, Committed), String> {
     }
     let saved: Saved = serde_json::from_slice(text).map_err(|e| format!("corrupt ({e})"))?;
     Ok((
-        Positions { sources: saved.sources, patterns: saved.patterns },
+        Positions { sources: saved.sources, patterns: saved.patterns, kafka: saved.kafka },
         Committed {
             pipeline: saved.pipeline,
             epoch: saved.epoch,

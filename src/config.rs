@@ -639,11 +639,11 @@ impl Settings {
             }
             kafka.timeout = d;
         }
-        if checkpoint_dir.is_some() && (no_follow || !matches!(source, SourceSpec::File(_))) {
+        if checkpoint_dir.is_some() && (no_follow || !matches!(source, SourceSpec::File(_) | SourceSpec::Kafka(_))) {
             return fail(
                 "checkpoint-dir",
                 line(&raw.checkpoint_dir),
-                "--checkpoint-dir needs a followed file source (file:PATH without --no-follow), the input a restart can resume; Kafka sources keep their offsets in the consumer group",
+                "--checkpoint-dir needs an input a restart can resume: a followed file or a Kafka topic, without --no-follow",
             );
         }
         let text = |v: &Option<Val<String>>| v.as_ref().map(|v| v.value.clone()).unwrap_or_default();

@@ -254,7 +254,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         // windows and reading it from its start would count twice.
         error = Some(RunError::Source {
             source_name: name.clone(),
-            message: "cannot be resumed from a checkpoint; checkpoints work with followed files (file:PATH without --no-follow); drop --checkpoint-dir".into(),
+            message: "cannot be resumed from a checkpoint; checkpoints work with followed files and Kafka topics, without --no-follow; drop --checkpoint-dir".into(),
         });
     }
     if let Some(addr) = opts.metrics_addr {
@@ -535,25 +535,36 @@ impl Acks {
         self.ackers.iter().any(Option::is_some)
     }
 
-    /// With checkpoints: every line processed is acknowledged (its effect is
-    /// in the snapshot being taken), and each acker stages its positions
-    /// for it.
-    fn acknowledge_processed(&mut self, tally: &Tally) {
-        let mut done = Vec::new();
+    /// With checkpoints, before a snapshot is written: every line processed
+    /// has its effect in it, so each input's acker stages the place after
+    /// its last processed line for it.
+    fn stage_processed(&mut self, tally: &Tally) {
         for (input, acker) in self.ackers.iter().enumerate() {
             let Some(acker) = acker else { continue };
             if let Some((file, offset)) = tally.processed.get(input).copied().flatten() {
-                acker.ack(file, offset);
+                acker.stage(file, offset);
             }
-            // Staged, not written: the snapshot writes them.
-            let _ = acker.save(true);
+        }
+    }
+
+    /// With checkpoints, once the snapshot is durable: the ackers may tell
+    /// others (Kafka commits its offsets); with `last`, they do it now. A
+    /// closed input is done with.
+    fn committed(&mut self, last: bool) -> Result<(), String> {
+        let mut result = Ok(());
+        for (input, slot) in self.ackers.iter_mut().enumerate() {
+            let Some(acker) = slot else { continue };
+            acker.committed();
+            if last {
+                if let Err(e) = acker.save(true) {
+                    result = Err(e);
+                }
+            }
             if self.closed[input] {
-                done.push(input);
+                *slot = None;
             }
         }
-        for input in done {
-            self.ackers[input] = None;
-        }
+        result
     }
 
     /// Tells each input's acker how far its lines are acknowledged: up to
@@ -653,10 +664,17 @@ impl Runner<'_> {
         self.last_checkpoint = started;
         let progress = (self.tally.seq, self.graph.counters().results);
         let snapshot = self.graph.snapshot()?;
-        // Every line processed has its effect in the snapshot: acknowledge
-        // them all, and have the sources stage where they stand.
-        self.acks.acknowledge_processed(self.tally);
+        // Every line processed has its effect in the snapshot: the sources
+        // stage where they stand for it.
+        self.acks.stage_processed(self.tally);
         let written = c.dir.commit(snapshot);
+        if written.is_ok() {
+            if let Err(message) = self.acks.committed(last) {
+                // The snapshot stands; the Kafka group's offsets lag behind
+                // it, which a restart from the snapshot does not mind.
+                tracing::warn!("{message}");
+            }
+        }
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let Some(report) = self.checkpoints.as_mut() else { return Ok(()) };
         match written {

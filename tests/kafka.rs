@@ -281,3 +281,134 @@ fn compare_replays_a_recorded_topic_for_every_mode() {
         assert_eq!(r["items"], words, "{r}");
     }
 }
+
+/// Final window results as a multiset of (window start, key, count), from
+/// JSON lines, leaving out the window that starts at `open`.
+fn final_results(text: &str, open: &str) -> std::collections::BTreeMap<(String, String, u64), u32> {
+    let mut m = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+        let start = v["window_start"].as_str().expect("tumbling windows have a start").to_string();
+        if start != open {
+            let key = (start, v["key"].as_str().unwrap().to_string(), v["count"].as_u64().unwrap());
+            *m.entry(key).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn kill_nine_five_times_while_reading_a_topic_exactly_once_into_a_file_at_least_once_into_kafka() {
+    let Some(brokers) = brokers() else { return };
+    let (topic, out_topic) = (fresh("ckpt-in"), fresh("ckpt-out"));
+    sluice_kafka::create_topic(&brokers, &topic, 3, TIMEOUT).unwrap();
+    sluice_kafka::create_topic(&brokers, &out_topic, 1, TIMEOUT).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("counts.jsonl"));
+    let options = [("batch.num.messages".to_string(), "1".to_string()), ("linger.ms".to_string(), "0".to_string())];
+    let producer = sluice_kafka::Producer::connect(&brokers, &topic, &options, TIMEOUT).unwrap();
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+    let (mut all, mut n, mut t_ms, mut rng) = (String::new(), 0usize, 1_700_000_000_000u64, 0x9e37_79b9u64);
+    let mut next = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let window = ["--window", "tumbling:1s", "--time", "event", "--event-time", "first-field"];
+    // No group: every partition is assigned at once (a group's join takes
+    // about 25 s on tansu); the checkpoint alone says where to resume.
+    let source = format!("kafka:{brokers}/{topic}?from=earliest");
+    let start = |mode: &str| {
+        let child = sluice()
+            .args(["run", "--source", &source, "--mode", mode, "--batch-interval", "50ms"])
+            .args(window)
+            .args(["--checkpoint-dir", &ckpt.display().to_string(), "--checkpoint-interval", "200ms"])
+            .args(["--sink", &format!("jsonl:{}", out.display()), "--sink", &format!("kafka:{brokers}/{out_topic}")])
+            // One record per batch, so that tansu's end offsets are exact
+            // when the topic is read back.
+            .args(["--kafka-option", "batch.num.messages=1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        KillOnDrop(Some(child))
+    };
+    let checkpointed = || -> i64 {
+        let Ok(text) = std::fs::read_to_string(ckpt.join("checkpoint.json")) else { return 0 };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let name = format!("kafka:{brokers}/{topic}");
+        v["kafka"][&name].as_object().map_or(0, |m| m.values().map(|o| o.as_i64().unwrap()).sum())
+    };
+    let mut uncommitted = 0;
+    for round in 0..5 {
+        let mut child = start(if round % 2 == 0 { "per-event" } else { "micro-batch" });
+        for _ in 0..2 {
+            for _ in 0..200 + next(400) {
+                t_ms += 1 + next(9);
+                let mut line = format!("{}.{:03}", t_ms / 1000, t_ms % 1000);
+                for _ in 0..1 + next(4) {
+                    line.push(' ');
+                    line.push_str(words[next(words.len() as u64) as usize]);
+                }
+                producer.send(format!("k{n}").as_bytes(), line.as_bytes()).unwrap();
+                all.push_str(&line);
+                all.push('\n');
+                n += 1;
+            }
+            producer.flush(TIMEOUT).unwrap();
+            std::thread::sleep(Duration::from_millis(200 + next(600)));
+        }
+        let c = child.0.as_mut().unwrap();
+        if let Some(status) = c.try_wait().unwrap() {
+            let err = std::io::read_to_string(c.stderr.take().unwrap()).unwrap();
+            panic!("round {round}: sluice exited by itself with {status:?}:\n{err}");
+        }
+        let mut c = child.take();
+        c.kill().unwrap();
+        c.wait().unwrap();
+        let text = std::fs::read_to_string(ckpt.join("checkpoint.json")).unwrap_or_default();
+        let committed = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["sinks"][format!("jsonl:{}", out.display())].as_u64());
+        uncommitted += u32::from(std::fs::metadata(&out).map_or(0, |m| m.len()) > committed.unwrap_or(0));
+    }
+    // A line far later in every partition closes every window before it.
+    for k in 0..30 {
+        producer.send(format!("s{k}").as_bytes(), b"1800000000.000 sentinel").unwrap();
+        all.push_str("1800000000.000 sentinel\n");
+        n += 1;
+    }
+    producer.flush(TIMEOUT).unwrap();
+    let mut child = start("per-event");
+    let began = Instant::now();
+    while checkpointed() < n as i64 {
+        let c = child.0.as_mut().unwrap();
+        assert!(c.try_wait().unwrap().is_none(), "sluice exited");
+        assert!(began.elapsed() < Duration::from_secs(120), "not caught up: {} of {n}", checkpointed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stderr = stop(child.take());
+    assert!(uncommitted >= 1, "no kill came with results past the last checkpoint");
+
+    let input = dir.path().join("all.log");
+    std::fs::write(&input, &all).unwrap();
+    let mut args = window.to_vec();
+    args.extend(["--mode", "per-event", "--parallelism", "1"]);
+    let (_, _) = run_file(&input, "reference", &args);
+    let open = "2027-01-15T08:00:00.000Z";
+    let want = final_results(&std::fs::read_to_string(dir.path().join("reference.jsonl")).unwrap(), open);
+    assert!(want.len() > 50, "enough windows: {}", want.len());
+    let got = final_results(&std::fs::read_to_string(&out).unwrap(), open);
+    assert_eq!(got, want, "the file: each window result exactly once\n{stderr}");
+
+    // The Kafka sink: every result at least once, and nothing else.
+    let recorded = sluice::source::record(
+        &format!("kafka:{brokers}/{out_topic}?from=earliest").parse().unwrap(),
+        &sluice::source::SourceOptions::default(),
+    )
+    .unwrap();
+    let from_kafka = final_results(std::str::from_utf8(&recorded).unwrap(), open);
+    let keys = |m: &std::collections::BTreeMap<(String, String, u64), u32>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&from_kafka), keys(&want), "the topic: every result, none wrong");
+}

@@ -8,12 +8,14 @@
 //! with `--event-time`, what that finds in the text.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sluice_kafka::{Batch, Consumer, ConsumerSettings, Delivery, Handler, Notice, PartitionAck, PartitionId};
 
 use super::{Acker, EventTimeFormat, Feed, InputChunk, InputLine, KafkaSpec, Source, SourceOptions, TrySend};
+use crate::checkpoint::CheckpointDir;
 use crate::config::KafkaOptions;
 use crate::error::RunError;
 use crate::time::NO_TIME;
@@ -30,6 +32,8 @@ pub struct KafkaSource {
     max_message: usize,
     /// The clock of the timestamps seen, for the report.
     clock: Arc<Mutex<Option<&'static str>>>,
+    /// Where partitions resume from, and their places are staged for.
+    checkpoint: Option<CheckpointDir>,
 }
 
 impl KafkaSource {
@@ -42,25 +46,57 @@ impl KafkaSource {
             kafka: opts.kafka.clone(),
             max_message: opts.max_line,
             clock: Arc::default(),
+            checkpoint: opts.checkpoint.clone(),
         }
     }
 }
 
+/// A partition as a checkpoint names it: `topic/partition`.
+fn partition_key(p: &PartitionId) -> String {
+    format!("{}/{}", p.topic, p.partition)
+}
+
 /// Acknowledges one partition's messages.
-struct PartitionAcker(PartitionAck);
+struct PartitionAcker {
+    /// The consumer loop's acknowledgements.
+    ack: PartitionAck,
+    /// With checkpoints: the directory, the source's name and the
+    /// partition's key there.
+    checkpoint: Option<(CheckpointDir, String, String)>,
+    /// With checkpoints: the next offset the last snapshot staged.
+    staged: AtomicI64,
+}
 
 impl Acker for PartitionAcker {
     fn ack(&self, _file: u64, offset: u64) {
-        self.0.ack(offset as i64);
+        self.ack.ack(offset as i64);
     }
 
     fn save(&self, force: bool) -> Result<(), String> {
         // Otherwise the consumer loop stores, and librdkafka commits, as it
         // goes.
         if force {
-            self.0.commit()
+            self.ack.commit()
         } else {
             Ok(())
+        }
+    }
+
+    fn stage(&self, _file: u64, offset: u64) {
+        let Some((dir, name, key)) = &self.checkpoint else {
+            return self.ack(0, offset);
+        };
+        self.staged.store(offset as i64, Ordering::Relaxed);
+        dir.stage(|p| {
+            p.kafka.entry(name.clone()).or_default().insert(key.clone(), offset as i64);
+        });
+    }
+
+    fn committed(&self) {
+        // Only offsets a durable snapshot covers reach the group.
+        let next = self.staged.load(Ordering::Relaxed);
+        if next >= 0 {
+            self.ack.ack(next);
         }
     }
 }
@@ -71,11 +107,17 @@ struct ToEngine<'a> {
     name: String,
     inputs: HashMap<PartitionId, Feed>,
     clock: Arc<Mutex<Option<&'static str>>>,
+    checkpoint: Option<CheckpointDir>,
 }
 
 impl Handler for ToEngine<'_> {
     fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool {
-        match self.feed.open_input(Some(Arc::new(PartitionAcker(ack)))) {
+        let acker = PartitionAcker {
+            ack,
+            checkpoint: self.checkpoint.clone().map(|d| (d, self.name.clone(), partition_key(partition))),
+            staged: AtomicI64::new(-1),
+        };
+        match self.feed.open_input(Some(Arc::new(acker))) {
             Some(f) => {
                 self.inputs.insert(partition.clone(), f);
                 true
@@ -168,6 +210,10 @@ impl Source for KafkaSource {
         Some(self.clock.clone())
     }
 
+    fn resumable(&self) -> bool {
+        self.checkpoint.is_some() && !self.bounded
+    }
+
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let name = self.name();
         let mut settings = ConsumerSettings::new(self.spec.brokers.clone(), self.spec.topics.clone());
@@ -177,9 +223,25 @@ impl Source for KafkaSource {
         settings.options = self.kafka.options.clone();
         settings.max_message_bytes = self.max_message;
         settings.connect_timeout = self.kafka.timeout;
+        if let Some(dir) = &self.checkpoint {
+            // Partitions resume where the last snapshot's window state ends.
+            for (key, &next) in dir.positions().kafka.get(&name).into_iter().flatten() {
+                if let Some((topic, n)) = key.rsplit_once('/') {
+                    if let Ok(partition) = n.parse() {
+                        settings.resume.insert(PartitionId { topic: Arc::from(topic), partition }, next);
+                    }
+                }
+            }
+        }
         let fail = |message: String| RunError::Source { source_name: name.clone(), message };
         let consumer = Consumer::connect(settings).map_err(|e| fail(e.to_string()))?;
-        let mut handler = ToEngine { feed: &feed, name: name.clone(), inputs: HashMap::new(), clock: self.clock };
+        let mut handler = ToEngine {
+            feed: &feed,
+            name: name.clone(),
+            inputs: HashMap::new(),
+            clock: self.clock,
+            checkpoint: self.checkpoint.clone(),
+        };
         consumer.run(feed.stop_flag(), &mut handler).map_err(fail)?;
         for f in handler.inputs.values() {
             f.close_input();

@@ -190,6 +190,20 @@ pub trait Acker: Send + Sync {
     /// waits for an fsync. An error says the position could not be saved
     /// (the last saved one stays).
     fn save(&self, force: bool) -> Result<(), String>;
+
+    /// With checkpoints: the snapshot being taken holds every line before
+    /// `(file, offset)`; stage that place for it. By default it is
+    /// acknowledged and staged by `save` (a followed file stages rather
+    /// than writes when checkpoints are on).
+    fn stage(&self, file: u64, offset: u64) {
+        self.ack(file, offset);
+        let _ = self.save(true);
+    }
+
+    /// With checkpoints: the snapshot with the places staged last is
+    /// durable. A source that also tells someone else (Kafka's committed
+    /// offsets) does it now, never before.
+    fn committed(&self) {}
 }
 
 /// What sources send the executor.

@@ -85,6 +85,11 @@ pub struct ConsumerSettings {
     pub max_message_bytes: usize,
     /// How long the brokers may take to answer at start.
     pub connect_timeout: Duration,
+    /// Where to resume partitions, from the caller's own checkpoint: the
+    /// next offset to read. It wins over the committed offset and `start`;
+    /// messages below it are never handed over, even if librdkafka fetched
+    /// them before the seek took effect.
+    pub resume: HashMap<PartitionId, i64>,
 }
 
 impl ConsumerSettings {
@@ -100,6 +105,7 @@ impl ConsumerSettings {
             options: Vec::new(),
             max_message_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(30),
+            resume: HashMap::new(),
         }
     }
 }
@@ -529,6 +535,7 @@ impl Consumer {
         let offset = if self.settings.start == StartFrom::Earliest { Offset::Beginning } else { Offset::End };
         let mut list = TopicPartitionList::new();
         for p in &self.all {
+            let offset = self.settings.resume.get(p).map_or(offset, |&o| Offset::Offset(o));
             list.add_partition_offset(&p.topic, p.partition, offset).map_err(|e| format!("kafka: {e}"))?;
         }
         self.consumer.assign(&list).map_err(|e| format!("kafka: cannot assign partitions: {e}"))?;
@@ -570,6 +577,8 @@ struct Assigned {
     start: Option<i64>,
     /// librdkafka said the partition's end was reached (bounded reads).
     eof: bool,
+    /// Messages below this offset are dropped (`ConsumerSettings::resume`).
+    floor: i64,
 }
 
 /// The consumer loop's state.
@@ -679,6 +688,17 @@ impl Loop<'_> {
     /// Adds a message to the batch, handing the batch to `pending` first if
     /// it is of another partition.
     fn add(&mut self, batch: &mut Option<Batch>, m: &rdkafka::message::BorrowedMessage<'_>, handler: &mut dyn Handler) {
+        // Only when resuming from the caller's checkpoint: a look-up per
+        // message otherwise costs for nothing.
+        let below = !self.c.settings.resume.is_empty()
+            && self
+                .assigned
+                .iter()
+                .find(|(p, _)| p.partition == m.partition() && *p.topic == *m.topic())
+                .is_some_and(|(_, a)| m.offset() < a.floor);
+        if below {
+            return;
+        }
         let same =
             batch.as_ref().is_some_and(|b| b.partition.partition == m.partition() && *b.partition.topic == *m.topic());
         if !same {
@@ -759,8 +779,19 @@ impl Loop<'_> {
                             commits: self.c.settings.group.is_some(),
                             timeout: self.c.settings.connect_timeout,
                         };
-                        let (end, start) = self.bounds(&p);
-                        self.assigned.insert(p.clone(), Assigned { end, start, taken: None, eof: false });
+                        let (end, mut start) = self.bounds(&p);
+                        let floor = self.c.settings.resume.get(&p).copied();
+                        if let Some(at) = floor {
+                            start = Some(at);
+                            if self.c.settings.group.is_some() {
+                                // The group starts it at the committed
+                                // offset; seek to the caller's (best effort:
+                                // the floor drops what comes before it).
+                                let _ = self.c.consumer.seek(&p.topic, p.partition, Offset::Offset(at), POLL);
+                            }
+                        }
+                        let floor = floor.unwrap_or(-1);
+                        self.assigned.insert(p.clone(), Assigned { end, start, taken: None, eof: false, floor });
                         if self.paused {
                             // Backpressure holds: the new partition waits too.
                             self.pause_one(&p);
