@@ -269,3 +269,55 @@ fn a_full_engine_pauses_the_partitions_and_loses_nothing() {
     assert!(seen.lock().unwrap().refused >= 3, "the handler was full several times");
     assert_nothing_lost(&brokers, "full", &seen, 6000);
 }
+
+#[test]
+fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0, 900);
+    let ends: HashMap<i32, i64> =
+        group_offsets(&brokers, "resume", TOPIC, TIMEOUT).unwrap().into_iter().map(|p| (p.partition, p.end)).collect();
+    assert!(ends.values().all(|&e| e > 120), "every partition has messages: {ends:?}");
+    // Partitions 0 and 1 resume from the caller's checkpoint; 2 from the
+    // start (no committed offset, `Earliest`).
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let resume = HashMap::from([
+        (PartitionId { topic: topic.clone(), partition: 0 }, 50),
+        (PartitionId { topic: topic.clone(), partition: 1 }, 120),
+    ]);
+    let mut settings = ConsumerSettings::new(&brokers, vec![TOPIC.to_string()]);
+    settings.group = Some("resume".into());
+    settings.start = StartFrom::Earliest;
+    settings.connect_timeout = TIMEOUT;
+    settings.resume = resume;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        thread::spawn(move || {
+            let consumer = Consumer::connect(settings).unwrap();
+            consumer.run(&stop, &mut LaggingAcks::new(seen, 0)).unwrap();
+        })
+    };
+    let want = ends.values().sum::<i64>() as usize - 50 - 120;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().got.len() < want {
+        assert!(Instant::now() < deadline, "{} of {want} messages", seen.lock().unwrap().got.len());
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    consumer.join().unwrap();
+    let s = seen.lock().unwrap();
+    let floor = |p: i32| match p {
+        0 => 50,
+        1 => 120,
+        _ => 0,
+    };
+    for (&p, &end) in &ends {
+        for o in 0..end {
+            assert_eq!(s.got.contains_key(&(p, o)), o >= floor(p), "partition {p} offset {o}");
+        }
+    }
+}
