@@ -321,3 +321,33 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
         }
     }
 }
+
+#[test]
+fn a_thirty_second_broker_outage_loses_nothing_and_is_said_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0, 1000);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer = consume(&brokers, "outage", seen.clone(), stop.clone());
+    wait_for(&brokers, "outage", &seen, 300);
+
+    cluster.broker_down(1).unwrap();
+    thread::sleep(Duration::from_secs(30));
+    cluster.broker_up(1).unwrap();
+    produce(&brokers, 1000, 1000);
+    wait_for(&brokers, "outage", &seen, 2000);
+    check_commits(&brokers, "outage", &seen);
+    stop.store(true, Ordering::Relaxed);
+    consumer.join().unwrap();
+    assert_nothing_lost(&brokers, "outage", &seen, 2000);
+    let s = seen.lock().unwrap();
+    let said = |what: &str| s.notices.iter().filter(|n| n.contains(what)).count();
+    assert_eq!(
+        (said("BrokersDown"), said("Reconnected")),
+        (1, 1),
+        "the outage and the return are each said once, not per message: {:?}",
+        s.notices
+    );
+}
