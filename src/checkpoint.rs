@@ -298,17 +298,20 @@ impl CheckpointDir {
     }
 
     /// Changes the positions with `change` and writes them at once, with
-    /// the rest of the last snapshot: only for where a source starts
+    /// the rest of the last snapshot: only for where an input starts
     /// reading on a fresh start, which the last snapshot's window state
-    /// holds nothing of. The change is staged too. On failure, the last
-    /// snapshot stays on disk.
-    pub fn update(&self, change: impl Fn(&mut Positions)) -> io::Result<()> {
+    /// holds nothing of. With `also_stage`, the change is staged too (the
+    /// caller knows that nothing staged for it is newer). On failure, the
+    /// last snapshot stays on disk.
+    pub fn update(&self, change: impl Fn(&mut Positions), also_stage: bool) -> io::Result<()> {
         let mut s = self.lock();
         // Onto what is on disk, not what is staged: staged positions go
         // with window state not committed yet.
         let mut next = s.written.clone();
         change(&mut next);
-        change(&mut s.staged);
+        if also_stage {
+            change(&mut s.staged);
+        }
         if next == s.written && s.committed.exists {
             return Ok(());
         }
@@ -458,9 +461,12 @@ mod tests {
         assert!(!dir.has_snapshot());
         assert_eq!(dir.positions(), Positions::default(), "nothing saved yet");
         // A source's starting point is written at once.
-        dir.update(|p| {
-            p.sources.insert("file:/a".to_string(), pos(10));
-        })
+        dir.update(
+            |p| {
+                p.sources.insert("file:/a".to_string(), pos(10));
+            },
+            true,
+        )
         .unwrap();
         assert_eq!((dir.has_snapshot(), dir.epoch()), (true, 0));
         // Staged positions wait for the next commit.
@@ -474,9 +480,12 @@ mod tests {
         let sinks = BTreeMap::from([("jsonl:out".to_string(), 77)]);
         assert_eq!(dir.commit(GraphSnapshot { window: Some(window.clone()), sinks }).unwrap(), 1);
         // A later starting point keeps the last snapshot's window and sinks.
-        dir.update(|p| {
-            p.sources.insert("file:/b".to_string(), pos(0));
-        })
+        dir.update(
+            |p| {
+                p.sources.insert("file:/b".to_string(), pos(0));
+            },
+            true,
+        )
         .unwrap();
         drop((dir, other));
 

@@ -306,7 +306,7 @@ fn kill_nine_five_times_while_reading_a_topic_exactly_once_into_a_file_at_least_
     let dir = tempfile::tempdir().unwrap();
     let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("counts.jsonl"));
     let options = [("batch.num.messages".to_string(), "1".to_string()), ("linger.ms".to_string(), "0".to_string())];
-    let producer = sluice_kafka::Producer::connect(&brokers, &topic, &options, TIMEOUT).unwrap();
+    let producer = std::sync::Arc::new(sluice_kafka::Producer::connect(&brokers, &topic, &options, TIMEOUT).unwrap());
     let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
     let (mut all, mut n, mut t_ms, mut rng) = (String::new(), 0usize, 1_700_000_000_000u64, 0x9e37_79b9u64);
     let mut next = |below: u64| {
@@ -323,7 +323,7 @@ fn kill_nine_five_times_while_reading_a_topic_exactly_once_into_a_file_at_least_
         let child = sluice()
             .args(["run", "--source", &source, "--mode", mode, "--batch-interval", "50ms"])
             .args(window)
-            .args(["--checkpoint-dir", &ckpt.display().to_string(), "--checkpoint-interval", "200ms"])
+            .args(["--checkpoint-dir", &ckpt.display().to_string(), "--checkpoint-interval", "500ms"])
             .args(["--sink", &format!("jsonl:{}", out.display()), "--sink", &format!("kafka:{brokers}/{out_topic}")])
             // One record per batch, so that tansu's end offsets are exact
             // when the topic is read back.
@@ -343,22 +343,34 @@ fn kill_nine_five_times_while_reading_a_topic_exactly_once_into_a_file_at_least_
     let mut uncommitted = 0;
     for round in 0..5 {
         let mut child = start(if round % 2 == 0 { "per-event" } else { "micro-batch" });
-        for _ in 0..2 {
-            for _ in 0..200 + next(400) {
-                t_ms += 1 + next(9);
-                let mut line = format!("{}.{:03}", t_ms / 1000, t_ms % 1000);
-                for _ in 0..1 + next(4) {
-                    line.push(' ');
-                    line.push_str(words[next(words.len() as u64) as usize]);
-                }
-                producer.send(format!("k{n}").as_bytes(), line.as_bytes()).unwrap();
-                all.push_str(&line);
-                all.push('\n');
-                n += 1;
+        // Messages arrive while sluice is killed: a thread produces them
+        // over about a second, and the kill comes in the middle.
+        let mut batch = Vec::new();
+        for _ in 0..600 + next(600) {
+            t_ms += 1 + next(9);
+            let mut line = format!("{}.{:03}", t_ms / 1000, t_ms % 1000);
+            for _ in 0..1 + next(4) {
+                line.push(' ');
+                line.push_str(words[next(words.len() as u64) as usize]);
             }
-            producer.flush(TIMEOUT).unwrap();
-            std::thread::sleep(Duration::from_millis(200 + next(600)));
+            all.push_str(&line);
+            all.push('\n');
+            batch.push((format!("k{n}"), line));
+            n += 1;
         }
+        let producing = {
+            let producer = producer.clone();
+            std::thread::spawn(move || {
+                for chunk in batch.chunks(40) {
+                    for (key, line) in chunk {
+                        producer.send(key.as_bytes(), line.as_bytes()).unwrap();
+                    }
+                    producer.flush(TIMEOUT).unwrap();
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(800 + next(600)));
         let c = child.0.as_mut().unwrap();
         if let Some(status) = c.try_wait().unwrap() {
             let err = std::io::read_to_string(c.stderr.take().unwrap()).unwrap();
@@ -367,6 +379,7 @@ fn kill_nine_five_times_while_reading_a_topic_exactly_once_into_a_file_at_least_
         let mut c = child.take();
         c.kill().unwrap();
         c.wait().unwrap();
+        producing.join().unwrap();
         let text = std::fs::read_to_string(ckpt.join("checkpoint.json")).unwrap_or_default();
         let committed = serde_json::from_str::<serde_json::Value>(&text)
             .ok()

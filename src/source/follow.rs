@@ -206,7 +206,9 @@ impl FileCheckpoint {
             p.sources.insert(self.key.clone(), pos);
         };
         let result = if durable {
-            self.dir.update(change)
+            // Nothing of this file was handed out yet: nothing newer is
+            // staged.
+            self.dir.update(change, true)
         } else {
             self.dir.stage(change);
             Ok(())
@@ -393,7 +395,7 @@ impl PatternCheckpoint {
     /// before the first snapshot reads files that appeared meanwhile from
     /// their start: it goes to disk with the last snapshot's window state,
     /// which none of this run's lines are in. Until that write succeeds,
-    /// every call tries it again.
+    /// every call tries it again, as long as no line was acknowledged.
     fn save(&self, force: bool) -> Result<(), String> {
         let poisoned = || format!("{}: position state poisoned", self.key);
         // One write at a time; the state lock is not held while writing, so
@@ -401,7 +403,15 @@ impl PatternCheckpoint {
         let _one = self.write_lock.lock().map_err(|_| poisoned())?;
         let (starts, acked, version) = {
             let mut s = self.state.lock().map_err(|_| poisoned())?;
-            let first = !s.ever_written;
+            let mut first = !s.ever_written;
+            if first && s.slots.values().any(|sl| sl.files.values().any(|r| r.acked != r.start)) {
+                // Lines were acknowledged before the starting points could
+                // be written: snapshots carry the positions from now on,
+                // and the starting points, behind them, must never reach
+                // the disk.
+                s.ever_written = true;
+                first = false;
+            }
             if !first && (s.changes == s.written || !(force || due(s.last_write))) {
                 return Ok(());
             }
@@ -421,9 +431,14 @@ impl PatternCheckpoint {
         };
         let mut result = Ok(());
         if let Some(starts) = starts {
-            let written = self.dir.update(|p| {
-                p.patterns.insert(self.key.clone(), starts.clone());
-            });
+            // Not staged here: the acknowledged places, staged below, are
+            // the same while nothing is acknowledged, and newer after.
+            let written = self.dir.update(
+                |p| {
+                    p.patterns.insert(self.key.clone(), starts.clone());
+                },
+                false,
+            );
             let mut s = self.state.lock().map_err(|_| poisoned())?;
             match written {
                 Ok(()) => {

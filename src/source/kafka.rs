@@ -112,9 +112,28 @@ struct ToEngine<'a> {
 
 impl Handler for ToEngine<'_> {
     fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool {
+        let key = partition_key(partition);
+        if let (Some(dir), Some(start)) = (&self.checkpoint, ack.start()) {
+            // A partition the checkpoint has no place for: where it starts
+            // is written at once, so that a restart before the next
+            // snapshot does not start it elsewhere (at its end, with
+            // `from=latest`). The window state holds nothing of it.
+            let known = dir.positions().kafka.get(&self.name).is_some_and(|m| m.contains_key(&key));
+            if !known {
+                let written = dir.update(
+                    |p| {
+                        p.kafka.entry(self.name.clone()).or_default().insert(key.clone(), start);
+                    },
+                    true,
+                );
+                if let Err(e) = written {
+                    tracing::warn!(source = %self.name, "cannot save where {partition} starts: {e}");
+                }
+            }
+        }
         let acker = PartitionAcker {
             ack,
-            checkpoint: self.checkpoint.clone().map(|d| (d, self.name.clone(), partition_key(partition))),
+            checkpoint: self.checkpoint.clone().map(|d| (d, self.name.clone(), key)),
             staged: AtomicI64::new(-1),
         };
         match self.feed.open_input(Some(Arc::new(acker))) {
@@ -225,10 +244,11 @@ impl Source for KafkaSource {
         settings.connect_timeout = self.kafka.timeout;
         if let Some(dir) = &self.checkpoint {
             // Partitions resume where the last snapshot's window state ends.
+            let resume = settings.resume.get_or_insert_with(HashMap::new);
             for (key, &next) in dir.positions().kafka.get(&name).into_iter().flatten() {
                 if let Some((topic, n)) = key.rsplit_once('/') {
                     if let Ok(partition) = n.parse() {
-                        settings.resume.insert(PartitionId { topic: Arc::from(topic), partition }, next);
+                        resume.insert(PartitionId { topic: Arc::from(topic), partition }, next);
                     }
                 }
             }

@@ -43,11 +43,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message as _, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 /// Where a partition is read from when the group has no committed offset
@@ -85,11 +86,13 @@ pub struct ConsumerSettings {
     pub max_message_bytes: usize,
     /// How long the brokers may take to answer at start.
     pub connect_timeout: Duration,
-    /// Where to resume partitions, from the caller's own checkpoint: the
-    /// next offset to read. It wins over the committed offset and `start`;
-    /// messages below it are never handed over, even if librdkafka fetched
-    /// them before the seek took effect.
-    pub resume: HashMap<PartitionId, i64>,
+    /// Set when the caller keeps positions of its own (a checkpoint): per
+    /// partition, the next offset to read. A partition is assigned at its
+    /// offset here, which wins over the committed offset and `start`; one
+    /// revoked and assigned to this consumer again resumes after the last
+    /// message handed over; one not here starts as usual, and its handler
+    /// is told where ([`PartitionAck::start`]).
+    pub resume: Option<HashMap<PartitionId, i64>>,
 }
 
 impl ConsumerSettings {
@@ -105,7 +108,7 @@ impl ConsumerSettings {
             options: Vec::new(),
             max_message_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(30),
-            resume: HashMap::new(),
+            resume: None,
         }
     }
 }
@@ -272,6 +275,8 @@ struct PartAck {
     stored: i64,
     /// What was last committed by a synchronous commit.
     committed: i64,
+    /// The offset after the last message handed over; -1 before any.
+    handed: i64,
 }
 
 /// The consumer's context: rebalance callbacks and errors.
@@ -281,6 +286,8 @@ struct Ctx {
     events: Mutex<VecDeque<Event>>,
     /// Whether offsets are committed (there is a group).
     commits: bool,
+    /// With the caller's positions: where each partition is assigned.
+    resume: Option<Mutex<HashMap<PartitionId, i64>>>,
 }
 
 #[derive(Debug)]
@@ -308,9 +315,55 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    /// librdkafka's default rebalance, with one change: with the caller's
+    /// positions, partitions are assigned at them (set in the list before
+    /// the assignment, so that fetching starts there).
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign {
+            if let Some(resume) = self.resume.as_ref().and_then(|r| r.lock().ok()) {
+                for p in partitions(tpl) {
+                    if let Some(&at) = resume.get(&p) {
+                        let _ = tpl.set_partition_offset(&p.topic, p.partition, Offset::Offset(at));
+                    }
+                }
+            }
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let done = match (assign, cooperative) {
+            (true, true) => consumer.incremental_assign(tpl),
+            (true, false) => consumer.assign(tpl),
+            (false, true) => consumer.incremental_unassign(tpl),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(e) = done {
+            if let Ok(mut ev) = self.events.lock() {
+                ev.push_back(Event::Error(e, "rebalance".into()));
+            }
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = partitions(tpl);
+            // With the caller's positions: a partition assigned here again
+            // resumes after what was handed over, which the caller holds.
+            if let (Some(resume), Ok(acks)) = (self.resume.as_ref(), self.acks.lock()) {
+                if let Ok(mut resume) = resume.lock() {
+                    for p in &revoked {
+                        if let Some(a) = acks.parts.get(p).filter(|a| a.handed >= 0) {
+                            resume.insert(p.clone(), a.handed);
+                        }
+                    }
+                }
+            }
             // Commit what was acknowledged while the partitions are still ours.
             if self.commits {
                 if let Ok(mut acks) = self.acks.lock() {
@@ -360,6 +413,8 @@ pub struct PartitionAck {
     commits: bool,
     /// How long a synchronous commit may keep retrying.
     timeout: Duration,
+    /// See [`PartitionAck::start`].
+    start: Option<i64>,
 }
 
 impl fmt::Debug for PartitionAck {
@@ -369,6 +424,15 @@ impl fmt::Debug for PartitionAck {
 }
 
 impl PartitionAck {
+    /// With the caller's positions ([`ConsumerSettings::resume`]), for a
+    /// partition it had no position for: where reading starts (the group's
+    /// committed offset, else the partition's first or end offset as
+    /// `start` says, as they were when it was assigned), so that the caller
+    /// can keep it as the partition's position before any message arrives.
+    pub fn start(&self) -> Option<i64> {
+        self.start
+    }
+
     /// Every message of the partition below `next_offset` has had all its
     /// effects. Acknowledgements never move back, and are ignored once the
     /// partition is revoked.
@@ -512,7 +576,12 @@ impl Consumer {
     /// exists, and subscribes (with a group) or assigns every partition.
     pub fn connect(settings: ConsumerSettings) -> Result<Self, ConnectError> {
         let acks = Arc::new(Mutex::new(AckState::default()));
-        let ctx = Ctx { acks: acks.clone(), events: Mutex::new(VecDeque::new()), commits: settings.group.is_some() };
+        let ctx = Ctx {
+            acks: acks.clone(),
+            events: Mutex::new(VecDeque::new()),
+            commits: settings.group.is_some(),
+            resume: settings.resume.clone().map(Mutex::new),
+        };
         let consumer: BaseConsumer<Ctx> =
             config(&settings).create_with_context(ctx).map_err(|e| ConnectError::Config(format!("kafka: {e}")))?;
         let mut all = Vec::new();
@@ -535,7 +604,7 @@ impl Consumer {
         let offset = if self.settings.start == StartFrom::Earliest { Offset::Beginning } else { Offset::End };
         let mut list = TopicPartitionList::new();
         for p in &self.all {
-            let offset = self.settings.resume.get(p).map_or(offset, |&o| Offset::Offset(o));
+            let offset = self.settings.resume.as_ref().and_then(|r| r.get(p)).map_or(offset, |&o| Offset::Offset(o));
             list.add_partition_offset(&p.topic, p.partition, offset).map_err(|e| format!("kafka: {e}"))?;
         }
         self.consumer.assign(&list).map_err(|e| format!("kafka: cannot assign partitions: {e}"))?;
@@ -577,8 +646,6 @@ struct Assigned {
     start: Option<i64>,
     /// librdkafka said the partition's end was reached (bounded reads).
     eof: bool,
-    /// Messages below this offset are dropped (`ConsumerSettings::resume`).
-    floor: i64,
 }
 
 /// The consumer loop's state.
@@ -613,8 +680,15 @@ impl Loop<'_> {
             // Hand over what is waiting; while the handler is full, keep
             // polling with every partition paused.
             while let Some(b) = self.pending.pop_front() {
+                let handed = (b.partition.clone(), b.next_offset);
                 match handler.deliver(b) {
-                    Delivery::Taken => {}
+                    Delivery::Taken => {
+                        if self.c.settings.resume.is_some() {
+                            if let Some(a) = self.c.acks.lock().ok().as_mut().and_then(|a| a.parts.get_mut(&handed.0)) {
+                                a.handed = a.handed.max(handed.1);
+                            }
+                        }
+                    }
                     Delivery::Full(b) => {
                         self.pending.push_front(b);
                         break;
@@ -688,17 +762,6 @@ impl Loop<'_> {
     /// Adds a message to the batch, handing the batch to `pending` first if
     /// it is of another partition.
     fn add(&mut self, batch: &mut Option<Batch>, m: &rdkafka::message::BorrowedMessage<'_>, handler: &mut dyn Handler) {
-        // Only when resuming from the caller's checkpoint: a look-up per
-        // message otherwise costs for nothing.
-        let below = !self.c.settings.resume.is_empty()
-            && self
-                .assigned
-                .iter()
-                .find(|(p, _)| p.partition == m.partition() && *p.topic == *m.topic())
-                .is_some_and(|(_, a)| m.offset() < a.floor);
-        if below {
-            return;
-        }
         let same =
             batch.as_ref().is_some_and(|b| b.partition.partition == m.partition() && *b.partition.topic == *m.topic());
         if !same {
@@ -766,7 +829,10 @@ impl Loop<'_> {
                             Ok(mut acks) => {
                                 acks.epoch += 1;
                                 let epoch = acks.epoch;
-                                acks.parts.insert(p.clone(), PartAck { epoch, acked: -1, stored: -1, committed: -1 });
+                                acks.parts.insert(
+                                    p.clone(),
+                                    PartAck { epoch, acked: -1, stored: -1, committed: -1, handed: -1 },
+                                );
                                 epoch
                             }
                             Err(_) => 0,
@@ -778,20 +844,10 @@ impl Loop<'_> {
                             epoch,
                             commits: self.c.settings.group.is_some(),
                             timeout: self.c.settings.connect_timeout,
+                            start: self.first_offset(&p),
                         };
-                        let (end, mut start) = self.bounds(&p);
-                        let floor = self.c.settings.resume.get(&p).copied();
-                        if let Some(at) = floor {
-                            start = Some(at);
-                            if self.c.settings.group.is_some() {
-                                // The group starts it at the committed
-                                // offset; seek to the caller's (best effort:
-                                // the floor drops what comes before it).
-                                let _ = self.c.consumer.seek(&p.topic, p.partition, Offset::Offset(at), POLL);
-                            }
-                        }
-                        let floor = floor.unwrap_or(-1);
-                        self.assigned.insert(p.clone(), Assigned { end, start, taken: None, eof: false, floor });
+                        let (end, start) = self.bounds(&p);
+                        self.assigned.insert(p.clone(), Assigned { end, start, taken: None, eof: false });
                         if self.paused {
                             // Backpressure holds: the new partition waits too.
                             self.pause_one(&p);
@@ -821,6 +877,31 @@ impl Loop<'_> {
         let mut all: Vec<PartitionId> = self.assigned.keys().cloned().collect();
         all.sort();
         handler.notice(Notice::Assignment(all));
+    }
+
+    /// With the caller's positions, for a partition it has none for: where
+    /// reading starts (see [`PartitionAck::start`]); none if that cannot be
+    /// told.
+    fn first_offset(&self, p: &PartitionId) -> Option<i64> {
+        let resume = self.c.consumer.context().resume.as_ref()?;
+        if resume.lock().ok()?.contains_key(p) {
+            return None;
+        }
+        let timeout = self.c.settings.connect_timeout;
+        if self.c.settings.group.is_some() {
+            let mut list = TopicPartitionList::new();
+            let _ = list.add_partition(&p.topic, p.partition);
+            let committed = self.c.consumer.committed_offsets(list, timeout).ok()?;
+            if let Some(Offset::Offset(o)) = committed.find_partition(&p.topic, p.partition).map(|e| e.offset()) {
+                return Some(o);
+            }
+        }
+        let (low, high) = self.c.consumer.fetch_watermarks(&p.topic, p.partition, timeout).ok()?;
+        match self.c.settings.start {
+            StartFrom::Earliest => Some(low),
+            StartFrom::Latest => Some(high),
+            StartFrom::Committed => None,
+        }
     }
 
     /// For a bounded read: the partition's end offset now, and where

@@ -33,6 +33,8 @@ struct Seen {
     notices: Vec<String>,
     /// Batches refused (backpressure).
     refused: u64,
+    /// Messages received, counting each time one is received again.
+    received: u64,
 }
 
 /// Acknowledges all but the last `lag` batches of each partition.
@@ -88,6 +90,7 @@ impl Handler for LaggingAcks {
             return Delivery::Full(batch);
         }
         let mut s = self.seen.lock().unwrap();
+        s.received += batch.messages.len() as u64;
         for m in &batch.messages {
             s.got.insert((batch.partition.partition, m.offset), batch.data[m.start as usize..m.end as usize].to_vec());
         }
@@ -139,6 +142,11 @@ fn consume_refusing(
         consumer.run(&stop, &mut handler).unwrap();
         handler.finish();
     })
+}
+
+/// Group timeouts short enough for tests.
+fn fast_group() -> Vec<(String, String)> {
+    vec![("session.timeout.ms".into(), "6000".into()), ("heartbeat.interval.ms".into(), "500".into())]
 }
 
 fn produce(brokers: &str, from: usize, n: usize) {
@@ -276,11 +284,56 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
     cluster.create_topic(TOPIC, 3, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, 0, 900);
-    let ends: HashMap<i32, i64> =
-        group_offsets(&brokers, "resume", TOPIC, TIMEOUT).unwrap().into_iter().map(|p| (p.partition, p.end)).collect();
-    assert!(ends.values().all(|&e| e > 120), "every partition has messages: {ends:?}");
-    // Partitions 0 and 1 resume from the caller's checkpoint; 2 from the
-    // start (no committed offset, `Earliest`).
+    // The group has committed offsets: a first member read everything and
+    // committed 20 for partition 0 and 200 for partition 1.
+    let first = Consumer::connect({
+        let mut s = ConsumerSettings::new(&brokers, vec![TOPIC.to_string()]);
+        s.group = Some("resume".into());
+        s.start = StartFrom::Earliest;
+        s.connect_timeout = TIMEOUT;
+        s.options = fast_group();
+        s
+    })
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let committing = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        thread::spawn(move || {
+            struct CommitAt(Arc<Mutex<Seen>>, HashMap<PartitionId, PartitionAck>);
+            impl Handler for CommitAt {
+                fn assigned(&mut self, p: &PartitionId, ack: PartitionAck) -> bool {
+                    ack.ack([20, 200, 0][p.partition as usize]);
+                    self.1.insert(p.clone(), ack);
+                    true
+                }
+                fn revoked(&mut self, _p: &PartitionId) {}
+                fn deliver(&mut self, batch: Batch) -> Delivery {
+                    self.0.lock().unwrap().received += batch.messages.len() as u64;
+                    Delivery::Taken
+                }
+                fn notice(&mut self, _n: Notice) {}
+            }
+            let mut h = CommitAt(seen, HashMap::new());
+            first.run(&stop, &mut h).unwrap();
+            h.1.values().next().unwrap().commit().unwrap();
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().received < 900 {
+        assert!(Instant::now() < deadline, "the first member did not read everything");
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    committing.join().unwrap();
+    let offsets = group_offsets(&brokers, "resume", TOPIC, TIMEOUT).unwrap();
+    let ends: HashMap<i32, i64> = offsets.iter().map(|p| (p.partition, p.end)).collect();
+    let committed: HashMap<i32, Option<i64>> = offsets.iter().map(|p| (p.partition, p.committed)).collect();
+    assert_eq!((committed[&0], committed[&1]), (Some(20), Some(200)), "{offsets:?}");
+    assert!(ends.values().all(|&e| e > 200), "every partition has messages: {ends:?}");
+
+    // The caller's checkpoint says 50 for partition 0 (ahead of the group)
+    // and 120 for partition 1 (behind it); partition 2 is not in it.
     let topic: Arc<str> = Arc::from(TOPIC);
     let resume = HashMap::from([
         (PartitionId { topic: topic.clone(), partition: 0 }, 50),
@@ -290,17 +343,36 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
     settings.group = Some("resume".into());
     settings.start = StartFrom::Earliest;
     settings.connect_timeout = TIMEOUT;
-    settings.resume = resume;
+    settings.options = fast_group();
+    settings.resume = Some(resume);
     let seen = Arc::new(Mutex::new(Seen::default()));
+    let starts = Arc::new(Mutex::new(HashMap::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let consumer = {
-        let (seen, stop) = (seen.clone(), stop.clone());
+        let (seen, stop, starts) = (seen.clone(), stop.clone(), starts.clone());
         thread::spawn(move || {
+            struct Noting(LaggingAcks, Arc<Mutex<HashMap<i32, Option<i64>>>>);
+            impl Handler for Noting {
+                fn assigned(&mut self, p: &PartitionId, ack: PartitionAck) -> bool {
+                    self.1.lock().unwrap().insert(p.partition, ack.start());
+                    self.0.assigned(p, ack)
+                }
+                fn revoked(&mut self, p: &PartitionId) {
+                    self.0.revoked(p)
+                }
+                fn deliver(&mut self, batch: Batch) -> Delivery {
+                    self.0.deliver(batch)
+                }
+                fn notice(&mut self, n: Notice) {
+                    self.0.notice(n)
+                }
+            }
             let consumer = Consumer::connect(settings).unwrap();
-            consumer.run(&stop, &mut LaggingAcks::new(seen, 0)).unwrap();
+            consumer.run(&stop, &mut Noting(LaggingAcks::new(seen, 0), starts)).unwrap();
         })
     };
-    let want = ends.values().sum::<i64>() as usize - 50 - 120;
+    // Partition 2 starts at the group's committed offset: 0.
+    let want = (ends[&0] - 50 + ends[&1] - 120 + ends[&2]) as usize;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.lock().unwrap().got.len() < want {
         assert!(Instant::now() < deadline, "{} of {want} messages", seen.lock().unwrap().got.len());
@@ -310,16 +382,16 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
     stop.store(true, Ordering::Relaxed);
     consumer.join().unwrap();
     let s = seen.lock().unwrap();
-    let floor = |p: i32| match p {
-        0 => 50,
-        1 => 120,
-        _ => 0,
-    };
+    let floor = |p: i32| [50, 120, 0][p as usize];
     for (&p, &end) in &ends {
         for o in 0..end {
             assert_eq!(s.got.contains_key(&(p, o)), o >= floor(p), "partition {p} offset {o}");
         }
     }
+    assert_eq!(s.received, s.got.len() as u64, "no message received twice");
+    // Told where the partition without a position starts; not the others.
+    let starts = starts.lock().unwrap();
+    assert_eq!((starts[&0], starts[&1], starts[&2]), (None, None, Some(0)));
 }
 
 #[test]
