@@ -741,6 +741,31 @@ where
         }
     }
 
+    /// Stops the shards with `msg` (`Finish`: windows close first;
+    /// `Suspend`: they stay as they are), waits for them, and closes the
+    /// sinks.
+    fn stop_shards(&mut self, msg: fn() -> ToShard<K, T>) -> Result<(), RunError> {
+        let already = self.running.as_ref().is_none_or(|r| r.finished);
+        if already {
+            return self.check();
+        }
+        let stopped = self.barrier(msg);
+        let stopped = match (stopped, self.deferred.take()) {
+            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Some(run) = self.running.as_mut() {
+            // The last replies carried every shard's held places.
+            run.unacked_fresh = stopped.is_ok();
+            run.finished = true;
+            for t in run.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        stopped?;
+        lock(&self.sinks).close()
+    }
+
     /// Flushes the shared sinks.
     fn flush_sinks(&mut self) -> Result<(), RunError> {
         if let Some(r) = self.running.as_mut() {
@@ -909,25 +934,7 @@ where
     }
 
     fn finish(&mut self) -> Result<(), RunError> {
-        let already = self.running.as_ref().is_none_or(|r| r.finished);
-        if already {
-            return self.check();
-        }
-        let finished = self.barrier(|| ToShard::Finish);
-        let finished = match (finished, self.deferred.take()) {
-            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
-            (Ok(ok), None) => Ok(ok),
-        };
-        if let Some(run) = self.running.as_mut() {
-            // The last replies carried every shard's held places.
-            run.unacked_fresh = finished.is_ok();
-            run.finished = true;
-            for t in run.threads.drain(..) {
-                let _ = t.join();
-            }
-        }
-        finished?;
-        lock(&self.sinks).close()
+        self.stop_shards(|| ToShard::Finish)
     }
 
     fn counters(&self) -> WindowCounters {
@@ -1011,23 +1018,7 @@ where
     }
 
     fn suspend(&mut self) -> Result<(), RunError> {
-        let already = self.running.as_ref().is_none_or(|r| r.finished);
-        if already {
-            return self.check();
-        }
-        let stopped = self.barrier(|| ToShard::Suspend);
-        let stopped = match (stopped, self.deferred.take()) {
-            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
-            (Ok(_), None) => Ok(()),
-        };
-        if let Some(run) = self.running.as_mut() {
-            run.finished = true;
-            for t in run.threads.drain(..) {
-                let _ = t.join();
-            }
-        }
-        stopped?;
-        lock(&self.sinks).close()
+        self.stop_shards(|| ToShard::Suspend)
     }
 
     fn shard(self: Box<Self>, _n: usize, _spin: Duration) -> Box<dyn Graph> {
