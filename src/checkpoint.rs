@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The checkpoint file's name in the directory.
 pub const FILE_NAME: &str = "checkpoint.json";
@@ -115,7 +116,7 @@ struct Saved {
     sinks: BTreeMap<String, u64>,
     /// The window state; none before the first snapshot with windows.
     #[serde(default)]
-    window: Option<serde_json::Value>,
+    window: Option<Box<RawValue>>,
 }
 
 /// A checkpoint directory that cannot be used.
@@ -157,7 +158,7 @@ struct Committed {
     /// Committed sink lengths.
     sinks: BTreeMap<String, u64>,
     /// The window state.
-    window: Option<Arc<serde_json::Value>>,
+    window: Option<Arc<RawValue>>,
     /// Whether a snapshot exists on disk.
     exists: bool,
 }
@@ -199,7 +200,7 @@ impl PartialEq for CheckpointDir {
 #[derive(Debug, Default)]
 pub struct GraphSnapshot {
     /// The window state.
-    pub window: Option<serde_json::Value>,
+    pub window: Option<Box<RawValue>>,
     /// Committed length of each exactly-once file sink.
     pub sinks: BTreeMap<String, u64>,
 }
@@ -275,7 +276,7 @@ impl CheckpointDir {
     }
 
     /// The window state of the last snapshot.
-    pub fn window(&self) -> Option<Arc<serde_json::Value>> {
+    pub fn window(&self) -> Option<Arc<RawValue>> {
         self.lock().committed.window.clone()
     }
 
@@ -332,13 +333,13 @@ impl CheckpointDir {
         let mut s = self.lock();
         let epoch = s.committed.epoch + 1;
         let positions = s.staged.clone();
-        self.store(&s.pipeline, epoch, &positions, &graph.sinks, graph.window.as_ref())?;
+        self.store(&s.pipeline, epoch, &positions, &graph.sinks, graph.window.as_deref())?;
         s.written = positions;
         s.committed = Committed {
             pipeline: s.pipeline.clone(),
             epoch,
             sinks: graph.sinks,
-            window: graph.window.map(Arc::new),
+            window: graph.window.map(Arc::from),
             exists: true,
         };
         Ok(epoch)
@@ -368,7 +369,7 @@ impl CheckpointDir {
         epoch: u64,
         positions: &Positions,
         sinks: &BTreeMap<String, u64>,
-        window: Option<&serde_json::Value>,
+        window: Option<&RawValue>,
     ) -> io::Result<()> {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -382,7 +383,7 @@ impl CheckpointDir {
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             kafka: &'a BTreeMap<String, BTreeMap<String, i64>>,
             sinks: &'a BTreeMap<String, u64>,
-            window: Option<&'a serde_json::Value>,
+            window: Option<&'a RawValue>,
         }
         let out = Out {
             format: FORMAT,
@@ -438,7 +439,7 @@ fn decode(text: &[u8]) -> Result<(Positions, Committed), String> {
             pipeline: saved.pipeline,
             epoch: saved.epoch,
             sinks: saved.sinks,
-            window: saved.window.map(Arc::new),
+            window: saved.window.map(Arc::from),
             exists: true,
         },
     ))
@@ -476,9 +477,10 @@ mod tests {
                 .insert("file:/l/*.log".to_string(), vec![PatternFile { path: "/l/x.log".into(), position: pos(5) }]);
             p.sources.insert("file:/a".to_string(), pos(20));
         });
-        let window = serde_json::json!([{"panes": [1, 2, 3]}]);
+        let window = r#"[{"panes":[1,2,3]}]"#;
         let sinks = BTreeMap::from([("jsonl:out".to_string(), 77)]);
-        assert_eq!(dir.commit(GraphSnapshot { window: Some(window.clone()), sinks }).unwrap(), 1);
+        let blob = RawValue::from_string(window.to_string()).unwrap();
+        assert_eq!(dir.commit(GraphSnapshot { window: Some(blob), sinks }).unwrap(), 1);
         // A later starting point keeps the last snapshot's window and sinks.
         dir.update(
             |p| {
@@ -494,7 +496,7 @@ mod tests {
         let p = dir.positions();
         assert_eq!((p.sources["file:/a"], p.sources["file:/b"]), (pos(20), pos(0)));
         assert_eq!(p.patterns["file:/l/*.log"][0].position, pos(5));
-        assert_eq!(dir.window().as_deref(), Some(&window));
+        assert_eq!(dir.window().map(|w| w.get().to_string()).as_deref(), Some(window));
         assert_eq!((dir.sink_length("jsonl:out"), dir.sink_length("jsonl:other")), (Some(77), None));
         assert_eq!(dir.epoch(), 1);
     }
@@ -557,7 +559,7 @@ mod tests {
             dir.stage(|p| {
                 p.sources.insert("file:/a".into(), pos(1234));
             });
-            let window = serde_json::json!([{"panes": [], "sessions": []}]);
+            let window = RawValue::from_string(r#"[{"panes":[],"sessions":[]}]"#.to_string()).unwrap();
             dir.commit(GraphSnapshot { window: Some(window), sinks: BTreeMap::from([("jsonl:o".into(), 9)]) }).unwrap();
             let good = fs::read(tmp.path().join(FILE_NAME)).unwrap();
             let whole = good.len() - 1; // without the final newline

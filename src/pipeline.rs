@@ -6,7 +6,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::aggregate::{Aggregate, Count, Extreme, Fold, Sum};
 use crate::checkpoint::GraphSnapshot;
@@ -225,7 +226,7 @@ pub(crate) trait Graph: Send {
     /// Window state to start from, from a checkpoint (see
     /// [`crate::checkpoint`]); call it before [`Graph::open`], which
     /// restores it.
-    fn restore(&mut self, window: Arc<serde_json::Value>);
+    fn restore(&mut self, window: Arc<RawValue>);
     /// A snapshot for a checkpoint, taken between events or batches: every
     /// line pushed so far has its effect in the window state it returns or
     /// in the sinks, which are committed (made durable) first.
@@ -262,23 +263,30 @@ struct Job<K, T, S, A: Aggregate<T>> {
     /// The run's clock.
     clock: Clock,
     /// Window state to restore at open.
-    restored: Option<Arc<serde_json::Value>>,
+    restored: Option<Arc<RawValue>>,
 }
 
 /// Decodes checkpointed window state: one [`WindowState`] per shard of the
 /// run that took it.
 pub(crate) fn decode_window<K: Key, Acc: serde::de::DeserializeOwned>(
-    value: &serde_json::Value,
+    value: &RawValue,
 ) -> Result<Vec<crate::window::operator::WindowState<K, Acc>>, RunError> {
-    Vec::deserialize(value)
+    serde_json::from_str(value.get())
         .map_err(|e| RunError::Restore { message: format!("its window state does not decode ({e})") })
 }
 
-/// Encodes window state for a checkpoint.
-pub(crate) fn encode_window<K: Key, Acc: Serialize>(
-    states: &[crate::window::operator::WindowState<K, Acc>],
-) -> Result<serde_json::Value, RunError> {
-    serde_json::to_value(states).map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
+/// Encodes one window state for a checkpoint, as JSON text: straight to
+/// text, since a JSON value tree would cost an allocation per key.
+pub(crate) fn encode_state<K: Key, Acc: Serialize>(
+    state: &crate::window::operator::WindowState<K, Acc>,
+) -> Result<String, RunError> {
+    serde_json::to_string(state).map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
+}
+
+/// The window state of every shard, as the checkpoint holds it: a JSON array.
+pub(crate) fn window_blob(states: &[String]) -> Result<Box<RawValue>, RunError> {
+    RawValue::from_string(format!("[{}]", states.join(",")))
+        .map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
 }
 
 fn sink_err(name: String, err: io::Error) -> RunError {
@@ -479,14 +487,14 @@ where
         &mut self.latency
     }
 
-    fn restore(&mut self, window: Arc<serde_json::Value>) {
+    fn restore(&mut self, window: Arc<RawValue>) {
         self.restored = Some(window);
     }
 
     fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
         let sinks = self.sinks.commit()?;
         let window = match self.window.as_ref() {
-            Some(w) => Some(encode_window(&[w.state()])?),
+            Some(w) => Some(window_blob(&[encode_state(&w.state())?])?),
             None => None,
         };
         Ok(GraphSnapshot { window, sinks })

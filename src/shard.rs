@@ -211,8 +211,8 @@ struct Reply {
     ready: u64,
     /// See `ready`.
     emit: u64,
-    /// Its window state, for `Snapshot`.
-    state: Option<serde_json::Value>,
+    /// Its window state as JSON, for `Snapshot`.
+    state: Option<String>,
 }
 
 /// The first failure of any shard.
@@ -327,11 +327,9 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                 ToShard::Snapshot => {
                     let now = self.clock.now();
                     let mut reply = self.reply(false, false, now, now);
-                    match serde_json::to_value(self.window.state()) {
+                    match crate::pipeline::encode_state(&self.window.state()) {
                         Ok(v) => reply.state = Some(v),
-                        Err(e) => {
-                            self.failure.set(RunError::Restore { message: format!("cannot encode window state ({e})") })
-                        }
+                        Err(e) => self.failure.set(e),
                     }
                     let _ = replies.send(reply);
                 }
@@ -601,7 +599,7 @@ pub(crate) struct Sharded<K, T, S, A: Aggregate<T>> {
     /// next call that can.
     pub(crate) deferred: Option<RunError>,
     /// Window state to restore at open, from a checkpoint.
-    pub(crate) restored: Option<Arc<serde_json::Value>>,
+    pub(crate) restored: Option<Arc<serde_json::value::RawValue>>,
 }
 
 /// The sharded graph's state while it runs.
@@ -639,7 +637,7 @@ pub(crate) struct Running<K, T> {
     /// Items or marks were routed since the last barrier.
     routed: bool,
     /// Per shard, its state from the last `Snapshot`.
-    states: Vec<Option<serde_json::Value>>,
+    states: Vec<Option<String>>,
 }
 
 impl<K, T, S, A> Sharded<K, T, S, A>
@@ -998,7 +996,7 @@ where
         &mut self.latency
     }
 
-    fn restore(&mut self, window: Arc<serde_json::Value>) {
+    fn restore(&mut self, window: Arc<serde_json::value::RawValue>) {
         self.restored = Some(window);
     }
 
@@ -1014,7 +1012,7 @@ where
         let Some(states) = states else {
             return Err(RunError::Worker { message: "a shard sent no state for a checkpoint".into() });
         };
-        Ok(GraphSnapshot { window: Some(serde_json::Value::Array(states)), sinks })
+        Ok(GraphSnapshot { window: Some(crate::pipeline::window_blob(&states)?), sinks })
     }
 
     fn suspend(&mut self) -> Result<(), RunError> {
