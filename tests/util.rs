@@ -107,8 +107,13 @@ pub fn assert_same_map<K: Ord + std::fmt::Debug + Clone, V: PartialEq + std::fmt
 
 /// Sends SIGTERM to a running sluice, waits (at most 10 s) for it to exit,
 /// checks it exited 0, and returns its stderr.
-pub fn stop(mut child: Child) -> String {
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+pub fn stop(child: Child) -> String {
+    stop_with(child, "-TERM")
+}
+
+/// [`stop`] with another signal (`-INT` is Ctrl-C).
+pub fn stop_with(mut child: Child, signal: &str) -> String {
+    let killed = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let start = Instant::now();
     let status = loop {
