@@ -25,9 +25,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
+use crate::checkpoint::CheckpointDir;
 use crate::config::Settings;
 use crate::error::{RunError, SpecError};
-use crate::executor::{run, Mode, RunOptions};
+use crate::executor::{run, Checkpointing, Mode, RunOptions};
 use crate::latency::LatencyRecorder;
 use crate::operator::lines;
 use crate::report::RunReport;
@@ -121,6 +122,10 @@ pub struct CompareOptions {
     pub input: Input,
     /// Lines per second.
     pub rate: f64,
+    /// Take checkpoints this often (into a temporary directory, removed
+    /// after each run), and measure when results become committed, as an
+    /// exactly-once sink sees them (the `committed` latency, on one shard).
+    pub checkpoint: Option<Duration>,
 }
 
 impl CompareOptions {
@@ -201,7 +206,7 @@ impl CompareOptions {
         if matches!(input, Input::Words) && g.count.is_none() && g.duration.is_none() {
             g.duration = Some(default_duration);
         }
-        Ok(CompareOptions { settings, modes, input, rate })
+        Ok(CompareOptions { settings, modes, input, rate, checkpoint: None })
     }
 
     /// The source of one run, starting at `start_at`, sending at `rate`.
@@ -402,14 +407,30 @@ fn run_mode(
     ro.parallelism = opts.settings.parallelism;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));
+    let mut setup_error = None;
+    let scratch = opts.checkpoint.map(|interval| {
+        let nanos = wall_now();
+        let dir = std::env::temp_dir().join(format!("sluice-compare-{}-{nanos}", std::process::id()));
+        match CheckpointDir::open(&dir) {
+            Ok(d) => {
+                ro.checkpoint = Some(Checkpointing { dir: d, interval, require_resumable: false });
+            }
+            Err(e) => setup_error = Some(RunError::from(e)),
+        }
+        dir
+    });
     let outcome = run(pipeline, vec![opts.source(start_at, rate, deadline)], &ro);
+    drop(ro);
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let windows = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
     ModeRun {
         label: mode_label(&mode),
         report: outcome.report,
         latency: outcome.latency,
         results: Results::relative(windows, start_at),
-        error: outcome.error,
+        error: setup_error.or(outcome.error),
     }
 }
 
@@ -698,6 +719,9 @@ pub fn render_table(runs: &[ModeRun]) -> String {
         if let Some(l) = &r.latency.end_to_end {
             rows.push(("end-to-end [wall]", l));
         }
+        if let Some(l) = &r.latency.committed {
+            rows.push(("committed [wall]", l));
+        }
         rows.push(("processing [mono]", &r.latency.processing));
         for (name, l) in r.latency.stages.rows() {
             rows.push((name, l));
@@ -717,7 +741,12 @@ pub fn render_table(runs: &[ModeRun]) -> String {
             let _ = writeln!(
                 s,
                 "{head}  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                if i < 2 || !name.contains(']') || name.starts_with("end") || name.starts_with("processing") {
+                if i < 2
+                    || !name.contains(']')
+                    || name.starts_with("end")
+                    || name.starts_with("committed")
+                    || name.starts_with("processing")
+                {
                     name.to_string()
                 } else {
                     format!("· {name}")

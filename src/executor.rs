@@ -117,6 +117,9 @@ pub struct Checkpointing {
     /// first flush after it (the input queue ran empty, or every 200 ms
     /// under sustained input).
     pub interval: Duration,
+    /// Refuse sources a restart cannot resume (the command line); off only
+    /// to measure what checkpoints cost (`sluice compare`).
+    pub require_resumable: bool,
 }
 
 /// The default [`Checkpointing::interval`].
@@ -228,8 +231,8 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     if let Some(window) = opts.checkpoint.as_ref().and_then(|c| c.dir.window()) {
         graph.restore(window);
     }
-    let unresumable: Vec<String> =
-        sources.iter().filter(|s| opts.checkpoint.is_some() && !s.resumable()).map(|s| s.name()).collect();
+    let strict = opts.checkpoint.as_ref().is_some_and(|c| c.require_resumable);
+    let unresumable: Vec<String> = sources.iter().filter(|s| strict && !s.resumable()).map(|s| s.name()).collect();
     let usage = crate::usage::Usage::start();
     let clock = Clock::new();
     let (tx, rx) = bounded(opts.queue_chunks.max(1));
@@ -242,6 +245,10 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     let next_input = Arc::new(AtomicU32::new(sources.len() as u32));
     let event_clocks: Vec<_> = sources.iter().filter_map(|s| s.event_time_clock()).collect();
     let size: Option<u64> = sources.iter().map(|s| s.size_hint()).sum();
+    if opts.checkpoint.is_some() && parallelism == 1 && opts.latency {
+        // When effects become committed is measured on one shard.
+        graph.latency_mut().measure_commits(clock.to_wall(clock.now()));
+    }
     let mut live = Live {
         metrics: None,
         progress: if opts.progress { crate::metrics::Progress::on_terminal(size) } else { None },
@@ -337,13 +344,19 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     // With checkpoints, the run ends with one, and open windows stay in it
     // for the restart rather than being emitted early; unless a sink
     // failed, when what the sinks hold is unknown and the last good
-    // checkpoint is where a restart resumes.
+    // checkpoint is where a restart resumes. Input that ended (bounded)
+    // has no restart to wait for: its windows close first, as without
+    // checkpoints.
     let keep = opts.checkpoint.is_some() && matches!(error, None | Some(RunError::Source { .. }));
     let mut final_checkpoint = Ok(());
     if keep && unresumable.is_empty() {
-        final_checkpoint = run.take_checkpoint(true);
+        let ended = run.ended_by == "end-of-input";
+        if ended {
+            final_checkpoint = run.graph.close_windows();
+        }
+        final_checkpoint = final_checkpoint.and_then(|()| run.take_checkpoint(true));
         if let (Some(c), true) = (run.checkpoints.as_mut(), final_checkpoint.is_ok()) {
-            c.open_windows_kept = true;
+            c.open_windows_kept = !ended;
         }
     }
     if let Some(p) = live.progress.as_mut() {
@@ -669,6 +682,7 @@ impl Runner<'_> {
         self.acks.stage_processed(self.tally);
         let written = c.dir.commit(snapshot);
         if written.is_ok() {
+            self.graph.committed(self.clock.to_wall(self.clock.now()));
             if let Err(message) = self.acks.committed(last) {
                 // The snapshot stands; the Kafka group's offsets lag behind
                 // it, which a restart from the snapshot does not mind.

@@ -92,6 +92,14 @@ impl LatencyHistogram {
         self.hist.mean() * self.hist.len() as f64
     }
 
+    /// Calls `f` with each recorded value (ns, to the histogram's
+    /// precision: the middle of its bucket) and its count.
+    pub fn each_value(&self, mut f: impl FnMut(i64, u64)) {
+        for v in self.hist.iter_recorded() {
+            f(self.hist.median_equivalent(v.value_iterated_to()) as i64, v.count_at_value());
+        }
+    }
+
     /// Adds another histogram's values.
     pub fn add(&mut self, other: &LatencyHistogram) {
         let _ = self.hist.add(&other.hist);
@@ -172,6 +180,40 @@ pub struct LatencyRecorder {
     /// Set when the run records no latency at all (`--no-latency`): the
     /// executors and operators then skip their clock reads and records.
     pub(crate) off: bool,
+    /// Checkpoint commit − event time, wall clock: when each event's effect
+    /// became committed (an exactly-once sink's results are final only
+    /// then). Measured with checkpoints, on one shard.
+    pub committed: LatencyHistogram,
+    /// Events emitted and not yet committed, while that is measured.
+    commits: Option<Box<Commits>>,
+}
+
+/// The event times of events emitted since `base` (wall clock), as
+/// distances from it: a histogram's precision is relative to its values,
+/// and these stay about one checkpoint interval long.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// Wall time the distances are from.
+    base: EpochNanos,
+    /// `base − event time`, for events older than `base`.
+    before: LatencyHistogram,
+    /// `event time − base`, for the others.
+    after: LatencyHistogram,
+}
+
+impl Pending {
+    fn new(base: EpochNanos) -> Self {
+        Pending { base, before: LatencyHistogram::new(), after: LatencyHistogram::new() }
+    }
+}
+
+/// Emitted events on their way to being committed.
+#[derive(Debug, Clone)]
+struct Commits {
+    /// Emitted since the last snapshot.
+    open: Pending,
+    /// Emitted before a snapshot not yet known to be written.
+    sealed: Vec<Pending>,
 }
 
 /// The stages an event's latency is split into, one histogram each (ns).
@@ -218,6 +260,46 @@ impl LatencyRecorder {
         self.processing_n(emit_mono as i64 - ingest as i64, 1);
         if event_time != NO_TIME {
             self.end_to_end_n(emit_wall.saturating_sub(event_time), 1);
+            self.pending_n(event_time, 1);
+        }
+    }
+
+    /// Starts measuring when effects are committed (see
+    /// [`LatencyRecorder::committed`]), from wall time `now`.
+    pub fn measure_commits(&mut self, now: EpochNanos) {
+        self.commits = Some(Box::new(Commits { open: Pending::new(now), sealed: Vec::new() }));
+    }
+
+    /// Notes `n` emitted events of `event_time`, to be committed.
+    #[inline]
+    fn pending_n(&mut self, event_time: EpochNanos, n: u64) {
+        if let Some(c) = &mut self.commits {
+            let d = event_time.saturating_sub(c.open.base);
+            if d < 0 {
+                c.open.before.record_n(-d, n);
+            } else {
+                c.open.after.record_n(d, n);
+            }
+        }
+    }
+
+    /// A snapshot was taken at wall time `now`: what was emitted until now
+    /// is committed when it is written.
+    pub fn seal(&mut self, now: EpochNanos) {
+        if let Some(c) = &mut self.commits {
+            let open = std::mem::replace(&mut c.open, Pending::new(now));
+            c.sealed.push(open);
+        }
+    }
+
+    /// The snapshots sealed so far were written at wall time `at`: their
+    /// events' committed latencies are recorded.
+    pub fn committed_at(&mut self, at: EpochNanos) {
+        let Some(c) = &mut self.commits else { return };
+        for p in c.sealed.drain(..) {
+            let since = at.saturating_sub(p.base);
+            p.before.each_value(|v, n| self.committed.record_n(since + v, n));
+            p.after.each_value(|v, n| self.committed.record_n(since - v, n));
         }
     }
 
@@ -485,6 +567,7 @@ impl WindowLatency {
         for v in self.event.iter_recorded() {
             let t = self.base_time + (self.event.median_equivalent(v.value_iterated_to()) * 1000) as i64;
             rec.end_to_end_n(emit_wall.saturating_sub(t), v.count_at_value() as u64);
+            rec.pending_n(t, v.count_at_value() as u64);
         }
     }
 }

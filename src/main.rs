@@ -198,6 +198,9 @@ struct CompareArgs {
     /// Write an HdrHistogram interval log per mode into this directory.
     #[arg(long)]
     hdr_log: Option<String>,
+    /// Take checkpoints this often in every run (in a temporary directory) and show when results become committed, as an exactly-once sink sees them, like 1s
+    #[arg(long)]
+    checkpoint_interval: Option<String>,
     #[command(flatten)]
     common: ReplayArgs,
 }
@@ -390,10 +393,17 @@ fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
 fn compare(args: CompareArgs) -> ExitCode {
     use sluice::compare;
     let source = args.source.clone().unwrap_or_else(|| "gen:20000".into());
-    let opts = match args.common.options(source, args.rate, std::time::Duration::from_secs(10)) {
+    let mut opts = match args.common.options(source, args.rate, std::time::Duration::from_secs(10)) {
         Ok(o) => o,
         Err(code) => return code,
     };
+    if let Some(text) = &args.checkpoint_interval {
+        match sluice::time::parse_duration(text) {
+            Ok(d) if d >= std::time::Duration::from_millis(10) => opts.checkpoint = Some(d),
+            Ok(_) => return usage_error(&"--checkpoint-interval: a checkpoint interval must be at least 10ms"),
+            Err(e) => return usage_error(&format!("--checkpoint-interval: {e}")),
+        }
+    }
     if let Some(dir) = &args.hdr_log {
         if let Err(e) = std::fs::create_dir_all(dir) {
             eprintln!("error: cannot create the interval-log directory {dir}: {}", sluice::source::describe_io(&e));

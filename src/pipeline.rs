@@ -231,6 +231,14 @@ pub(crate) trait Graph: Send {
     /// line pushed so far has its effect in the window state it returns or
     /// in the sinks, which are committed (made durable) first.
     fn snapshot(&mut self) -> Result<GraphSnapshot, RunError>;
+    /// The snapshots taken so far were written at wall time `at` (see
+    /// [`LatencyRecorder::committed`]).
+    fn committed(&mut self, at: crate::time::EpochNanos) {
+        let _ = at;
+    }
+    /// End of input with checkpoints: every window closes and its results
+    /// go out, the sinks stay open for the last checkpoint.
+    fn close_windows(&mut self) -> Result<(), RunError>;
     /// Ends the run keeping the open windows for the checkpoint: results
     /// ready are delivered, sinks close, open windows are not emitted.
     fn suspend(&mut self) -> Result<(), RunError>;
@@ -492,12 +500,24 @@ where
     }
 
     fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
+        self.latency.seal(self.clock.to_wall(self.clock.now()));
         let sinks = self.sinks.commit()?;
         let window = match self.window.as_ref() {
             Some(w) => Some(window_blob(&[encode_state(&w.state())?])?),
             None => None,
         };
         Ok(GraphSnapshot { window, sinks })
+    }
+
+    fn committed(&mut self, at: crate::time::EpochNanos) {
+        self.latency.committed_at(at);
+    }
+
+    fn close_windows(&mut self) -> Result<(), RunError> {
+        if let Some(window) = self.window.as_mut() {
+            window.finish();
+        }
+        self.deliver(self.clock.now()).map(|_| ())
     }
 
     fn suspend(&mut self) -> Result<(), RunError> {

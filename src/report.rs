@@ -17,6 +17,11 @@ pub struct LatencyReport {
     /// Sink emit − window end, wall clock, one value per final result.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub result: Option<LatencySummary>,
+    /// Checkpoint commit − event time, wall clock: when each event's effect
+    /// became committed (final in an exactly-once sink); with checkpoints,
+    /// on one shard.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub committed: Option<LatencySummary>,
     /// Where the time went, stage by stage (see
     /// [`crate::latency::StageHistograms`]). Every line counts in each
     /// stage that applies to it.
@@ -174,6 +179,7 @@ impl LatencyReport {
             processing: rec.processing.summary(),
             end_to_end: some(&rec.end_to_end),
             result: some(&rec.result),
+            committed: some(&rec.committed),
             stages: StageReport {
                 source_wait: some(&rec.stages.source_wait),
                 batch_wait: rec.stages.batch_wait.summary(),
@@ -257,6 +263,9 @@ impl RunReport {
         }
         if let Some(l) = &self.latency.result {
             row("result [wall]", l);
+        }
+        if let Some(l) = &self.latency.committed {
+            row("committed [wall]", l);
         }
         for (name, l) in self.latency.stages.rows() {
             row(&format!("· {name}"), l);

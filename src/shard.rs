@@ -187,6 +187,9 @@ enum ToShard<K, T> {
     Finish,
     /// Reply with the window state, for a checkpoint.
     Snapshot,
+    /// Close every window, deliver, reply, and go on (the end of input,
+    /// before the last checkpoint).
+    CloseAll,
     /// Stop, keeping open windows (they are in the checkpoint): deliver
     /// what is ready, reply with everything, and stop.
     Suspend,
@@ -323,6 +326,12 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                     let emit = self.deliver(ready);
                     let _ = replies.send(self.reply(true, true, ready, emit));
                     return;
+                }
+                ToShard::CloseAll => {
+                    self.window.finish();
+                    let ready = self.clock.now();
+                    let emit = self.deliver(ready);
+                    let _ = replies.send(self.reply(true, true, ready, emit));
                 }
                 ToShard::Snapshot => {
                     let now = self.clock.now();
@@ -1017,6 +1026,11 @@ where
 
     fn suspend(&mut self) -> Result<(), RunError> {
         self.stop_shards(|| ToShard::Suspend)
+    }
+
+    fn close_windows(&mut self) -> Result<(), RunError> {
+        self.check()?;
+        self.barrier(|| ToShard::CloseAll).map(|_| ())
     }
 
     fn shard(self: Box<Self>, _n: usize, _spin: Duration) -> Box<dyn Graph> {

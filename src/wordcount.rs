@@ -79,7 +79,7 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
         Some(path) => {
             let dir = CheckpointDir::open(path)?;
             dir.check_pipeline(&settings.pipeline_id)?;
-            Some(Checkpointing { dir, interval: settings.checkpoint_interval })
+            Some(Checkpointing { dir, interval: settings.checkpoint_interval, require_resumable: true })
         }
         None => None,
     };

@@ -241,3 +241,41 @@ fn sweep_refuses_bad_options() {
         assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn compare_with_checkpoints_measures_when_results_become_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = run_ok(&[
+        "compare",
+        "--source",
+        "gen:2000",
+        "--duration",
+        "2s",
+        "--modes",
+        "per-event,micro-batch:50ms",
+        "--checkpoint-interval",
+        "200ms",
+        "--report",
+        &report.display().to_string(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("committed [wall]"), "{table}");
+    let runs = read_report(&report);
+    for r in runs.as_array().unwrap() {
+        let (e2e, committed) = (&r["latency"]["end_to_end"], &r["latency"]["committed"]);
+        // Every event emitted became committed: the last ones at the last
+        // checkpoint, when the input ended.
+        assert_eq!(committed["count"], e2e["count"], "{r}");
+        assert!(e2e["count"].as_u64().unwrap() > 1000, "{r}");
+        let us = |l: &serde_json::Value, p: &str| l[p].as_f64().unwrap();
+        // Committed comes after emitted, at most one interval (and the time
+        // to take the checkpoint) later.
+        assert!(us(committed, "min_us") >= us(e2e, "min_us"), "{r}");
+        assert!(us(committed, "p50_us") > us(e2e, "p50_us"), "{r}");
+        assert!(us(committed, "max_us") <= us(e2e, "max_us") + 200_000.0 + 100_000.0, "{r}");
+        assert!(r["checkpoints"]["taken"].as_u64().unwrap() >= 5, "{r}");
+    }
+    let e = sluice().args(["compare", "--checkpoint-interval", "5ms"]).output().unwrap();
+    assert_eq!(e.status.code(), Some(2));
+}
