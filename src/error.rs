@@ -59,6 +59,12 @@ pub enum RunError {
         /// What failed.
         message: String,
     },
+    /// The last checkpoint of a run could not be written.
+    #[error("{message}; free space in the checkpoint directory, or give another --checkpoint-dir")]
+    CheckpointWrite {
+        /// What failed, and what stays.
+        message: String,
+    },
     /// A checkpoint's state cannot be restored, or taken.
     #[error("checkpoint: {message}; move the checkpoint directory away to start over")]
     Restore {

@@ -712,7 +712,7 @@ impl Runner<'_> {
                     report.epoch
                 );
                 if last {
-                    return Err(RunError::SavePosition { message });
+                    return Err(RunError::CheckpointWrite { message });
                 }
                 if !std::mem::replace(&mut self.checkpoint_failing, true) {
                     tracing::warn!("{message}; will keep trying");
