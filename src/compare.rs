@@ -419,8 +419,12 @@ fn run_mode(
         }
         dir
     });
-    let outcome = run(pipeline, vec![opts.source(start_at, rate, deadline)], &ro);
+    let mut outcome = run(pipeline, vec![opts.source(start_at, rate, deadline)], &ro);
     drop(ro);
+    if setup_error.is_some() {
+        // It ran without the checkpoints asked for: not a run to compare.
+        outcome.report.ended_by = "failed".into();
+    }
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -199,11 +199,30 @@ struct Pending {
     before: LatencyHistogram,
     /// `event time − base`, for the others.
     after: LatencyHistogram,
+    /// When sealed: every event in it was emitted by then.
+    sealed_at: EpochNanos,
 }
 
 impl Pending {
     fn new(base: EpochNanos) -> Self {
-        Pending { base, before: LatencyHistogram::new(), after: LatencyHistogram::new() }
+        Pending { base, before: LatencyHistogram::new(), after: LatencyHistogram::new(), sealed_at: base }
+    }
+
+    /// Notes `n` events of `event_time`.
+    fn note(&mut self, event_time: EpochNanos, n: u64) {
+        let d = event_time.saturating_sub(self.base);
+        if d < 0 {
+            self.before.record_n(-d, n);
+        } else {
+            self.after.record_n(d, n);
+        }
+    }
+
+    /// Calls `f` with each event time noted (to the histograms' precision)
+    /// and its count.
+    fn each(&self, mut f: impl FnMut(EpochNanos, u64)) {
+        self.before.each_value(|v, n| f(self.base - v, n));
+        self.after.each_value(|v, n| f(self.base + v, n));
     }
 }
 
@@ -212,8 +231,10 @@ impl Pending {
 struct Commits {
     /// Emitted since the last snapshot.
     open: Pending,
-    /// Emitted before a snapshot not yet known to be written.
-    sealed: Vec<Pending>,
+    /// Emitted before the snapshots not yet known to be written (one, into
+    /// which the events of snapshots that failed to be written are folded,
+    /// so that failing checkpoints do not grow it).
+    sealed: Option<Pending>,
 }
 
 /// The stages an event's latency is split into, one histogram each (ns).
@@ -267,19 +288,14 @@ impl LatencyRecorder {
     /// Starts measuring when effects are committed (see
     /// [`LatencyRecorder::committed`]), from wall time `now`.
     pub fn measure_commits(&mut self, now: EpochNanos) {
-        self.commits = Some(Box::new(Commits { open: Pending::new(now), sealed: Vec::new() }));
+        self.commits = Some(Box::new(Commits { open: Pending::new(now), sealed: None }));
     }
 
     /// Notes `n` emitted events of `event_time`, to be committed.
     #[inline]
     fn pending_n(&mut self, event_time: EpochNanos, n: u64) {
         if let Some(c) = &mut self.commits {
-            let d = event_time.saturating_sub(c.open.base);
-            if d < 0 {
-                c.open.before.record_n(-d, n);
-            } else {
-                c.open.after.record_n(d, n);
-            }
+            c.open.note(event_time, n);
         }
     }
 
@@ -287,20 +303,26 @@ impl LatencyRecorder {
     /// is committed when it is written.
     pub fn seal(&mut self, now: EpochNanos) {
         if let Some(c) = &mut self.commits {
-            let open = std::mem::replace(&mut c.open, Pending::new(now));
-            c.sealed.push(open);
+            let mut open = std::mem::replace(&mut c.open, Pending::new(now));
+            open.sealed_at = now;
+            match &mut c.sealed {
+                Some(sealed) => {
+                    open.each(|t, n| sealed.note(t, n));
+                    sealed.sealed_at = now;
+                }
+                None => c.sealed = Some(open),
+            }
         }
     }
 
     /// The snapshots sealed so far were written at wall time `at`: their
     /// events' committed latencies are recorded.
     pub fn committed_at(&mut self, at: EpochNanos) {
-        let Some(c) = &mut self.commits else { return };
-        for p in c.sealed.drain(..) {
-            let since = at.saturating_sub(p.base);
-            p.before.each_value(|v, n| self.committed.record_n(since + v, n));
-            p.after.each_value(|v, n| self.committed.record_n(since - v, n));
-        }
+        let Some(p) = self.commits.as_mut().and_then(|c| c.sealed.take()) else { return };
+        // Every event was emitted by the seal: at least that long before
+        // the commit, whatever the histograms' rounding says.
+        let least = at.saturating_sub(p.sealed_at);
+        p.each(|t, n| self.committed.record_n(at.saturating_sub(t).max(least), n));
     }
 
     /// Records `n` processing latencies of `ns`.
@@ -605,5 +627,32 @@ mod tests {
         assert_eq!(e.count, 3);
         assert!((e.max_us - 1_000_000.0).abs() < 1_000.0, "{e:?}");
         assert!((e.min_us - 800_000.0).abs() < 3_000.0, "{e:?}");
+    }
+
+    #[test]
+    fn committed_latency_counts_from_event_time_to_the_commit_that_covers_it() {
+        const MS: i64 = 1_000_000;
+        let mut rec = LatencyRecorder::default();
+        rec.measure_commits(1_000 * MS);
+        // Emitted in the first epoch: an event from before it began, and
+        // one during it.
+        rec.record_event(0, 900 * MS, 0, 1_100 * MS);
+        rec.record_event(0, 1_050 * MS, 0, 1_100 * MS);
+        rec.seal(1_200 * MS);
+        // That snapshot failed to be written; the next one covers both
+        // epochs.
+        rec.record_event(0, 1_250 * MS, 0, 1_300 * MS);
+        rec.seal(1_400 * MS);
+        rec.committed_at(1_410 * MS);
+        // Nothing sealed since: nothing more is recorded.
+        rec.committed_at(1_500 * MS);
+        let c = &rec.committed;
+        assert_eq!((c.count(), c.clamped), (3, 0));
+        let mut got = Vec::new();
+        c.each_value(|v, n| got.push((v / MS, n)));
+        got.sort_unstable();
+        let near = |a: i64, b: i64| (a - b).abs() <= b / 500 + 1;
+        let want = [(160, 1), (360, 1), (510, 1)];
+        assert!(got.len() == 3 && got.iter().zip(want).all(|(g, w)| near(g.0, w.0) && g.1 == w.1), "{got:?}");
     }
 }
