@@ -287,13 +287,15 @@ pub(crate) fn decode_window<K: Key, Acc: serde::de::DeserializeOwned>(
 /// text, since a JSON value tree would cost an allocation per key.
 pub(crate) fn encode_state<K: Key, Acc: Serialize>(
     state: &crate::window::operator::WindowState<K, Acc>,
-) -> Result<String, RunError> {
-    serde_json::to_string(state).map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
+) -> Result<Box<RawValue>, RunError> {
+    serde_json::value::to_raw_value(state)
+        .map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
 }
 
-/// The window state of every shard, as the checkpoint holds it: a JSON array.
-pub(crate) fn window_blob(states: &[String]) -> Result<Box<RawValue>, RunError> {
-    RawValue::from_string(format!("[{}]", states.join(",")))
+/// The window state of every shard, as the checkpoint holds it: a JSON
+/// array of their texts, copied as they are (not parsed again).
+pub(crate) fn window_blob(states: &[Box<RawValue>]) -> Result<Box<RawValue>, RunError> {
+    serde_json::value::to_raw_value(states)
         .map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
 }
 

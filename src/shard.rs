@@ -215,7 +215,7 @@ struct Reply {
     /// See `ready`.
     emit: u64,
     /// Its window state as JSON, for `Snapshot`.
-    state: Option<String>,
+    state: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// The first failure of any shard.
@@ -646,7 +646,7 @@ pub(crate) struct Running<K, T> {
     /// Items or marks were routed since the last barrier.
     routed: bool,
     /// Per shard, its state from the last `Snapshot`.
-    states: Vec<Option<String>>,
+    states: Vec<Option<Box<serde_json::value::RawValue>>>,
 }
 
 impl<K, T, S, A> Sharded<K, T, S, A>

@@ -490,9 +490,7 @@ fn send(feed: &Feed, name: &str, lines: Lines) -> bool {
         tracing::warn!(source = %name, lines = cut, "cut lines longer than the maximum line length (--max-line-bytes)");
     }
     let bytes = lines.chunk.data.len() as u64;
-    // Once the run stops, the chunk in hand is the last one: one poll may
-    // read a long backlog, and the stop must not wait for all of it.
-    feed.send_file_lines(lines.chunk, lines.generation, bytes, cut) && !feed.stopping()
+    feed.send_file_lines(lines.chunk, lines.generation, bytes, cut)
 }
 
 /// Logs a tailer's notice about `path`.

@@ -303,7 +303,8 @@ impl Feed {
     }
 
     /// Sends a framed chunk, stamping its ingest time now and finding event
-    /// times. Returns false when the run no longer takes input.
+    /// times. Returns false when the run no longer takes input or is
+    /// stopping (see [`Feed::send`]).
     pub fn send_lines(&self, chunk: sluice_lines::Chunk, bytes: u64, truncated: u32) -> bool {
         self.send_file_lines(chunk, 0, bytes, truncated)
     }
@@ -337,9 +338,11 @@ impl Feed {
         })
     }
 
-    /// Sends a chunk as is. Returns false when the run no longer takes input.
+    /// Sends a chunk as is. Returns false when the run no longer takes
+    /// input, or is stopping: then the chunk sent (if it was) is the last
+    /// one, so that a source reading a long backlog stops at once.
     pub fn send(&self, chunk: InputChunk) -> bool {
-        self.tx.send(Message::Chunk(chunk)).is_ok()
+        self.tx.send(Message::Chunk(chunk)).is_ok() && !self.stopping()
     }
 
     /// Sends a chunk if the executor's queue has room, without waiting.
