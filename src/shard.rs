@@ -44,7 +44,7 @@ use crate::error::RunError;
 use crate::latency::LatencyRecorder;
 use crate::operator::{Keyed, Stage};
 use crate::pipeline::{write_all, Graph, Key, Outbox, ResultSinks};
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta, Record};
 use crate::sink::{RunInfo, Sink};
 use crate::time::{Clock, EpochNanos, NO_TIME};
 use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
@@ -151,10 +151,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// An item on its way to a shard.
-enum Entry<K, T> {
-    /// A keyed item; `true` when it is its event's first item.
-    Item(Keyed<K, T>, bool),
+/// One step of a shard's input: an event whose items follow, or a mark.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// An event; its items are the next `count` of the buffer's `items`.
+    /// `first` when the first of them is the event's first item anywhere
+    /// (it counts the event for latency and lateness).
+    Event {
+        /// The event's metadata, once for all its items.
+        meta: Meta,
+        /// See above.
+        first: bool,
+        /// How many items it has here.
+        count: u32,
+    },
     /// The latest event-time frontier and ingest time of an input, for a
     /// shard that has missed some of its events.
     Mark {
@@ -167,10 +177,39 @@ enum Entry<K, T> {
     },
 }
 
+/// What one send carries to a shard: steps in input order, and the keyed
+/// values of their events. An event's metadata travels once per shard, not
+/// with each of its words, so routing a word copies only its key and value.
+struct Buffer<K, T> {
+    /// Events and marks, in input order.
+    steps: Vec<Step>,
+    /// Keys and values, grouped by event.
+    items: Vec<(K, T)>,
+}
+
+impl<K, T> Buffer<K, T> {
+    fn with_capacity(items: usize) -> Self {
+        Buffer { steps: Vec::with_capacity(items / 4), items: Vec::with_capacity(items) }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.steps.clear();
+        self.items.clear();
+    }
+
+    fn mark(&mut self, input: u32, frontier: EpochNanos, ingest: u64) {
+        self.steps.push(Step::Mark { input, frontier, ingest });
+    }
+}
+
 /// What the router tells a shard.
 enum ToShard<K, T> {
     /// Items and marks, in input order.
-    Entries(Vec<Entry<K, T>>),
+    Entries(Buffer<K, T>),
     /// An input opened at monotonic `now`.
     Register(u32, u64),
     /// Time reached monotonic `now`: close what can close, deliver, reply.
@@ -287,7 +326,7 @@ struct Shard<K, T, A: Aggregate<T>> {
     /// Where the first failure goes.
     failure: Arc<Failure>,
     /// Emptied buffers, back to the router.
-    recycle: Sender<Vec<Entry<K, T>>>,
+    recycle: Sender<Buffer<K, T>>,
     /// Set once a sink failed: items are dropped from then on, as the
     /// single-shard run stops processing.
     failed: bool,
@@ -346,32 +385,36 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
         }
     }
 
-    fn entries(&mut self, mut entries: Vec<Entry<K, T>>) {
+    fn entries(&mut self, mut buffer: Buffer<K, T>) {
         if !self.failed {
-            self.apply(&mut entries);
+            self.apply(&mut buffer);
         }
         // The emptied buffer goes back to the router to be filled again.
-        entries.clear();
-        let _ = self.recycle.try_send(entries);
+        buffer.clear();
+        let _ = self.recycle.try_send(buffer);
     }
 
-    fn apply(&mut self, entries: &mut Vec<Entry<K, T>>) {
-        let mut seq = None;
-        for entry in entries.drain(..) {
-            match entry {
-                Entry::Item(kv, first) => {
-                    let meta = &kv.record.meta;
+    fn apply(&mut self, buffer: &mut Buffer<K, T>) {
+        let mut items = buffer.items.drain(..);
+        let mut events = 0usize;
+        for step in &buffer.steps {
+            match *step {
+                Step::Event { meta, first, count } => {
                     // Per-event mode: an event's effects leave before the
                     // next event is looked at.
-                    if self.immediate && seq.is_some_and(|s| s != meta.seq) {
+                    if self.immediate && events > 0 {
                         self.deliver_if_any();
                     }
-                    seq = Some(meta.seq);
+                    events += 1;
                     self.firsts += u64::from(first);
                     self.inputs = self.inputs.max(meta.pos.input as usize + 1);
-                    self.window.process_marked(kv, first);
+                    let mut first = first;
+                    for (key, value) in items.by_ref().take(count as usize) {
+                        self.window.process_marked(Keyed { key, record: Record { value, meta } }, first);
+                        first = false;
+                    }
                 }
-                Entry::Mark { input, frontier, ingest } => {
+                Step::Mark { input, frontier, ingest } => {
                     self.inputs = self.inputs.max(input as usize + 1);
                     self.window.observe(input, frontier, ingest);
                 }
@@ -461,11 +504,14 @@ struct InputProgress {
 /// seen of each input.
 struct Router<K, T> {
     /// Per shard, the items and marks not yet sent.
-    buffers: Vec<Vec<Entry<K, T>>>,
+    buffers: Vec<Buffer<K, T>>,
+    /// Per shard, the sequence number of the event whose step is the last
+    /// in its buffer (`u64::MAX`: none).
+    open: Vec<u64>,
     /// Per shard, its queue.
     to: Vec<Sender<ToShard<K, T>>>,
     /// Per shard, the buffers it emptied, to fill again.
-    recycled: Vec<Receiver<Vec<Entry<K, T>>>>,
+    recycled: Vec<Receiver<Buffer<K, T>>>,
     /// Per input, its progress.
     inputs: Vec<InputProgress>,
     /// Per shard, per input, the version it has seen.
@@ -480,10 +526,11 @@ struct Router<K, T> {
 }
 
 impl<K: Hash, T> Router<K, T> {
-    fn new(to: Vec<Sender<ToShard<K, T>>>, recycled: Vec<Receiver<Vec<Entry<K, T>>>>) -> Self {
+    fn new(to: Vec<Sender<ToShard<K, T>>>, recycled: Vec<Receiver<Buffer<K, T>>>) -> Self {
         let n = to.len();
         Router {
-            buffers: (0..n).map(|_| Vec::with_capacity(BUFFER_ITEMS)).collect(),
+            buffers: (0..n).map(|_| Buffer::with_capacity(BUFFER_ITEMS)).collect(),
+            open: vec![u64::MAX; n],
             to,
             recycled,
             inputs: Vec::new(),
@@ -512,7 +559,7 @@ impl<K: Hash, T> Router<K, T> {
         for (i, p) in self.inputs.iter().enumerate() {
             if seen[i] != p.version && skip != Some(i as u32) {
                 seen[i] = p.version;
-                self.buffers[j].push(Entry::Mark { input: i as u32, frontier: p.frontier, ingest: p.ingest });
+                self.buffers[j].mark(i as u32, p.frontier, p.ingest);
             }
         }
         self.current[j] = self.events;
@@ -520,7 +567,7 @@ impl<K: Hash, T> Router<K, T> {
 
     #[inline]
     fn route(&mut self, kv: Keyed<K, T>) {
-        let meta = &kv.record.meta;
+        let Keyed { key, record: Record { value, meta } } = kv;
         let input = meta.pos.input as usize;
         let first = meta.seq != self.last_seq;
         if first {
@@ -534,19 +581,30 @@ impl<K: Hash, T> Router<K, T> {
             p.ingest = meta.ingest;
             self.events += 1;
         }
-        let j = self.shard_of(&kv.key);
-        // A shard that missed events of other inputs hears of them first.
-        if self.current[j] + 1 < self.events {
-            self.catch_up(j, Some(input as u32));
+        let j = self.shard_of(&key);
+        let buffer = &mut self.buffers[j];
+        match buffer.steps.last_mut() {
+            // The event's earlier items went to this shard, in this buffer.
+            Some(Step::Event { count, .. }) if self.open[j] == meta.seq => *count += 1,
+            _ => {
+                // A shard that missed events of other inputs hears of them
+                // first.
+                if self.current[j] + 1 < self.events {
+                    self.catch_up(j, Some(input as u32));
+                }
+                self.current[j] = self.events;
+                let seen = &mut self.seen[j];
+                if seen.len() <= input {
+                    seen.resize(input + 1, 0);
+                }
+                seen[input] = self.inputs[input].version;
+                self.open[j] = meta.seq;
+                self.buffers[j].steps.push(Step::Event { meta, first, count: 1 });
+            }
         }
-        self.current[j] = self.events;
-        let seen = &mut self.seen[j];
-        if seen.len() <= input {
-            seen.resize(input + 1, 0);
-        }
-        seen[input] = self.inputs[input].version;
-        self.buffers[j].push(Entry::Item(kv, first));
-        if self.buffers[j].len() >= BUFFER_ITEMS {
+        let buffer = &mut self.buffers[j];
+        buffer.items.push((key, value));
+        if buffer.items.len() >= BUFFER_ITEMS {
             self.send(j);
         }
     }
@@ -554,11 +612,13 @@ impl<K: Hash, T> Router<K, T> {
     fn send(&mut self, j: usize) {
         // A buffer the shard emptied, or a small new one (it grows as
         // needed, and the big ones come back).
-        let fresh = self.recycled[j].try_recv().unwrap_or_else(|_| Vec::with_capacity(64));
-        let entries = std::mem::replace(&mut self.buffers[j], fresh);
+        let fresh = self.recycled[j].try_recv().unwrap_or_else(|_| Buffer::with_capacity(64));
+        let buffer = std::mem::replace(&mut self.buffers[j], fresh);
+        // The event's next items here, if any, start a new step.
+        self.open[j] = u64::MAX;
         // A shard only stops when told to; a send fails only if it died,
         // which the barrier that follows finds out.
-        let _ = self.to[j].send(ToShard::Entries(entries));
+        let _ = self.to[j].send(ToShard::Entries(buffer));
     }
 
     /// Sends every buffer, with marks for whatever each shard missed.
@@ -1054,7 +1114,7 @@ impl<K, T, S, A: Aggregate<T>> Drop for Sharded<K, T, S, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Meta, Position};
+    use crate::record::Position;
 
     fn item(seq: u64, input: u32, frontier: EpochNanos, key: &str) -> Keyed<String, ()> {
         let pos = Position { input, file: 0, offset: seq };
@@ -1066,14 +1126,21 @@ mod tests {
 
     /// What a shard's buffer holds, readably: `item:KEY:first` or
     /// `mark:INPUT:FRONTIER`.
-    fn shown(entries: &[Entry<String, ()>]) -> Vec<String> {
-        entries
-            .iter()
-            .map(|e| match e {
-                Entry::Item(kv, first) => format!("item:{}:{first}", kv.key),
-                Entry::Mark { input, frontier, .. } => format!("mark:{input}:{frontier}"),
-            })
-            .collect()
+    fn shown(buffer: &Buffer<String, ()>) -> Vec<String> {
+        let mut items = buffer.items.iter();
+        let mut out = Vec::new();
+        for step in &buffer.steps {
+            match *step {
+                Step::Event { first, count, .. } => {
+                    for (n, (key, ())) in items.by_ref().take(count as usize).enumerate() {
+                        out.push(format!("item:{key}:{}", first && n == 0));
+                    }
+                }
+                Step::Mark { input, frontier, .. } => out.push(format!("mark:{input}:{frontier}")),
+            }
+        }
+        assert!(items.next().is_none(), "every item belongs to a step");
+        out
     }
 
     #[test]
