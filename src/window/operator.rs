@@ -296,10 +296,7 @@ where
     /// per-event mode, `keep_late` when a late sink is attached.
     pub fn new(config: WindowConfig, agg: A, clock: Clock, immediate: bool, keep_late: bool) -> Self {
         WindowOperator {
-            watermarks: Watermarks::new(
-                config.watermark_delay.as_nanos().min(i64::MAX as u128) as i64,
-                config.idle_timeout.as_nanos().min(u64::MAX as u128) as u64,
-            ),
+            watermarks: watermarks_for(&config),
             config,
             agg,
             clock,
@@ -336,7 +333,8 @@ where
     /// watermark until it delivers or goes idle (see
     /// [`Watermarks::register`]).
     pub fn register_input(&mut self, input: u32, now: u64) {
-        if self.config.time == TimeDomain::Event {
+        // A shard's watermark comes from the router.
+        if self.config.time == TimeDomain::Event && !self.shard {
             self.watermarks.register(input, now);
         }
     }
@@ -455,31 +453,25 @@ where
         self
     }
 
-    /// Sharded: processes an item; `first` when it is its event's first item.
+    /// Sharded: processes an item; `first` when it is its event's first
+    /// item, `watermark` the watermark the router worked out with its event
+    /// (see [`crate::shard`]).
     #[inline]
-    pub(crate) fn process_marked(&mut self, item: Keyed<K, T>, first: bool) {
+    pub(crate) fn process_marked(&mut self, item: Keyed<K, T>, first: bool, watermark: EpochNanos) {
+        self.watermarks.raise(watermark);
         self.flag_effect = first;
         self.flag_late = first;
         self.process(item);
     }
 
-    /// Sharded: an input's event-time frontier (and its latest ingest)
-    /// reached this shard without an item of its own, so that every shard's
-    /// watermark moves with the input, not only with the keys it holds.
-    pub(crate) fn observe(&mut self, input: u32, frontier: EpochNanos, ingest: u64) {
-        match self.config.time {
-            TimeDomain::Event => {
-                if frontier != NO_TIME {
-                    self.watermarks.observe(input, frontier, ingest);
-                }
+    /// Sharded: the router's watermark moved without an item for this
+    /// shard; in per-event mode, what it closes goes out now.
+    pub(crate) fn raise_watermark(&mut self, watermark: EpochNanos) {
+        if watermark > self.watermarks.get() {
+            self.watermarks.raise(watermark);
+            if self.immediate {
+                self.close_ripe();
             }
-            TimeDomain::Processing => {
-                let t = self.clock.to_wall(ingest).max(self.watermarks.get());
-                self.watermarks.raise(t);
-            }
-        }
-        if self.immediate {
-            self.close_ripe();
         }
     }
 
@@ -494,27 +486,8 @@ where
             // metadata, so its time and the watermark it brings are worked
             // out once, here.
             self.event_seq = meta.seq;
-            self.event_time = match self.config.time {
-                TimeDomain::Event => {
-                    // The watermark follows the input's event-time frontier,
-                    // which lines without a time of their own never move.
-                    if meta.frontier != NO_TIME {
-                        self.watermarks.observe(meta.pos.input, meta.frontier, meta.ingest);
-                    }
-                    match meta.event_time {
-                        NO_TIME => self.clock.to_wall(meta.ingest),
-                        t => t,
-                    }
-                }
-                TimeDomain::Processing => {
-                    // Processing time is never late: an item that waited in
-                    // a queue while its window closed goes to the earliest
-                    // open one.
-                    let t = self.clock.to_wall(meta.ingest).max(self.watermarks.get());
-                    self.watermarks.raise(t);
-                    t
-                }
-            };
+            // A shard's watermark was moved by the router already.
+            self.event_time = event_progress(self.config.time, &mut self.watermarks, &self.clock, &meta, !self.shard);
             if self.immediate {
                 // What the new watermark closes goes out now. The event's
                 // own items go to windows that end after it, so closing
@@ -568,9 +541,8 @@ where
     /// Time passed without events: processing time reached `now_mono`
     /// (monotonic ns). Closes what the new watermark allows.
     pub fn advance(&mut self, now_mono: u64) {
-        match self.config.time {
-            TimeDomain::Processing => self.watermarks.raise(self.clock.to_wall(now_mono)),
-            TimeDomain::Event => self.watermarks.recompute(now_mono),
+        if !self.shard {
+            advance_watermark(self.config.time, &mut self.watermarks, &self.clock, now_mono);
         }
         self.close_ripe();
     }
@@ -827,6 +799,58 @@ where
             }
             self.pending_windows.push((s.window, s.lat, 1));
         }
+    }
+}
+
+/// The watermark tracker for `config`.
+pub(crate) fn watermarks_for(config: &WindowConfig) -> Watermarks {
+    Watermarks::new(
+        config.watermark_delay.as_nanos().min(i64::MAX as u128) as i64,
+        config.idle_timeout.as_nanos().min(u64::MAX as u128) as u64,
+    )
+}
+
+/// An event's time in `time`'s domain; with `observe`, the watermark moves
+/// as the event says. One operator and the router of several shards both
+/// move the watermark with this, so that every shard judges lateness
+/// against the watermark one operator would have.
+#[inline]
+pub(crate) fn event_progress(
+    time: TimeDomain,
+    watermarks: &mut Watermarks,
+    clock: &Clock,
+    meta: &Meta,
+    observe: bool,
+) -> EpochNanos {
+    match time {
+        TimeDomain::Event => {
+            // The watermark follows the input's event-time frontier, which
+            // lines without a time of their own never move.
+            if observe && meta.frontier != NO_TIME {
+                watermarks.observe(meta.pos.input, meta.frontier, meta.ingest);
+            }
+            match meta.event_time {
+                NO_TIME => clock.to_wall(meta.ingest),
+                t => t,
+            }
+        }
+        TimeDomain::Processing => {
+            // Processing time is never late: an item that waited in a queue
+            // while its window closed goes to the earliest open one. (A
+            // shard's watermark already is this time: the router raised it.)
+            let t = clock.to_wall(meta.ingest).max(watermarks.get());
+            watermarks.raise(t);
+            t
+        }
+    }
+}
+
+/// Time reached monotonic `now` without events: the watermark moves as
+/// processing time, or as inputs going idle, allow.
+pub(crate) fn advance_watermark(time: TimeDomain, watermarks: &mut Watermarks, clock: &Clock, now: u64) {
+    match time {
+        TimeDomain::Processing => watermarks.raise(clock.to_wall(now)),
+        TimeDomain::Event => watermarks.recompute(now),
     }
 }
 
