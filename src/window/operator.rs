@@ -113,6 +113,15 @@ struct Pane<K, A> {
     lat: Option<WindowLatency>,
     /// Where its events came from.
     oldest: Oldest,
+    /// Sequence number of the last event noted in `oldest`: an event's
+    /// items share its position, so it is noted once.
+    noted: u64,
+}
+
+impl<K, A> Pane<K, A> {
+    fn new() -> Self {
+        Pane { keys: FxHashMap::default(), lat: None, oldest: Oldest::default(), noted: u64::MAX }
+    }
 }
 
 /// A pane's place in [`Panes`]: its window as (end, start), so that panes
@@ -154,7 +163,7 @@ impl<K, A> Panes<K, A> {
         let i = match self.find(key) {
             Ok(i) => i,
             Err(i) => {
-                self.list.insert(i, (key, Pane { keys: FxHashMap::default(), lat: None, oldest: Oldest::default() }));
+                self.list.insert(i, (key, Pane::new()));
                 self.last = i;
                 i
             }
@@ -403,7 +412,7 @@ where
                 let i = match panes.iter().position(|(k, _)| *k == at) {
                     Some(i) => i,
                     None => {
-                        panes.push((at, Pane { keys: FxHashMap::default(), lat: None, oldest: Oldest::default() }));
+                        panes.push((at, Pane::new()));
                         panes.len() - 1
                     }
                 };
@@ -661,7 +670,10 @@ where
         let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
         let pane = self.panes.get_or_open((w.end, w.start));
-        pane.oldest.note(&meta.pos);
+        if pane.noted != meta.seq {
+            pane.noted = meta.seq;
+            pane.oldest.note(&meta.pos);
+        }
         if first && self.track {
             if update {
                 self.pending_events.push((meta.ingest, meta.event_time));
