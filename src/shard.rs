@@ -14,12 +14,12 @@
 //!   each shard sees its items in input order.
 //! - **Watermarks.** The router moves the watermark with every event,
 //!   exactly as one window operator would (the same code,
-//!   [`crate::window::operator::event_progress`]), and hands it on: with
-//!   each event's items, and at each buffer send to every shard that missed
-//!   the events that moved it. Shards never work out a watermark of their
-//!   own, so every item is placed against the single-shard watermark, and
-//!   windows close in every shard when the input moves, not only when one
-//!   of its own keys comes by.
+//!   [`crate::window::operator::event_progress`]), and hands it on with
+//!   each event's items. Shards never work out a watermark of their
+//!   own, so every item is placed against the single-shard watermark. At
+//!   every chunk end, flush and barrier, a shard that missed the events
+//!   that moved it gets the watermark too, so windows close in every shard
+//!   when the input moves, not only when one of its own keys comes by.
 //! - **Compact buffers.** An event's metadata goes once into each shard's
 //!   buffer, followed by its words (key and value only).
 //! - **Counting events once.** An event's items may land in several shards;
@@ -207,8 +207,8 @@ impl<K, T> Buffer<K, T> {
 enum ToShard<K, T> {
     /// Items and watermarks, in input order.
     Entries(Buffer<K, T>),
-    /// An input opened at monotonic `now`.
-    Register(u32, u64),
+    /// An input opened (the router moved the watermark for it).
+    Register(u32),
     /// Time passed without events, and the watermark is this now: close
     /// what can close, deliver, reply.
     Advance(EpochNanos),
@@ -341,10 +341,9 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             };
             match msg {
                 ToShard::Entries(entries) => self.entries(entries),
-                ToShard::Register(input, now) => {
-                    self.inputs = self.inputs.max(input as usize + 1);
-                    self.window.register_input(input, now);
-                }
+                // The router holds the watermark back for a new input; the
+                // shard only needs to ask about its held places.
+                ToShard::Register(input) => self.inputs = self.inputs.max(input as usize + 1),
                 ToShard::Advance(watermark) => {
                     self.window.raise_watermark(watermark);
                     self.window.advance(self.clock.now());
@@ -683,7 +682,7 @@ pub(crate) struct Running<K, T> {
     synced_at: u64,
     /// A flush was put off (see `flush`).
     flush_owed: bool,
-    /// Items or marks were routed since the last barrier.
+    /// Items or watermarks were routed since the last barrier.
     routed: bool,
     /// Per shard, its state from the last `Snapshot`.
     states: Vec<Option<Box<serde_json::value::RawValue>>>,
@@ -1020,8 +1019,9 @@ where
     }
 
     fn watermark(&self) -> Option<EpochNanos> {
-        // Every shard follows every input, so they agree up to the last
-        // barrier; the least is the safe one.
+        // Every shard holds the router's watermark as of the last barrier
+        // (the live one moves ahead of what they have processed); the
+        // least is the safe one.
         let run = self.running.as_ref()?;
         run.watermarks.iter().copied().min().filter(|&w| w != NO_TIME && w != i64::MAX)
     }
@@ -1037,7 +1037,7 @@ where
             // After the items routed before it, as with one shard.
             run.router.send_all();
             run.router.register(input, now);
-            run.router.broadcast(|| ToShard::Register(input, now));
+            run.router.broadcast(|| ToShard::Register(input));
         }
     }
 
@@ -1223,8 +1223,8 @@ mod tests {
         got.sort();
         expected.sort();
         assert_eq!(got, expected);
-        // Idle inputs made a difference on the way: without them it would
-        // have stayed at 65.
+        // Idle inputs made a difference on the way: without idleness it
+        // would not have passed 305.
         assert!(expected.iter().any(|&(_, w)| w == 395), "{expected:?}");
     }
 }

@@ -258,9 +258,11 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     dirty_panes: Vec<((EpochNanos, EpochNanos), K)>,
     /// Micro-batch update output: keys whose sessions changed in this batch.
     dirty_sessions: Vec<K>,
-    /// One shard of several (`--parallelism`): whether an event is new is
-    /// told by the router with each item, since the event's other items
-    /// may have gone to other shards.
+    /// One shard of several (`--parallelism`): whether an event is new, and
+    /// the watermark, are told by the router with each item, since the
+    /// event's other items may have gone to other shards and other inputs'
+    /// events to none of its keys; `process`, `register_input` and
+    /// `advance` then never move the watermark themselves.
     shard: bool,
     /// Sharded: the item being processed is its event's first, and its
     /// event's latency is not accounted yet.
@@ -443,9 +445,10 @@ where
         self.panes.len() + self.session_ends.len()
     }
 
-    /// Makes this operator one shard of several: events are then counted
-    /// (for latency and lateness) by their first item, which the router
-    /// marks, wherever their other items go. With session windows, which
+    /// Makes this operator one shard of several: the watermark is the one
+    /// the router hands over, and events are counted (for latency and
+    /// lateness) by their first item, which the router marks, wherever
+    /// their other items go. With session windows, which
     /// judge lateness item by item, an event whose first item is late but
     /// another is not is counted late but not accounted for latency, and one
     /// whose first item is on time but another is late is accounted but not
@@ -548,7 +551,8 @@ where
     }
 
     /// Time passed without events: processing time reached `now_mono`
-    /// (monotonic ns). Closes what the new watermark allows.
+    /// (monotonic ns). Closes what the new watermark allows. (A shard only
+    /// closes what its watermark, raised by the router, allows.)
     pub fn advance(&mut self, now_mono: u64) {
         if !self.shard {
             advance_watermark(self.config.time, &mut self.watermarks, &self.clock, now_mono);
