@@ -8,8 +8,9 @@
 //!   millisecond of it). Timers exist only to close
 //!   processing-time windows when no events come.
 //! - **micro-batch**: chunks are collected until the batch boundary (every
-//!   `interval`, on a grid from the start of the run); then the batch goes
-//!   through each operator as a whole, and results go out at the boundary.
+//!   `interval`, on a grid from the start of the run); then the whole batch
+//!   is processed (each line through every operator into the window, none
+//!   delivered yet), and results go out at the boundary.
 //!   An empty interval still advances processing time and watermarks. At the
 //!   end of input the last batch runs at once, and so does a batch that
 //!   fills up ([`RunOptions::max_batch_bytes`]) before its boundary.
@@ -628,7 +629,8 @@ impl Acks {
     }
 }
 
-/// Lines per slice when a micro-batch goes through the operators.
+/// Lines (at least) per slice when a micro-batch goes through the
+/// operators: the records of a slice are made, then pushed.
 const BATCH_SLICE: usize = 256;
 
 /// The longest the executors block without looking at the interrupt flag.
@@ -943,11 +945,12 @@ impl Runner<'_> {
     ) -> Result<(), RunError> {
         let start = self.clock.now();
         let mut lines = 0;
-        // The batch goes through the operators slice by slice, as Spark runs
-        // a stage's narrow operators over a partition: the results are the
-        // same as for the whole batch at once (operators keep the order and
-        // nothing leaves before the boundary), without materializing every
-        // intermediate item of the batch at the same time.
+        // The batch's lines go through the operators slice by slice, each
+        // line through every operator in turn, as Spark pipelines a stage's
+        // narrow operators over a partition: the results are those of the
+        // whole batch at once (operators keep the order and nothing leaves
+        // before the boundary), and only a slice of the batch's lines is
+        // ever made into records at a time.
         for chunk in pending.drain(..) {
             let (n, ingest) = (chunk.lines.len() as u64, chunk.ingest);
             lines += n;

@@ -156,7 +156,6 @@ where
                 agg: Some(self.agg),
                 window: None,
                 sinks: SinkSet { results: self.sinks, late: self.late_sinks },
-                keyed: Vec::new(),
                 outbox: Outbox::default(),
                 info: None,
                 latency: LatencyRecorder::default(),
@@ -190,8 +189,9 @@ pub(crate) trait Graph: Send {
     /// to the sinks, starting at monotonic `start`; returns when its effects
     /// were handed over.
     fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError>;
-    /// Micro-batch mode: a whole batch through each operator in turn; results
-    /// wait for [`Graph::advance`] at the batch boundary.
+    /// Micro-batch mode: a batch's lines (all of them, or a slice) through
+    /// the operators into the window; results wait for [`Graph::advance`]
+    /// at the batch boundary.
     fn push_batch(&mut self, batch: &mut Vec<Record<Line>>);
     /// Time reached `now` (monotonic ns): close what can close, and hand
     /// everything ready to the sinks. In micro-batch mode `batch` is the
@@ -260,8 +260,6 @@ struct Job<K, T, S, A: Aggregate<T>> {
     window: Option<WindowOperator<K, T, A>>,
     /// Result and late sinks.
     sinks: SinkSet<K, A::Out>,
-    /// Micro-batch: the keyed batch, reused.
-    keyed: Vec<Keyed<K, T>>,
     /// Results and late items on their way to the sinks.
     outbox: Outbox<K, A::Out>,
     /// Set at open.
@@ -432,11 +430,15 @@ where
     }
 
     fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
-        self.stages.push_batch(batch, &mut self.keyed);
-        if let Some(window) = self.window.as_mut() {
-            for kv in self.keyed.drain(..) {
-                window.process(kv);
-            }
+        let Some(window) = self.window.as_mut() else {
+            batch.clear();
+            return;
+        };
+        // Each line through every operator into the window, one after the
+        // other: nothing is stored on the way, and nothing leaves the
+        // window before the boundary.
+        for rec in batch.drain(..) {
+            self.stages.push(rec, &mut |kv| window.process(kv));
         }
     }
 
@@ -541,7 +543,6 @@ where
             agg,
             n,
             sinks: Arc::new(Mutex::new(job.sinks)),
-            keyed: Vec::new(),
             latency: job.latency,
             spin,
             running: None,

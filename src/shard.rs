@@ -632,8 +632,6 @@ pub(crate) struct Sharded<K, T, S, A: Aggregate<T>> {
     pub(crate) n: usize,
     /// The sinks, shared with the shards.
     pub(crate) sinks: Arc<Mutex<SinkSet<K, A::Out>>>,
-    /// Micro-batch: the keyed batch, reused.
-    pub(crate) keyed: Vec<Keyed<K, T>>,
     /// Latency histograms: the router's stages, and the shards' latencies
     /// as collected.
     pub(crate) latency: LatencyRecorder,
@@ -929,11 +927,15 @@ where
 
     fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
         self.changed();
-        self.stages.push_batch(batch, &mut self.keyed);
-        if let Some(run) = self.running.as_mut() {
-            for kv in self.keyed.drain(..) {
-                run.router.route(kv);
-            }
+        let Some(run) = self.running.as_mut() else {
+            batch.clear();
+            return;
+        };
+        // Each line through every operator up to the key, then to its
+        // shard's buffer: nothing is stored on the way.
+        let router = &mut run.router;
+        for rec in batch.drain(..) {
+            self.stages.push(rec, &mut |kv| router.route(kv));
         }
     }
 

@@ -19,11 +19,6 @@ impl<T, F: FnMut(&T) -> bool> Stage<Record<T>> for Filter<F> {
             out(item)
         }
     }
-
-    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Record<T>>) {
-        let keep = &mut self.keep;
-        out.extend(items.drain(..).filter(|r| keep(&r.value)));
-    }
 }
 
 impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {

@@ -21,13 +21,6 @@ impl<T, U, F: FnMut(T, &mut dyn FnMut(U))> Stage<Record<T>> for FlatMap<F, U> {
         let meta = item.meta;
         (self.f)(item.value, &mut |value| out(Record { value, meta }));
     }
-
-    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Record<U>>) {
-        for item in items.drain(..) {
-            let meta = item.meta;
-            (self.f)(item.value, &mut |value| out.push(Record { value, meta }));
-        }
-    }
 }
 
 impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {

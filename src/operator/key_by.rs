@@ -28,11 +28,6 @@ impl<T, K, F: FnMut(&T) -> K> Stage<Record<T>> for KeyBy<F> {
     fn push<O: FnMut(Keyed<K, T>)>(&mut self, record: Record<T>, out: &mut O) {
         out(Keyed { key: (self.key_of)(&record.value), record })
     }
-
-    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Keyed<K, T>>) {
-        let key_of = &mut self.key_of;
-        out.extend(items.drain(..).map(|record| Keyed { key: key_of(&record.value), record }));
-    }
 }
 
 /// The stage behind [`Stream::key`]: each value becomes its own key.
@@ -45,10 +40,6 @@ impl<T> Stage<Record<T>> for KeySelf {
     #[inline]
     fn push<O: FnMut(Keyed<T, ()>)>(&mut self, record: Record<T>, out: &mut O) {
         out(Keyed { key: record.value, record: Record { value: (), meta: record.meta } })
-    }
-
-    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Keyed<T, ()>>) {
-        out.extend(items.drain(..).map(|r| Keyed { key: r.value, record: Record { value: (), meta: r.meta } }));
     }
 }
 
@@ -79,10 +70,7 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     /// # let _ = keyed;
     /// ```
     pub fn key_by<K, F: FnMut(&T) -> K>(self, key_of: F) -> KeyedStream<K, T, Then<S, KeyBy<F>, T>> {
-        KeyedStream {
-            stages: Chain { first: self.stages, then: KeyBy { key_of }, middle: Vec::new() },
-            _types: PhantomData,
-        }
+        KeyedStream { stages: Chain::new(self.stages, KeyBy { key_of }), _types: PhantomData }
     }
 
     /// Makes every value its own key, moving it rather than copying it; the
@@ -98,6 +86,6 @@ impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
     /// # let _ = counts;
     /// ```
     pub fn key(self) -> KeyedStream<T, (), Then<S, KeySelf, T>> {
-        KeyedStream { stages: Chain { first: self.stages, then: KeySelf, middle: Vec::new() }, _types: PhantomData }
+        KeyedStream { stages: Chain::new(self.stages, KeySelf), _types: PhantomData }
     }
 }

@@ -17,10 +17,6 @@ impl<T, U, F: FnMut(T) -> U> Stage<Record<T>> for Map<F> {
     fn push<O: FnMut(Record<U>)>(&mut self, item: Record<T>, out: &mut O) {
         out(Record { value: (self.f)(item.value), meta: item.meta })
     }
-
-    fn push_batch(&mut self, items: &mut Vec<Record<T>>, out: &mut Vec<Record<U>>) {
-        out.extend(items.drain(..).map(|r| Record { value: (self.f)(r.value), meta: r.meta }));
-    }
 }
 
 impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {

@@ -1,11 +1,13 @@
 //! The operator graph's building blocks.
 //!
 //! A pipeline is a chain of [`Stage`]s from input lines to a keyed window
-//! aggregate. Each stage can be driven two ways, and the executors pick one:
-//! - [`Stage::push`] takes one item and passes what it makes straight on to the
-//!   next stage (per-event mode: an event goes through the whole graph);
-//! - [`Stage::push_batch`] takes a whole batch and hands the next stage a
-//!   whole batch (micro-batch mode: each operator sees the batch as a whole).
+//! aggregate. [`Stage::push`] takes one item and passes what it makes
+//! straight on to the next stage, so an item goes through every operator up
+//! to the window without being stored on the way. Both modes drive the chain
+//! this way; they differ in when: per-event mode pushes each line as it
+//! arrives and delivers its effect at once, micro-batch mode pushes a whole
+//! batch's lines at the boundary and delivers only then (as Spark pipelines
+//! a stage's narrow operators record by record over a partition).
 //!
 //! The chain is built from generic types, so a pipeline compiles into one
 //! monomorphic function per mode with no dynamic call between operators.
@@ -32,14 +34,6 @@ pub trait Stage<I> {
 
     /// Processes one item, emitting its outputs to `out` right away.
     fn push<F: FnMut(Self::Out)>(&mut self, item: I, out: &mut F);
-
-    /// Processes a whole batch, appending the outputs to `out` and leaving
-    /// `items` empty (its capacity is kept for the next batch).
-    fn push_batch(&mut self, items: &mut Vec<I>, out: &mut Vec<Self::Out>) {
-        for item in items.drain(..) {
-            self.push(item, &mut |o| out.push(o));
-        }
-    }
 }
 
 /// The start of every pipeline: passes input lines on unchanged.
@@ -53,29 +47,28 @@ impl Stage<Record<Line>> for Input {
     fn push<F: FnMut(Record<Line>)>(&mut self, item: Record<Line>, out: &mut F) {
         out(item)
     }
-
-    fn push_batch(&mut self, items: &mut Vec<Record<Line>>, out: &mut Vec<Record<Line>>) {
-        if out.is_empty() {
-            std::mem::swap(items, out);
-        } else {
-            out.append(items);
-        }
-    }
 }
 
-/// A chain whose middle batch holds records of `T`: what each operator
+/// A chain whose middle items are records of `T`: what each operator
 /// method returns.
 pub type Then<S, B, T> = Chain<S, B, Record<T>>;
 
-/// Two stages, one after the other.
+/// Two stages, one after the other; `M` is what passes between them.
 #[derive(Debug)]
 pub struct Chain<A, B, M> {
     /// The first stage.
     first: A,
     /// The stage fed by the first.
     then: B,
-    /// The batch between them in micro-batch mode, kept to reuse its memory.
-    middle: Vec<M>,
+    /// The middle item type, for inference.
+    _middle: PhantomData<fn(M)>,
+}
+
+impl<A, B, M> Chain<A, B, M> {
+    /// `first`, then `then`.
+    pub(crate) fn new(first: A, then: B) -> Self {
+        Chain { first, then, _middle: PhantomData }
+    }
 }
 
 impl<I, A, B> Stage<I> for Chain<A, B, A::Out>
@@ -89,11 +82,6 @@ where
     fn push<F: FnMut(B::Out)>(&mut self, item: I, out: &mut F) {
         let then = &mut self.then;
         self.first.push(item, &mut |m| then.push(m, out));
-    }
-
-    fn push_batch(&mut self, items: &mut Vec<I>, out: &mut Vec<B::Out>) {
-        self.first.push_batch(items, &mut self.middle);
-        self.then.push_batch(&mut self.middle, out);
     }
 }
 
@@ -123,7 +111,7 @@ impl<T, S> Stream<T, S> {
     }
 
     /// The chain of stages built so far, to drive by hand with
-    /// [`Stage::push`] or [`Stage::push_batch`] (the operator benchmarks do).
+    /// [`Stage::push`] (the operator benchmarks do).
     pub fn into_stage(self) -> S {
         self.stages
     }
@@ -134,6 +122,6 @@ impl<T, S> Stream<T, S> {
         S: Stage<Record<Line>, Out = Record<T>>,
         B: Stage<Record<T>, Out = Record<U>>,
     {
-        Stream::new(Chain { first: self.stages, then: stage, middle: Vec::new() })
+        Stream::new(Chain::new(self.stages, stage))
     }
 }
