@@ -558,7 +558,7 @@ impl<K: Hash, T> Router<K, T> {
         self.watermarks.get()
     }
 
-    #[inline]
+    #[inline(always)]
     fn route(&mut self, kv: Keyed<K, T>) {
         let Keyed { key, record: Record { value, meta } } = kv;
         let first = meta.seq != self.last_seq;
