@@ -488,9 +488,10 @@ fn shard_of<K: Hash + ?Sized>(key: &K, n: usize) -> usize {
 ///
 /// The router moves the watermark with every event, exactly as one window
 /// operator would, and hands it to the shards: with each event's items, and
-/// at each send to the shards that missed the events that moved it. A
-/// shard never works out a watermark of its own, so it places every item
-/// against the watermark one operator would have had.
+/// at every chunk end, flush and barrier ([`Router::send_all`]) to the
+/// shards that missed the events that moved it. A shard never works out a
+/// watermark of its own, so it places every item against the watermark one
+/// operator would have had.
 struct Router<K, T> {
     /// Per shard, the items and watermarks not yet sent.
     buffers: Vec<Buffer<K, T>>,
