@@ -26,14 +26,11 @@
 //!   the router marks its first item, and only that item counts the event
 //!   for latency and lateness (see [`WindowOperator::into_shard`]).
 //!
-//! Batch boundaries, acknowledgements, checkpoints and the end of input are
-//! barriers: the router sends every buffer and waits until every shard has
-//! processed everything before them, so a flushed sink holds the same
-//! results as with one shard. Per-event mode's flushes and timers do not
-//! wait: they start a background round whose answers a later flush takes,
-//! flushing the sinks then (`Sharded::flush_in_background`). The shards'
-//! counters, held positions and (every [`LATENCY_EVERY`]) their latency
-//! histograms come back with the answers.
+//! Flushes, batch boundaries and the end of input are barriers: the router
+//! sends every buffer and waits until every shard has processed everything
+//! before them, so a flushed sink holds the same results as with one shard.
+//! The shards' counters, held positions and (every [`LATENCY_EVERY`]) their
+//! latency histograms come back with the barrier's replies.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
