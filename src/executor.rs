@@ -308,16 +308,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
             }
         }
     }
-    // With shards, polling pays only with a core to spare for it: on a
-    // smaller machine the shard threads need the cores the router would
-    // spin on (the shards follow the same rule).
-    let spin = if parallelism > 1 && crate::config::default_parallelism() < parallelism + 2 {
-        Duration::ZERO
-    } else {
-        opts.spin_wait
-    };
     let mut run = Runner {
-        spin,
         graph: &mut *graph,
         rx: &rx,
         clock,
@@ -493,8 +484,6 @@ struct Runner<'a> {
     tally: &'a mut Tally,
     /// Options.
     opts: &'a RunOptions,
-    /// Per-event mode: how long the input queue is polled before sleeping.
-    spin: Duration,
     /// Sources still running.
     alive: usize,
     /// Tells the sources to stop.
@@ -820,7 +809,7 @@ impl Runner<'_> {
                 let at = self.clock.to_mono(close);
                 wait = wait.min(Duration::from_nanos(at.saturating_sub(self.clock.now())));
             }
-            let received = crate::shard::recv_spinning(self.rx, self.spin, wait);
+            let received = crate::shard::recv_spinning(self.rx, self.opts.spin_wait, wait);
             match received {
                 Ok(Message::Chunk(c)) => {
                     self.per_event_chunk(c, &mut records)?;

@@ -61,10 +61,6 @@ const BUFFER_ITEMS: usize = 1024;
 /// Per-event mode: the least time between two flush barriers (monotonic ns).
 const FLUSH_GAP: u64 = 1_000_000;
 
-/// Per-event mode: how often the executor looks for a background round's
-/// answers while a flush is owed and no input comes (monotonic ns).
-const OWED_POLL: u64 = 250_000;
-
 /// Messages each shard's queue holds before the router blocks.
 const QUEUE: usize = 16;
 
@@ -215,21 +211,13 @@ enum ToShard<K, T> {
     Register(u32),
     /// Time passed without events, and the watermark is this now: close
     /// what can close, deliver, reply.
-    Advance {
-        /// The router's watermark now.
-        watermark: EpochNanos,
-        /// The router does not wait for this reply (per-event mode).
-        background: bool,
-    },
+    Advance(EpochNanos),
     /// Reply once everything sent before is processed.
     Sync {
         /// With the latency histograms.
         latency: bool,
         /// With the places open windows hold.
         unacked: bool,
-        /// The router does not wait for this reply (see
-        /// `Sharded::flush`).
-        background: bool,
     },
     /// End of input: close every window, deliver, reply with everything,
     /// and stop.
@@ -265,8 +253,6 @@ struct Reply {
     emit: u64,
     /// Its window state as JSON, for `Snapshot`.
     state: Option<Box<serde_json::value::RawValue>>,
-    /// The answer to a background sync, which nobody waits for.
-    background: bool,
 }
 
 /// The first failure of any shard.
@@ -358,20 +344,16 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                 // The router holds the watermark back for a new input; the
                 // shard only needs to ask about its held places.
                 ToShard::Register(input) => self.inputs = self.inputs.max(input as usize + 1),
-                ToShard::Advance { watermark, background } => {
+                ToShard::Advance(watermark) => {
                     self.window.raise_watermark(watermark);
                     self.window.advance(self.clock.now());
                     let ready = self.clock.now();
                     let emit = self.deliver(ready);
-                    let mut reply = self.reply(false, true, ready, emit);
-                    reply.background = background;
-                    let _ = replies.send(reply);
+                    let _ = replies.send(self.reply(false, true, ready, emit));
                 }
-                ToShard::Sync { latency, unacked, background } => {
+                ToShard::Sync { latency, unacked } => {
                     let now = self.clock.now();
-                    let mut reply = self.reply(latency, unacked, now, now);
-                    reply.background = background;
-                    let _ = replies.send(reply);
+                    let _ = replies.send(self.reply(latency, unacked, now, now));
                 }
                 ToShard::Finish | ToShard::Suspend => {
                     if matches!(msg, ToShard::Finish) {
@@ -484,7 +466,6 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             ready,
             emit,
             state: None,
-            background: false,
         }
     }
 }
@@ -617,21 +598,16 @@ impl<K: Hash, T> Router<K, T> {
         let _ = self.to[j].send(ToShard::Entries(buffer));
     }
 
-    /// Sends the buffers, with the watermark to each shard that missed the
-    /// events that moved it: every buffer with `force` (before a message
-    /// to all shards), else those whose shard's queue has room. A shard
-    /// whose queue is full (waiting for a core, on a busy machine) would
-    /// not look at a new buffer sooner, and a small buffer per line would
-    /// block the router on it: its items wait in the router's buffer
-    /// instead, which goes at the next flush with room, or when it is full.
-    fn send_all(&mut self, force: bool) {
+    /// Sends every buffer, with the watermark to each shard that missed
+    /// the events that moved it.
+    fn send_all(&mut self) {
         let watermark = self.watermarks.get();
         for j in 0..self.to.len() {
             if self.told[j] != watermark {
                 self.told[j] = watermark;
                 self.buffers[j].steps.push(Step::Watermark(watermark));
             }
-            if !self.buffers[j].is_empty() && (force || self.to[j].len() < QUEUE) {
+            if !self.buffers[j].is_empty() {
                 self.send(j);
             }
         }
@@ -709,45 +685,6 @@ pub(crate) struct Running<K, T> {
     routed: bool,
     /// Per shard, its state from the last `Snapshot`.
     states: Vec<Option<Box<serde_json::value::RawValue>>>,
-    /// Replies still to come for the background sync in flight (see
-    /// `Sharded::flush`); 0 when none is.
-    background: usize,
-}
-
-impl<K, T> Running<K, T> {
-    /// Takes in what a shard replied.
-    fn absorb(&mut self, r: Reply, latency: &mut LatencyRecorder) {
-        self.counters[r.shard] = r.counters;
-        if let Some(u) = r.unacked {
-            self.unacked[r.shard] = u;
-        }
-        self.next_close[r.shard] = r.next_close;
-        self.watermarks[r.shard] = r.watermark;
-        if let Some(lat) = r.latency {
-            latency.absorb(lat);
-        }
-        if r.state.is_some() {
-            self.states[r.shard] = r.state;
-        }
-        if r.background {
-            self.background = self.background.saturating_sub(1);
-            // A background advance that delivered results: the sinks owe
-            // a flush.
-            if r.emit > r.ready {
-                self.flush_owed = true;
-            }
-        }
-    }
-
-    /// Whether the latency histograms are due for collection; if so, they
-    /// count as collected from now.
-    fn latency_due(&mut self) -> bool {
-        let due = self.latency_at.elapsed() >= LATENCY_EVERY;
-        if due {
-            self.latency_at = Instant::now();
-        }
-        due
-    }
 }
 
 impl<K, T, S, A> Sharded<K, T, S, A>
@@ -766,7 +703,7 @@ where
             // The shards are gone; what they last said stands.
             return Ok((0, 0));
         }
-        run.router.send_all(true);
+        run.router.send_all();
         run.router.broadcast(msg);
         run.routed = false;
         let (mut ready, mut emit) = (0, 0);
@@ -774,14 +711,23 @@ where
         let mut replied = vec![false; self.n];
         while waiting > 0 {
             match recv_spinning(&run.replies, spin, Duration::from_millis(100)) {
-                // A background sync's answer, sent before this barrier's.
-                Ok(r) if r.background => run.absorb(r, &mut self.latency),
                 Ok(r) => {
                     waiting -= 1;
                     replied[r.shard] = true;
                     ready = ready.max(r.ready);
                     emit = emit.max(r.emit);
-                    run.absorb(r, &mut self.latency);
+                    run.counters[r.shard] = r.counters;
+                    if let Some(u) = r.unacked {
+                        run.unacked[r.shard] = u;
+                    }
+                    run.next_close[r.shard] = r.next_close;
+                    run.watermarks[r.shard] = r.watermark;
+                    if let Some(lat) = r.latency {
+                        self.latency.absorb(lat);
+                    }
+                    if r.state.is_some() {
+                        run.states[r.shard] = r.state;
+                    }
                 }
                 Err(e) => {
                     // A shard that replied to `Finish` has stopped, as it
@@ -803,8 +749,13 @@ where
     /// A sync barrier; collects the latency histograms when they are due,
     /// and the held places when `unacked`.
     fn sync(&mut self, unacked: bool) -> Result<(), RunError> {
-        let latency = self.running.as_mut().is_some_and(|r| r.latency_due());
-        self.barrier(|| ToShard::Sync { latency, unacked, background: false })?;
+        let latency = self.running.as_ref().is_some_and(|r| r.latency_at.elapsed() >= LATENCY_EVERY);
+        if latency {
+            if let Some(r) = self.running.as_mut() {
+                r.latency_at = Instant::now();
+            }
+        }
+        self.barrier(|| ToShard::Sync { latency, unacked })?;
         if unacked {
             if let Some(r) = self.running.as_mut() {
                 r.unacked_fresh = true;
@@ -867,77 +818,6 @@ where
         }
         lock(&self.sinks).flush()
     }
-
-    /// Per-event mode's timer (no input for a while): processing time and
-    /// idle inputs may close windows. As with flushes, the router does not
-    /// wait: the shards close and deliver, and answer in the background.
-    /// While a background round is in flight, or within FLUSH_GAP of the
-    /// last, the advance waits for the next timer, which comes within
-    /// OWED_POLL while a round is in flight or a flush owed.
-    fn advance_in_background(&mut self, now: u64) -> Result<(), RunError> {
-        let n = self.n;
-        let Some(run) = self.running.as_mut() else { return Ok(()) };
-        while let Ok(r) = run.replies.try_recv() {
-            run.absorb(r, &mut self.latency);
-        }
-        // At most one round in flight, and one every FLUSH_GAP: the timer
-        // that wakes the executor for an owed flush must not start a new
-        // round each time.
-        if run.background == 0 && now >= run.synced_at + FLUSH_GAP {
-            let watermark = run.router.advance(now);
-            run.router.send_all(true);
-            run.router.broadcast(|| ToShard::Advance { watermark, background: true });
-            run.background = n;
-            if run.routed {
-                run.flush_owed = true;
-                run.routed = false;
-            }
-            run.synced_at = run.clock.now();
-        }
-        self.check()
-    }
-
-    /// Per-event mode's flush, whenever the input queue is empty: the
-    /// router never waits for the shards here, so that the next lines are
-    /// not held up (a barrier would wait until every shard thread got a
-    /// core and answered, which on a busy machine takes milliseconds).
-    /// Buffers go to the shards at once; a background sync, at most every
-    /// FLUSH_GAP, tells when the shards have processed them, and the next
-    /// flush after its answers flushes the sinks, which then hold what they
-    /// would with one shard. `next_close` wakes the executor for a flush
-    /// still owed when the input goes quiet.
-    fn flush_in_background(&mut self) -> Result<(), RunError> {
-        let n = self.n;
-        let Some(run) = self.running.as_mut() else { return Ok(()) };
-        while let Ok(r) = run.replies.try_recv() {
-            // Between barriers only a background sync's answers come.
-            run.absorb(r, &mut self.latency);
-        }
-        if run.background == 0 && run.flush_owed {
-            // Everything before the last sync has reached the sinks.
-            let still = run.routed;
-            self.flush_sinks()?;
-            if let Some(r) = self.running.as_mut() {
-                r.flush_owed = still;
-            }
-        }
-        let Some(run) = self.running.as_mut() else { return Ok(()) };
-        if run.routed {
-            run.flush_owed = true;
-            let now = run.clock.now();
-            if run.background == 0 && now >= run.synced_at + FLUSH_GAP {
-                run.router.send_all(true);
-                let latency = run.latency_due();
-                run.router.broadcast(|| ToShard::Sync { latency, unacked: false, background: true });
-                run.background = n;
-                run.routed = false;
-                run.synced_at = now;
-            } else {
-                run.router.send_all(false);
-            }
-        }
-        self.check()
-    }
 }
 
 impl<K, T, S, A> Graph for Sharded<K, T, S, A>
@@ -952,8 +832,7 @@ where
         lock(&self.sinks).open(&info)?;
         let keep_late = !lock(&self.sinks).late.is_empty();
         let failure = Arc::new(Failure::default());
-        // Room for a barrier's replies and a background sync's.
-        let (reply_tx, replies) = bounded(2 * self.n);
+        let (reply_tx, replies) = bounded(self.n);
         let mut to = Vec::new();
         let mut recycled = Vec::new();
         let mut threads = Vec::new();
@@ -1018,7 +897,6 @@ where
             flush_owed: false,
             routed: false,
             states: vec![None; self.n],
-            background: 0,
         });
         Ok(())
     }
@@ -1044,7 +922,7 @@ where
 
     fn chunk_done(&mut self) {
         if let Some(run) = self.running.as_mut() {
-            run.router.send_all(false);
+            run.router.send_all();
         }
     }
 
@@ -1064,11 +942,8 @@ where
 
     fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError> {
         self.check()?;
-        if batch.is_none() && self.running.as_ref().is_some_and(|r| r.immediate && !r.finished) {
-            return self.advance_in_background(now);
-        }
         let Some(watermark) = self.running.as_mut().map(|r| r.router.advance(now)) else { return Ok(()) };
-        let (ready, emit) = self.barrier(|| ToShard::Advance { watermark, background: false })?;
+        let (ready, emit) = self.barrier(|| ToShard::Advance(watermark))?;
         // The replies carried where the windows stand now.
         if let Some(r) = self.running.as_mut() {
             r.unacked_fresh = true;
@@ -1084,31 +959,29 @@ where
 
     fn next_close(&self) -> Option<i64> {
         let run = self.running.as_ref()?;
-        let owed = (run.flush_owed || run.background > 0).then(|| run.clock.to_wall(run.synced_at + FLUSH_GAP));
-        let at = run.next_close.iter().flatten().copied().chain(owed).min()?;
-        if !run.immediate {
-            return Some(at);
-        }
-        // Per-event mode: no timer before the next background round may
-        // go out, and, while one is in flight, one every OWED_POLL to take
-        // its answers (see `advance_in_background`).
-        let mut floor = run.synced_at + FLUSH_GAP;
-        if run.background > 0 {
-            floor = floor.max(run.clock.now() + OWED_POLL);
-        }
-        Some(at.max(run.clock.to_wall(floor)))
+        let owed = run.flush_owed.then(|| run.clock.to_wall(run.synced_at + FLUSH_GAP));
+        run.next_close.iter().flatten().copied().chain(owed).min()
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
         self.check()?;
-        if self.running.as_ref().is_some_and(|r| r.immediate && !r.finished) {
-            return self.flush_in_background();
+        if let Some(run) = self.running.as_mut() {
+            if run.routed {
+                // Per-event mode flushes whenever the input queue is empty.
+                // A barrier at most every FLUSH_GAP keeps the router from
+                // waiting on the shards after every line; the items move on
+                // at once, and `next_close` wakes the executor for the flush
+                // put off.
+                if run.immediate && run.clock.now() < run.synced_at + FLUSH_GAP {
+                    run.router.send_all();
+                    run.flush_owed = true;
+                    return Ok(());
+                }
+                self.sync(false)?;
+            }
+            // Else nothing reached the shards since the last barrier: every
+            // result is in the sinks already.
         }
-        if self.running.as_ref().is_some_and(|r| r.routed) {
-            self.sync(false)?;
-        }
-        // Else nothing reached the shards since the last barrier: every
-        // result is in the sinks already.
         self.flush_sinks()
     }
 
@@ -1165,7 +1038,7 @@ where
         self.changed();
         if let Some(run) = self.running.as_mut() {
             // After the items routed before it, as with one shard.
-            run.router.send_all(true);
+            run.router.send_all();
             run.router.register(input, now);
             run.router.broadcast(|| ToShard::Register(input));
         }
@@ -1293,7 +1166,7 @@ mod tests {
             [format!("item:{a}:true@10"), format!("item:{a}:true@20"), format!("item:{a}:true@40")]
         );
         assert_eq!(shown(&router.buffers[1]), [format!("item:{b}:false@20")]);
-        router.send_all(true);
+        router.send_all();
         let sent = |r: &Queue| match r.try_recv() {
             Ok(ToShard::Entries(e)) => shown(&e),
             _ => panic!("a buffer was sent"),
@@ -1301,7 +1174,7 @@ mod tests {
         assert_eq!(sent(&rx[0]).len(), 3, "shard 0 saw every event: nothing more");
         assert_eq!(sent(&rx[1]), [format!("item:{b}:false@20"), "wm:40".to_string()]);
         // Nothing new: nothing more to send.
-        router.send_all(true);
+        router.send_all();
         assert!(rx.iter().all(|r| r.is_empty()));
     }
 
