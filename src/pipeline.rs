@@ -402,7 +402,7 @@ where
             window = window.without_latency();
         }
         if let Some(state) = self.restored.take() {
-            window.restore_from(decode_window(&state)?, |_| true);
+            window.restore_from(decode_window(&state)?);
         }
         self.window = Some(window);
         self.sinks.open(&info)?;

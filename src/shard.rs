@@ -51,7 +51,8 @@ use crate::record::{Line, Meta, Record};
 use crate::sink::{RunInfo, Sink};
 use crate::time::{Clock, EpochNanos, NO_TIME};
 use crate::window::operator::{
-    advance_watermark, event_progress, watermarks_for, LateEvent, WindowCounters, WindowOperator, WindowResult,
+    advance_watermark, event_progress, split_states, watermarks_for, LateEvent, WindowCounters, WindowOperator,
+    WindowResult,
 };
 use crate::window::{TimeDomain, Watermarks, WindowConfig};
 
@@ -837,6 +838,14 @@ where
         let mut recycled = Vec::new();
         let mut threads = Vec::new();
         let mut restored = EpochNanos::MIN;
+        // The checkpointed state, decoded once and split by key: each shard
+        // takes the keys that are its own now, whatever the number of
+        // shards that saved them.
+        let n = self.n;
+        let mut parts = match &self.restored {
+            Some(state) => Some(split_states(crate::pipeline::decode_window(state)?, n, |k| shard_of(k, n))),
+            None => None,
+        };
         for index in 0..self.n {
             let (tx, rx) = bounded(QUEUE);
             let (back, returned) = bounded(QUEUE + 1);
@@ -846,11 +855,8 @@ where
                 window: {
                     let w = WindowOperator::new(self.config, self.agg.clone(), clock, immediate, keep_late);
                     let mut w = if self.track { w.into_shard() } else { w.into_shard().without_latency() };
-                    if let Some(state) = &self.restored {
-                        // Each shard takes the keys that are its own now,
-                        // whatever the number of shards that saved them.
-                        let n = self.n;
-                        w.restore_from(crate::pipeline::decode_window(state)?, |k| shard_of(k, n) == index);
+                    if let Some(parts) = parts.as_mut() {
+                        w.restore_from(std::mem::take(&mut parts[index]));
                         restored = restored.max(w.watermark());
                     }
                     w

@@ -395,15 +395,15 @@ where
 
     /// Replaces the state with a checkpointed one.
     pub fn restore(&mut self, state: WindowState<K, A::Acc>) {
-        self.restore_from(vec![state], |_| true);
+        self.restore_from(vec![state]);
     }
 
-    /// Replaces the state with the keys `keep` accepts from several
-    /// checkpointed states (one per shard of the run that took them, however
-    /// many shards this run has). The watermark is the latest of theirs;
+    /// Replaces the state with that of several checkpointed states (one per
+    /// shard of the run that took them, split for this run's shards by
+    /// [`split_states`]). The watermark is the latest of theirs;
     /// each input's own progress starts again (input numbers are given per
     /// run), so an input holds the watermark where it is until it delivers.
-    pub(crate) fn restore_from(&mut self, states: Vec<WindowState<K, A::Acc>>, keep: impl Fn(&K) -> bool) {
+    pub(crate) fn restore_from(&mut self, states: Vec<WindowState<K, A::Acc>>) {
         let mut panes: Vec<(PaneKey, Pane<K, A::Acc>)> = Vec::new();
         let mut sessions: FxHashMap<K, Vec<Session<A::Acc>>> = FxHashMap::default();
         let mut watermark = EpochNanos::MIN;
@@ -418,9 +418,9 @@ where
                         panes.len() - 1
                     }
                 };
-                panes[i].1.keys.extend(p.keys.into_iter().filter(|(k, _)| keep(k)));
+                panes[i].1.keys.extend(p.keys);
             }
-            sessions.extend(state.sessions.into_iter().filter(|(k, _)| keep(k)));
+            sessions.extend(state.sessions);
         }
         panes.retain(|(_, p)| !p.keys.is_empty());
         panes.sort_by_key(|(k, _)| *k);
@@ -818,6 +818,41 @@ where
     }
 }
 
+/// Splits checkpointed window states (one per shard of the run that saved
+/// them) by key into `n` parts, `part(key)` naming each key's: what each
+/// shard of this run restores, whatever the number of shards that saved
+/// them, decoded once. Every part keeps each state's watermark.
+pub(crate) fn split_states<K, A>(
+    states: Vec<WindowState<K, A>>,
+    n: usize,
+    part: impl Fn(&K) -> usize,
+) -> Vec<Vec<WindowState<K, A>>> {
+    let mut out: Vec<Vec<WindowState<K, A>>> = (0..n).map(|_| Vec::with_capacity(states.len())).collect();
+    for state in states {
+        let mut parts: Vec<WindowState<K, A>> = (0..n)
+            .map(|_| WindowState { panes: Vec::new(), sessions: Vec::new(), watermarks: state.watermarks.clone() })
+            .collect();
+        for pane in state.panes {
+            let mut keys: Vec<Vec<(K, Entry<A>)>> = (0..n).map(|_| Vec::new()).collect();
+            for (k, e) in pane.keys {
+                keys[part(&k).min(n - 1)].push((k, e));
+            }
+            for (j, keys) in keys.into_iter().enumerate() {
+                // Checkpointed panes carry no latency summary and no source
+                // places (see `state`).
+                parts[j].panes.push(PaneState { window: pane.window, keys, lat: None, oldest: Oldest::default() });
+            }
+        }
+        for (k, list) in state.sessions {
+            parts[part(&k).min(n - 1)].sessions.push((k, list));
+        }
+        for (j, p) in parts.into_iter().enumerate() {
+            out[j].push(p);
+        }
+    }
+    out
+}
+
 /// The watermark tracker for `config`.
 pub(crate) fn watermarks_for(config: &WindowConfig) -> Watermarks {
     Watermarks::new(
@@ -1000,6 +1035,59 @@ mod tests {
             let (b, cb) = second.finish();
             assert_eq!(a, b, "{spec}: results after restore");
             assert_eq!(ca.late_items, cb.late_items + first.op.counters().late_items, "{spec}");
+        }
+    }
+
+    #[test]
+    fn split_states_give_every_key_to_its_part_once() {
+        // Two shards' states of a tumbling and a session run, split three
+        // ways: each key lands in its part only, with its state, and every
+        // part keeps each state's watermark.
+        for spec in [
+            WindowSpec::Tumbling { size: Duration::from_millis(100) },
+            WindowSpec::Session { gap: Duration::from_millis(40) },
+        ] {
+            let keys = ["a", "b", "c", "d", "e", "f", "g"];
+            let mut saved = Vec::new();
+            for half in [&keys[..4], &keys[4..]] {
+                let mut f = Feeder::new(spec, 50);
+                for (i, k) in half.iter().enumerate() {
+                    for n in 0..=i {
+                        f.push(k, 10 + n as i64);
+                    }
+                }
+                saved.push(f.op.state());
+            }
+            let part = |k: &String| (k.as_bytes()[0] - b'a') as usize % 3;
+            let parts = split_states(saved.clone(), 3, part);
+            assert_eq!(parts.len(), 3);
+            let counted = |states: &[WindowState<String, u64>]| -> Vec<(String, u64)> {
+                let mut v: Vec<(String, u64)> = states
+                    .iter()
+                    .flat_map(|s| {
+                        let panes = s.panes.iter().flat_map(|p| p.keys.iter().map(|(k, e)| (k.clone(), e.acc)));
+                        let sessions =
+                            s.sessions.iter().flat_map(|(k, l)| l.iter().map(move |x| (k.clone(), x.entry.acc)));
+                        panes.chain(sessions).collect::<Vec<_>>()
+                    })
+                    .collect();
+                v.sort();
+                v
+            };
+            let all = counted(&saved);
+            assert_eq!(all.len(), keys.len(), "{spec}: every key saved");
+            let mut rejoined = Vec::new();
+            for (j, p) in parts.iter().enumerate() {
+                assert_eq!(p.len(), saved.len(), "{spec}: one piece per saved state");
+                for (piece, state) in p.iter().zip(&saved) {
+                    assert_eq!(piece.watermarks, state.watermarks, "{spec}");
+                }
+                let mine = counted(p);
+                assert!(mine.iter().all(|(k, _)| part(k) == j), "{spec}: part {j} has only its keys: {mine:?}");
+                rejoined.extend(mine);
+            }
+            rejoined.sort();
+            assert_eq!(rejoined, all, "{spec}: every key once, with its count");
         }
     }
 
