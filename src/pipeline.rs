@@ -281,19 +281,12 @@ pub(crate) fn decode_window<K: Key, Acc: serde::de::DeserializeOwned>(
         .map_err(|e| RunError::Restore { message: format!("its window state does not decode ({e})") })
 }
 
-/// Encodes one window state for a checkpoint, as JSON text: straight to
-/// text, since a JSON value tree would cost an allocation per key.
-pub(crate) fn encode_state<K: Key, Acc: Serialize>(
-    state: &crate::window::operator::WindowState<K, Acc>,
-) -> Result<Box<RawValue>, RunError> {
+/// Encodes window state for a checkpoint as JSON text: one state (a shard
+/// encodes its own), or the array of every shard's (their texts copied as
+/// they are, not parsed again). Straight to text, since a JSON value tree
+/// would cost an allocation per key.
+pub(crate) fn encode_window<T: Serialize + ?Sized>(state: &T) -> Result<Box<RawValue>, RunError> {
     serde_json::value::to_raw_value(state)
-        .map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
-}
-
-/// The window state of every shard, as the checkpoint holds it: a JSON
-/// array of their texts, copied as they are (not parsed again).
-pub(crate) fn window_blob(states: &[Box<RawValue>]) -> Result<Box<RawValue>, RunError> {
-    serde_json::value::to_raw_value(states)
         .map_err(|e| RunError::Restore { message: format!("cannot encode window state ({e})") })
 }
 
@@ -507,7 +500,8 @@ where
         self.latency.seal(self.clock.to_wall(self.clock.now()));
         let sinks = self.sinks.commit()?;
         let window = match self.window.as_ref() {
-            Some(w) => Some(window_blob(&[encode_state(&w.state())?])?),
+            // The checkpoint holds one state per shard: here, one.
+            Some(w) => Some(encode_window(&[w.state()])?),
             None => None,
         };
         Ok(GraphSnapshot { window, sinks })

@@ -374,7 +374,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                 ToShard::Snapshot => {
                     let now = self.clock.now();
                     let mut reply = self.reply(false, false, now, now);
-                    match crate::pipeline::encode_state(&self.window.state()) {
+                    match crate::pipeline::encode_window(&self.window.state()) {
                         Ok(v) => reply.state = Some(v),
                         Err(e) => self.failure.set(e),
                     }
@@ -1074,7 +1074,7 @@ where
         let Some(states) = states else {
             return Err(RunError::Worker { message: "a shard sent no state for a checkpoint".into() });
         };
-        Ok(GraphSnapshot { window: Some(crate::pipeline::window_blob(&states)?), sinks })
+        Ok(GraphSnapshot { window: Some(crate::pipeline::encode_window(&states)?), sinks })
     }
 
     fn suspend(&mut self) -> Result<(), RunError> {
