@@ -719,16 +719,17 @@ pub fn render_table(runs: &[ModeRun]) -> String {
     );
     for run in runs {
         let r = &run.report;
-        let mut rows: Vec<(&str, &crate::latency::LatencySummary)> = Vec::new();
+        let mut rows: Vec<(String, &crate::latency::LatencySummary)> = Vec::new();
         if let Some(l) = &r.latency.end_to_end {
-            rows.push(("end-to-end [wall]", l));
+            rows.push(("end-to-end [wall]".into(), l));
         }
         if let Some(l) = &r.latency.committed {
-            rows.push(("committed [wall]", l));
+            rows.push(("committed [wall]".into(), l));
         }
-        rows.push(("processing [mono]", &r.latency.processing));
+        rows.push(("processing [mono]".into(), &r.latency.processing));
+        // The stages of processing, marked as its parts.
         for (name, l) in r.latency.stages.rows() {
-            rows.push((name, l));
+            rows.push((format!("· {name}"), l));
         }
         for (i, (name, l)) in rows.iter().enumerate() {
             let head = if i == 0 {
@@ -745,16 +746,7 @@ pub fn render_table(runs: &[ModeRun]) -> String {
             let _ = writeln!(
                 s,
                 "{head}  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                if i < 2
-                    || !name.contains(']')
-                    || name.starts_with("end")
-                    || name.starts_with("committed")
-                    || name.starts_with("processing")
-                {
-                    name.to_string()
-                } else {
-                    format!("· {name}")
-                },
+                name,
                 fmt_us(l.p50_us),
                 fmt_us(l.p90_us),
                 fmt_us(l.p99_us),

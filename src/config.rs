@@ -400,6 +400,15 @@ impl Default for KafkaOptions {
 /// The most shards `--parallelism` takes.
 pub const MAX_PARALLELISM: usize = 256;
 
+/// The shortest checkpoint interval taken: below it, writing checkpoints
+/// would be most of the work.
+pub fn check_checkpoint_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval < Duration::from_millis(10) {
+        return Err("a checkpoint interval must be at least 10ms");
+    }
+    Ok(())
+}
+
 /// The default `--parallelism`: the number of cores.
 pub fn default_parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PARALLELISM)
@@ -457,12 +466,8 @@ impl Settings {
         let checkpoint_dir = raw.checkpoint_dir.as_ref().map(|v| PathBuf::from(&v.value));
         let checkpoint_interval = duration("checkpoint-interval", &raw.checkpoint_interval)?
             .unwrap_or(crate::executor::DEFAULT_CHECKPOINT_INTERVAL);
-        if checkpoint_interval < Duration::from_millis(10) {
-            return fail(
-                "checkpoint-interval",
-                line(&raw.checkpoint_interval),
-                "a checkpoint interval must be at least 10ms",
-            );
+        if let Err(message) = check_checkpoint_interval(checkpoint_interval) {
+            return fail("checkpoint-interval", line(&raw.checkpoint_interval), message);
         }
         if checkpoint_dir.is_none() && raw.checkpoint_interval.is_some() {
             return fail(

@@ -660,9 +660,6 @@ impl Runner<'_> {
         self.live_tick();
         if let Some(c) = self.checkpoint {
             // Lines are acknowledged by checkpoints, not by flushes.
-            if self.last_ack.elapsed() >= ACK_EVERY {
-                self.last_ack = Instant::now();
-            }
             if self.last_checkpoint.elapsed() >= c.interval {
                 // Nothing new since the last one (quiet input): the last
                 // one still says everything.

@@ -399,8 +399,10 @@ fn compare(args: CompareArgs) -> ExitCode {
     };
     if let Some(text) = &args.checkpoint_interval {
         match sluice::time::parse_duration(text) {
-            Ok(d) if d >= std::time::Duration::from_millis(10) => opts.checkpoint = Some(d),
-            Ok(_) => return usage_error(&"--checkpoint-interval: a checkpoint interval must be at least 10ms"),
+            Ok(d) => match sluice::config::check_checkpoint_interval(d) {
+                Ok(()) => opts.checkpoint = Some(d),
+                Err(message) => return usage_error(&format!("--checkpoint-interval: {message}")),
+            },
             Err(e) => return usage_error(&format!("--checkpoint-interval: {e}")),
         }
     }
