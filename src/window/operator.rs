@@ -489,64 +489,78 @@ where
 
     /// Processes one keyed item. In per-event mode, what it causes is ready
     /// in [`Self::take_results`] right after.
+    #[inline]
     pub fn process(&mut self, item: Keyed<K, T>) {
         let Keyed { key, record } = item;
-        let meta = record.meta;
+        let meta = &record.meta;
         self.counters.items += 1;
         if self.event_seq != meta.seq {
-            // The first item of an event: the items of one event share its
-            // metadata, so its time and the watermark it brings are worked
-            // out once, here.
-            self.event_seq = meta.seq;
-            // A shard's watermark was moved by the router already.
-            self.event_time = event_progress(self.config.time, &mut self.watermarks, &self.clock, &meta, !self.shard);
-            if self.immediate {
-                // What the new watermark closes goes out now. The event's
-                // own items go to windows that end after it, so closing
-                // before adding them gives the same results.
-                self.close_ripe();
-            }
+            self.start_event(meta);
         }
-        let t = self.event_time;
-        let wm = self.watermarks.get();
         match self.config.spec {
-            WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, &meta),
+            // The word-count path: kept small so it inlines into the
+            // operators before it.
+            WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, meta),
             WindowSpec::Tumbling { size } => {
+                let (t, wm) = (self.event_time, self.watermarks.get());
                 let size = size.as_nanos() as i64;
                 let off = self.config.origin.rem_euclid(size);
                 let start = (t - off).div_euclid(size) * size + off;
                 let w = Window { start, end: start.saturating_add(size) };
                 if w.end <= wm {
-                    self.late(key, t, w, wm, &meta);
+                    self.late(key, t, w, wm, meta);
                 } else {
-                    self.add_to_pane(w, key, &record.value, &meta);
+                    self.add_to_pane(w, key, &record.value, meta);
                 }
             }
-            WindowSpec::Sliding { size, slide } => {
-                let (size, slide) = (size.as_nanos() as i64, slide.as_nanos() as i64);
-                let off = self.config.origin.rem_euclid(slide);
-                let last = (t - off).div_euclid(slide) * slide + off;
-                let first = last - size + slide;
-                // The item's windows in order of their end: the first ones may
-                // be closed already, the rest are open.
-                let mut start = first;
-                while start <= last && start.saturating_add(size) <= wm {
-                    start += slide;
-                }
-                if start != first {
-                    let missed = Window { start: first, end: first.saturating_add(size) };
-                    self.late(key.clone(), t, missed, wm, &meta);
-                }
-                while start <= last {
-                    let w = Window { start, end: start.saturating_add(size) };
-                    self.add_to_pane(w, key.clone(), &record.value, &meta);
-                    start += slide;
-                }
-            }
+            WindowSpec::Sliding { size, slide } => self.add_sliding(size, slide, key, &record.value, meta),
             WindowSpec::Session { gap } => {
+                let t = self.event_time;
                 let w = Window { start: t, end: t.saturating_add(gap.as_nanos() as i64) };
-                self.add_to_session(w, key, &record.value, &meta);
+                self.add_to_session(w, key, &record.value, meta);
             }
+        }
+    }
+
+    /// The first item of an event: the items of one event share its
+    /// metadata, so its time and the watermark it brings are worked out
+    /// once, here.
+    #[inline(never)]
+    fn start_event(&mut self, meta: &Meta) {
+        self.event_seq = meta.seq;
+        // A shard's watermark was moved by the router already.
+        self.event_time = event_progress(self.config.time, &mut self.watermarks, &self.clock, meta, !self.shard);
+        if self.immediate {
+            // What the new watermark closes goes out now. The event's
+            // own items go to windows that end after it, so closing
+            // before adding them gives the same results.
+            self.close_ripe();
+        }
+    }
+
+    /// An item into each of its sliding windows that is still open, and
+    /// late for those already closed.
+    #[inline(never)]
+    fn add_sliding(&mut self, size: std::time::Duration, slide: std::time::Duration, key: K, value: &T, meta: &Meta) {
+        let (t, wm) = (self.event_time, self.watermarks.get());
+        let (size, slide) = (size.as_nanos() as i64, slide.as_nanos() as i64);
+        let off = self.config.origin.rem_euclid(slide);
+        let last = (t - off).div_euclid(slide) * slide + off;
+        let first = last - size + slide;
+        // The item's windows in order of their end: the first ones may
+        // be closed already, the rest are open.
+        let mut start = first;
+        while start <= last && start.saturating_add(size) <= wm {
+            start += slide;
+        }
+        if start != first {
+            let missed = Window { start: first, end: first.saturating_add(size) };
+            self.late(key.clone(), t, missed, wm, meta);
+        }
+        while start <= last {
+            let w = Window { start, end: start.saturating_add(size) };
+            self.add_to_pane(w, key.clone(), value, meta);
+            start += slide;
         }
     }
 
@@ -655,6 +669,8 @@ where
         first
     }
 
+    #[cold]
+    #[inline(never)]
     fn late(&mut self, key: K, time: EpochNanos, window: Window, watermark: EpochNanos, meta: &Meta) {
         self.counters.late_items += 1;
         if self.shard {
@@ -670,6 +686,7 @@ where
         }
     }
 
+    #[inline]
     fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
         let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
@@ -705,6 +722,7 @@ where
         }
     }
 
+    #[inline(never)]
     fn add_to_session(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
         let update = self.config.output == OutputMode::Update;
         let wm = self.watermarks.get();
