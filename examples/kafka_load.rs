@@ -71,7 +71,7 @@ struct Counter {
 }
 
 impl Handler for Counter {
-    fn assigned(&mut self, _: &PartitionId, _: PartitionAck) -> bool {
+    fn assigned(&mut self, _: Vec<(PartitionId, PartitionAck)>) -> bool {
         true
     }
     fn revoked(&mut self, _: &PartitionId) {}

@@ -111,38 +111,51 @@ struct ToEngine<'a> {
 }
 
 impl Handler for ToEngine<'_> {
-    fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool {
-        let key = partition_key(partition);
-        if let (Some(dir), Some(start)) = (&self.checkpoint, ack.start()) {
-            // A partition the checkpoint has no place for: where it starts
-            // is written at once, so that a restart before the next
-            // snapshot does not start it elsewhere (at its end, with
-            // `from=latest`). The window state holds nothing of it.
-            let known = dir.positions().kafka.get(&self.name).is_some_and(|m| m.contains_key(&key));
-            if !known {
+    fn assigned(&mut self, partitions: Vec<(PartitionId, PartitionAck)>) -> bool {
+        if let Some(dir) = &self.checkpoint {
+            // Partitions the checkpoint has no place for: where they start
+            // is written at once (one write for the whole assignment), so
+            // that a restart before the next snapshot does not start them
+            // elsewhere (at their end, with `from=latest`). The window
+            // state holds nothing of them.
+            let positions = dir.positions();
+            let saved = positions.kafka.get(&self.name);
+            let starts: Vec<(String, i64)> = partitions
+                .iter()
+                .filter_map(|(p, ack)| Some((partition_key(p), ack.start()?)))
+                .filter(|(key, _)| !saved.is_some_and(|m| m.contains_key(key)))
+                .collect();
+            if !starts.is_empty() {
                 let written = dir.update(
                     |p| {
-                        p.kafka.entry(self.name.clone()).or_default().insert(key.clone(), start);
+                        let saved = p.kafka.entry(self.name.clone()).or_default();
+                        for (key, start) in &starts {
+                            saved.insert(key.clone(), *start);
+                        }
                     },
                     true,
                 );
                 if let Err(e) = written {
-                    tracing::warn!(source = %self.name, "cannot save where {partition} starts: {e}");
+                    let keys: Vec<&str> = starts.iter().map(|(k, _)| k.as_str()).collect();
+                    tracing::warn!(source = %self.name, "cannot save where [{}] start: {e}", keys.join(", "));
                 }
             }
         }
-        let acker = PartitionAcker {
-            ack,
-            checkpoint: self.checkpoint.clone().map(|d| (d, self.name.clone(), key)),
-            staged: AtomicI64::new(-1),
-        };
-        match self.feed.open_input(Some(Arc::new(acker))) {
-            Some(f) => {
-                self.inputs.insert(partition.clone(), f);
-                true
+        for (partition, ack) in partitions {
+            let key = partition_key(&partition);
+            let acker = PartitionAcker {
+                ack,
+                checkpoint: self.checkpoint.clone().map(|d| (d, self.name.clone(), key)),
+                staged: AtomicI64::new(-1),
+            };
+            match self.feed.open_input(Some(Arc::new(acker))) {
+                Some(f) => {
+                    self.inputs.insert(partition, f);
+                }
+                None => return false,
             }
-            None => false,
         }
+        true
     }
 
     fn revoked(&mut self, partition: &PartitionId) {

@@ -9,9 +9,12 @@
 //! (within [`ConsumerSettings::connect_timeout`]), then subscribes with the
 //! group, or, without a group, assigns every partition of the topics.
 //! [`Consumer::run`] polls and hands a [`Handler`]:
-//! - each partition assigned, with a [`PartitionAck`] through which the
-//!   user acknowledges how far the partition's messages have had all their
-//!   effects (`ack(next_offset)`: every offset below is done);
+//! - the partitions of each assignment, together, each with a
+//!   [`PartitionAck`] through which the user acknowledges how far the
+//!   partition's messages have had all their effects (`ack(next_offset)`:
+//!   every offset below is done). What the loop must ask the brokers about
+//!   them (committed, first and end offsets) it asks once per assignment,
+//!   not per partition;
 //! - [`Batch`]es: runs of messages of one partition, copied into one buffer;
 //! - each partition revoked, and [`Notice`]s (brokers down and back, cut
 //!   messages), each said once per change of state, not per message.
@@ -218,9 +221,10 @@ pub enum Notice {
 
 /// What the loop hands its output to.
 pub trait Handler {
-    /// A partition is now read by this consumer; acknowledge its messages
-    /// through `ack`. Return false to stop.
-    fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool;
+    /// Partitions are now read by this consumer (those of one assignment,
+    /// together); acknowledge each one's messages through its `ack`.
+    /// Return false to stop.
+    fn assigned(&mut self, partitions: Vec<(PartitionId, PartitionAck)>) -> bool;
     /// A partition is no longer read by this consumer (see the crate
     /// documentation for what happens to what was not acknowledged).
     fn revoked(&mut self, partition: &PartitionId);
@@ -574,13 +578,14 @@ fn config(settings: &ConsumerSettings) -> ClientConfig {
 impl Consumer {
     /// Creates the consumer, checks that the brokers answer and every topic
     /// exists, and subscribes (with a group) or assigns every partition.
-    pub fn connect(settings: ConsumerSettings) -> Result<Self, ConnectError> {
+    pub fn connect(mut settings: ConsumerSettings) -> Result<Self, ConnectError> {
         let acks = Arc::new(Mutex::new(AckState::default()));
         let ctx = Ctx {
             acks: acks.clone(),
             events: Mutex::new(VecDeque::new()),
             commits: settings.group.is_some(),
-            resume: settings.resume.clone().map(Mutex::new),
+            // Kept here only: the rebalance callback reads and moves it.
+            resume: settings.resume.take().map(Mutex::new),
         };
         let consumer: BaseConsumer<Ctx> =
             config(&settings).create_with_context(ctx).map_err(|e| ConnectError::Config(format!("kafka: {e}")))?;
@@ -603,9 +608,12 @@ impl Consumer {
         }
         let offset = if self.settings.start == StartFrom::Earliest { Offset::Beginning } else { Offset::End };
         let mut list = TopicPartitionList::new();
-        for p in &self.all {
-            let offset = self.settings.resume.as_ref().and_then(|r| r.get(p)).map_or(offset, |&o| Offset::Offset(o));
-            list.add_partition_offset(&p.topic, p.partition, offset).map_err(|e| format!("kafka: {e}"))?;
+        {
+            let resume = self.consumer.context().resume.as_ref().and_then(|r| r.lock().ok());
+            for p in &self.all {
+                let offset = resume.as_ref().and_then(|r| r.get(p)).map_or(offset, |&o| Offset::Offset(o));
+                list.add_partition_offset(&p.topic, p.partition, offset).map_err(|e| format!("kafka: {e}"))?;
+            }
         }
         self.consumer.assign(&list).map_err(|e| format!("kafka: cannot assign partitions: {e}"))?;
         if let Ok(mut ev) = self.consumer.context().events.lock() {
@@ -648,6 +656,17 @@ struct Assigned {
     eof: bool,
 }
 
+/// What the brokers said of newly assigned partitions (see
+/// [`Loop::ask_offsets`]).
+#[derive(Default)]
+struct Known {
+    /// The group's committed offsets, for the partitions that have one;
+    /// none when they could not be read.
+    committed: Option<HashMap<PartitionId, i64>>,
+    /// Each partition's first and end offsets, where they could be read.
+    marks: HashMap<PartitionId, (i64, i64)>,
+}
+
 /// The consumer loop's state.
 struct Loop<'a> {
     c: &'a Consumer,
@@ -683,7 +702,7 @@ impl Loop<'_> {
                 let handed = (b.partition.clone(), b.next_offset);
                 match handler.deliver(b) {
                     Delivery::Taken => {
-                        if self.c.settings.resume.is_some() {
+                        if self.c.consumer.context().resume.is_some() {
                             if let Some(a) = self.c.acks.lock().ok().as_mut().and_then(|a| a.parts.get_mut(&handed.0)) {
                                 a.handed = a.handed.max(handed.1);
                             }
@@ -821,10 +840,10 @@ impl Loop<'_> {
         for e in events {
             match e {
                 Event::Assigned(parts) => {
-                    for p in parts {
-                        if self.assigned.contains_key(&p) {
-                            continue;
-                        }
+                    let new: Vec<PartitionId> = parts.into_iter().filter(|p| !self.assigned.contains_key(p)).collect();
+                    let known = self.ask_offsets(&new);
+                    let mut handed = Vec::with_capacity(new.len());
+                    for p in new {
                         let epoch = match self.c.acks.lock() {
                             Ok(mut acks) => {
                                 acks.epoch += 1;
@@ -844,17 +863,18 @@ impl Loop<'_> {
                             epoch,
                             commits: self.c.settings.group.is_some(),
                             timeout: self.c.settings.connect_timeout,
-                            start: self.first_offset(&p),
+                            start: self.first_offset(&p, &known),
                         };
-                        let (end, start) = self.bounds(&p);
+                        let (end, start) = self.bounds(&p, &known);
                         self.assigned.insert(p.clone(), Assigned { end, start, taken: None, eof: false });
                         if self.paused {
                             // Backpressure holds: the new partition waits too.
                             self.pause_one(&p);
                         }
-                        if !handler.assigned(&p, ack) {
-                            return false;
-                        }
+                        handed.push((p, ack));
+                    }
+                    if !handed.is_empty() && !handler.assigned(handed) {
+                        return false;
                     }
                     self.say_assignment(handler);
                 }
@@ -879,24 +899,72 @@ impl Loop<'_> {
         handler.notice(Notice::Assignment(all));
     }
 
+    /// Whether the loop must know where `p` starts or ends: for a bounded
+    /// read, and for the caller's positions when they have none for it.
+    fn needs_offsets(&self, p: &PartitionId) -> bool {
+        self.c.settings.bounded
+            || self.c.consumer.context().resume.as_ref().is_some_and(|r| r.lock().is_ok_and(|r| !r.contains_key(p)))
+    }
+
+    /// Asks the brokers, once for all of `new` (newly assigned partitions),
+    /// what [`Loop::first_offset`] and [`Loop::bounds`] need: the group's
+    /// committed offsets, and each partition's first and end offsets. One
+    /// request of each kind per assignment (librdkafka sends one per
+    /// partition leader), however many partitions there are.
+    fn ask_offsets(&self, new: &[PartitionId]) -> Known {
+        let mut known = Known::default();
+        let mut list = TopicPartitionList::new();
+        for p in new.iter().filter(|p| self.needs_offsets(p)) {
+            let _ = list.add_partition(&p.topic, p.partition);
+        }
+        if list.count() == 0 {
+            return known;
+        }
+        let timeout = self.c.settings.connect_timeout;
+        if self.c.settings.group.is_some() {
+            if let Ok(committed) = self.c.consumer.committed_offsets(list.clone(), timeout) {
+                let read = committed.elements().into_iter().filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => {
+                        Some((PartitionId { topic: Arc::from(e.topic()), partition: e.partition() }, o))
+                    }
+                    _ => None,
+                });
+                known.committed = Some(read.collect());
+            }
+        }
+        // The first and the end offset are what the broker lists for the
+        // special times "earliest" and "latest" (as librdkafka's own
+        // watermark query asks).
+        let listed = |at: Offset| {
+            let mut times = list.clone();
+            times.set_all_offsets(at).ok()?;
+            let got = self.c.consumer.offsets_for_times(times, timeout).ok()?;
+            let offsets = got.elements().into_iter().filter(|e| e.error().is_ok()).filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((PartitionId { topic: Arc::from(e.topic()), partition: e.partition() }, o)),
+                _ => None,
+            });
+            Some(offsets.collect::<HashMap<_, _>>())
+        };
+        if let (Some(low), Some(high)) = (listed(Offset::Beginning), listed(Offset::End)) {
+            known.marks = low.into_iter().filter_map(|(p, l)| Some((l, *high.get(&p)?)).map(|m| (p, m))).collect();
+        }
+        known
+    }
+
     /// With the caller's positions, for a partition it has none for: where
     /// reading starts (see [`PartitionAck::start`]); none if that cannot be
     /// told.
-    fn first_offset(&self, p: &PartitionId) -> Option<i64> {
+    fn first_offset(&self, p: &PartitionId, known: &Known) -> Option<i64> {
         let resume = self.c.consumer.context().resume.as_ref()?;
         if resume.lock().ok()?.contains_key(p) {
             return None;
         }
-        let timeout = self.c.settings.connect_timeout;
         if self.c.settings.group.is_some() {
-            let mut list = TopicPartitionList::new();
-            let _ = list.add_partition(&p.topic, p.partition);
-            let committed = self.c.consumer.committed_offsets(list, timeout).ok()?;
-            if let Some(Offset::Offset(o)) = committed.find_partition(&p.topic, p.partition).map(|e| e.offset()) {
+            if let Some(&o) = known.committed.as_ref()?.get(p) {
                 return Some(o);
             }
         }
-        let (low, high) = self.c.consumer.fetch_watermarks(&p.topic, p.partition, timeout).ok()?;
+        let &(low, high) = known.marks.get(p)?;
         match self.c.settings.start {
             StartFrom::Earliest => Some(low),
             StartFrom::Latest => Some(high),
@@ -906,31 +974,17 @@ impl Loop<'_> {
 
     /// For a bounded read: the partition's end offset now, and where
     /// reading starts (to know when there is nothing to read at all).
-    fn bounds(&self, p: &PartitionId) -> (Option<i64>, Option<i64>) {
+    fn bounds(&self, p: &PartitionId, known: &Known) -> (Option<i64>, Option<i64>) {
         if !self.c.settings.bounded {
             return (None, None);
         }
-        let timeout = self.c.settings.connect_timeout;
-        let Ok((low, high)) = self.c.consumer.fetch_watermarks(&p.topic, p.partition, timeout) else {
+        let Some(&(low, high)) = known.marks.get(p) else {
             // Unknown: read until the partition's end shows up.
             return (None, None);
         };
-        let committed = if self.c.settings.group.is_some() {
-            let mut list = TopicPartitionList::new();
-            let _ = list.add_partition(&p.topic, p.partition);
-            self.c
-                .consumer
-                .committed_offsets(list, timeout)
-                .ok()
-                .and_then(|l| l.find_partition(&p.topic, p.partition).map(|e| e.offset()))
-                .and_then(|o| match o {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-        } else {
-            None
-        };
-        let start = match (committed, self.c.settings.group.is_some(), self.c.settings.start) {
+        let group = self.c.settings.group.is_some();
+        let committed = if group { known.committed.as_ref().and_then(|c| c.get(p).copied()) } else { None };
+        let start = match (committed, group, self.c.settings.start) {
             (Some(c), _, _) => Some(c),
             // A group whose committed offset could not be read: unknown;
             // the end of the partition (EOF) tells.

@@ -72,9 +72,11 @@ impl LaggingAcks {
 }
 
 impl Handler for LaggingAcks {
-    fn assigned(&mut self, partition: &PartitionId, ack: PartitionAck) -> bool {
-        self.acks.insert(partition.clone(), ack);
-        self.open.insert(partition.clone(), Vec::new());
+    fn assigned(&mut self, partitions: Vec<(PartitionId, PartitionAck)>) -> bool {
+        for (partition, ack) in partitions {
+            self.open.insert(partition.clone(), Vec::new());
+            self.acks.insert(partition, ack);
+        }
         true
     }
 
@@ -304,9 +306,11 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
         thread::spawn(move || {
             struct CommitAt(Arc<Mutex<Seen>>, HashMap<PartitionId, PartitionAck>);
             impl Handler for CommitAt {
-                fn assigned(&mut self, p: &PartitionId, ack: PartitionAck) -> bool {
-                    ack.ack([20, 200, 0][p.partition as usize]);
-                    self.1.insert(p.clone(), ack);
+                fn assigned(&mut self, partitions: Vec<(PartitionId, PartitionAck)>) -> bool {
+                    for (p, ack) in partitions {
+                        ack.ack([20, 200, 0][p.partition as usize]);
+                        self.1.insert(p, ack);
+                    }
                     true
                 }
                 fn revoked(&mut self, _p: &PartitionId) {}
@@ -351,9 +355,9 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
         thread::spawn(move || {
             struct Noting(LaggingAcks, Arc<Mutex<HashMap<i32, Option<i64>>>>);
             impl Handler for Noting {
-                fn assigned(&mut self, p: &PartitionId, ack: PartitionAck) -> bool {
-                    self.1.lock().unwrap().insert(p.partition, ack.start());
-                    self.0.assigned(p, ack)
+                fn assigned(&mut self, partitions: Vec<(PartitionId, PartitionAck)>) -> bool {
+                    self.1.lock().unwrap().extend(partitions.iter().map(|(p, ack)| (p.partition, ack.start())));
+                    self.0.assigned(partitions)
                 }
                 fn revoked(&mut self, p: &PartitionId) {
                     self.0.revoked(p)
@@ -390,4 +394,69 @@ fn a_group_member_resumes_at_the_callers_offsets_not_the_committed_ones() {
     // Told where the partition without a position starts; not the others.
     let starts = starts.lock().unwrap();
     assert_eq!((starts[&0], starts[&1], starts[&2]), (None, None, Some(0)));
+}
+
+/// Records where each newly assigned partition starts, and how many
+/// partitions each assignment brought.
+struct Starts {
+    starts: Arc<Mutex<HashMap<i32, Option<i64>>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Handler for Starts {
+    fn assigned(&mut self, partitions: Vec<(PartitionId, PartitionAck)>) -> bool {
+        self.batches.lock().unwrap().push(partitions.len());
+        self.starts.lock().unwrap().extend(partitions.iter().map(|(p, ack)| (p.partition, ack.start())));
+        true
+    }
+    fn revoked(&mut self, _p: &PartitionId) {}
+    fn deliver(&mut self, _batch: Batch) -> Delivery {
+        Delivery::Taken
+    }
+    fn notice(&mut self, _n: Notice) {}
+}
+
+#[test]
+fn partitions_without_a_position_are_told_the_first_or_end_offset_all_in_one_assignment() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, 0, 900);
+    // The end offsets as librdkafka's watermark query reports them, one
+    // partition at a time: what the loop's one listing must agree with.
+    let ends: HashMap<i32, i64> =
+        group_offsets(&brokers, "nobody", TOPIC, TIMEOUT).unwrap().iter().map(|p| (p.partition, p.end)).collect();
+    assert!(ends.values().all(|&e| e > 0), "every partition has messages: {ends:?}");
+    let topic: Arc<str> = Arc::from(TOPIC);
+    for start in [StartFrom::Latest, StartFrom::Earliest] {
+        // Positions for partition 1 only; no group: every partition is
+        // assigned at once.
+        let mut settings = ConsumerSettings::new(brokers.clone(), vec![TOPIC.to_string()]);
+        settings.start = start;
+        settings.connect_timeout = TIMEOUT;
+        settings.resume = Some(HashMap::from([(PartitionId { topic: topic.clone(), partition: 1 }, 7)]));
+        let starts = Arc::new(Mutex::new(HashMap::new()));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = {
+            let mut handler = Starts { starts: starts.clone(), batches: batches.clone() };
+            let stop = stop.clone();
+            thread::spawn(move || Consumer::connect(settings).unwrap().run(&stop, &mut handler).unwrap())
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while starts.lock().unwrap().len() < 3 {
+            assert!(Instant::now() < deadline, "partitions not assigned after 30 s");
+            thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        run.join().unwrap();
+        let starts = starts.lock().unwrap();
+        let want = |p: i32| if start == StartFrom::Latest { ends[&p] } else { 0 };
+        assert_eq!(
+            (starts[&0], starts[&1], starts[&2]),
+            (Some(want(0)), None, Some(want(2))),
+            "{start:?}: told where partitions 0 and 2 start; partition 1 has its position"
+        );
+        assert_eq!(*batches.lock().unwrap(), vec![3], "one assignment of three partitions");
+    }
 }
