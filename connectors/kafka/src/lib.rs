@@ -307,6 +307,12 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<PartitionId> {
 
 impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition (bounded reads ask for it) also comes this
+        // way, without the partition: it is no error, and the partition's
+        // own end-of-partition event or its end offset ends the read.
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
         if let Ok(mut ev) = self.events.lock() {
             ev.push_back(Event::Error(error, reason.to_string()));
         }
