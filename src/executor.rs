@@ -572,6 +572,9 @@ impl Acks {
                 acker.stage(file, offset);
             }
         }
+        for acker in self.ackers.iter().flatten() {
+            acker.staging_done();
+        }
     }
 
     /// With checkpoints, once the snapshot is durable: the ackers may tell

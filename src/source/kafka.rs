@@ -92,6 +92,10 @@ impl Acker for PartitionAcker {
         });
     }
 
+    fn staging_done(&self) {
+        // `stage` staged it already.
+    }
+
     fn committed(&self) {
         // Only offsets a durable snapshot covers reach the group.
         let next = self.staged.load(Ordering::Relaxed);

@@ -192,11 +192,18 @@ pub trait Acker: Send + Sync {
     fn save(&self, force: bool) -> Result<(), String>;
 
     /// With checkpoints: the snapshot being taken holds every line before
-    /// `(file, offset)`; stage that place for it. By default it is
-    /// acknowledged and staged by `save` (a followed file stages rather
-    /// than writes when checkpoints are on).
+    /// `(file, offset)`; that place is for it. By default it is
+    /// acknowledged, and [`Acker::staging_done`] stages it.
     fn stage(&self, file: u64, offset: u64) {
         self.ack(file, offset);
+    }
+
+    /// With checkpoints: every input's place was given to
+    /// [`Acker::stage`]; stage what is not staged yet. By default that is
+    /// `save` (a followed file stages rather than writes when checkpoints
+    /// are on): the files of a pattern share one list, made once for all of
+    /// them, however many files there are.
+    fn staging_done(&self) {
         let _ = self.save(true);
     }
 

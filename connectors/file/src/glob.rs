@@ -259,6 +259,9 @@ impl GlobTailer {
     pub fn poll(&mut self, out: &mut dyn FnMut(GlobOutput) -> bool) -> bool {
         let mut present = HashSet::new();
         let mut found = Vec::new();
+        // Looked up once per directory entry: a set, not a scan of the
+        // slots (a directory of thousands of logs).
+        let followed: HashSet<&Path> = self.slots.iter().map(|s| s.path.as_path()).collect();
         match fs::read_dir(&self.dir) {
             Ok(entries) => {
                 self.warned_missing = false;
@@ -271,7 +274,7 @@ impl GlobTailer {
                     }
                     let id = FileId::of(&meta);
                     present.insert(id);
-                    if !matches || self.slots.iter().any(|s| s.path == path) || self.claimed.contains(&id) {
+                    if !matches || followed.contains(path.as_path()) || self.claimed.contains(&id) {
                         continue;
                     }
                     found.push((path, id));
@@ -285,6 +288,7 @@ impl GlobTailer {
             }
             Err(_) => {}
         }
+        drop(followed);
         found.sort();
         let starts: Vec<Start> = match (self.first_scan, self.saved.take()) {
             (true, Some(saved)) => self.first_starts(&saved, &found),

@@ -283,6 +283,12 @@ impl Tracked {
     }
 
     fn drain_lines(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
+        // A regular file no longer than what was read has nothing new: no
+        // read then, which would first clear a 64 KiB buffer (for each of
+        // the idle files of a pattern, at every poll).
+        if self.reader.get_ref().metadata().is_ok_and(|m| m.is_file() && m.len() <= self.read_to()) {
+            return Ok(true);
+        }
         while let Some(chunk) = self.reader.read_available()? {
             if self.head.1 < HEAD_BYTES && chunk.end_offset > self.head.1 as u64 {
                 // Identify the file by the bytes handed out so far, so that a
