@@ -1,13 +1,14 @@
 //! Following every file whose name matches a pattern.
 
 use std::collections::{HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::{
     follow_loop, head_of, parent_dir, FileId, Fingerprint, Notice, Output, SavedPosition, StartAt, TailConfig, Tailer,
-    HEAD_BYTES,
+    Wake, HEAD_BYTES,
 };
 
 /// True when the last component of `path` holds a glob pattern (`*`, `?`,
@@ -314,29 +315,10 @@ impl GlobTailer {
                 return false;
             }
         }
-        let truncated = &mut self.truncated;
         for slot in &mut self.slots {
-            // A path that vanished is not waited for: its file is read to its
-            // end and the slot goes; a file matching again is new.
-            let id = slot.id;
-            let ok = slot.tailer.poll(&mut |o| match o {
-                Output::Notice(Notice::Waiting(_)) => true,
-                output => {
-                    if let Output::Notice(Notice::Truncated { fingerprint, .. }) = &output {
-                        if fingerprint.len as usize == HEAD_BYTES {
-                            truncated.push_back(*fingerprint);
-                            if truncated.len() > TRUNCATED_KEPT {
-                                truncated.pop_front();
-                            }
-                        }
-                    }
-                    out(GlobOutput::Slot { slot: id, output })
-                }
-            });
-            if !ok {
+            if !poll_slot(slot, &mut self.truncated, &mut self.claimed, out) {
                 return false;
             }
-            self.claimed.extend(slot.tailer.open_files());
         }
         let mut ended = Vec::new();
         self.slots.retain(|s| {
@@ -373,11 +355,70 @@ impl GlobTailer {
         self.slots.iter().map(|s| s.path.as_path())
     }
 
-    /// Polls until `stop` is set or `out` returns false, like [`Tailer::run`].
+    /// Looks only at the files whose names are in `changed` (their data
+    /// changed), and at files still being read after a rotation; a name
+    /// that matches the pattern but is not followed (a new file, a rotated
+    /// one) makes it a full [`GlobTailer::poll`].
+    pub fn poll_changed(&mut self, changed: &HashSet<OsString>, out: &mut dyn FnMut(GlobOutput) -> bool) -> bool {
+        if self.first_scan {
+            return self.poll(out);
+        }
+        let followed: HashSet<&OsStr> = self.slots.iter().filter_map(|s| s.path.file_name()).collect();
+        let unknown = changed
+            .iter()
+            .any(|n| !followed.contains(n.as_os_str()) && n.to_str().is_some_and(|n| self.pattern.matches(n)));
+        drop(followed);
+        if unknown {
+            return self.poll(out);
+        }
+        for slot in &mut self.slots {
+            let named = slot.path.file_name().is_some_and(|n| changed.contains(n));
+            if (named || slot.tailer.is_draining()) && !poll_slot(slot, &mut self.truncated, &mut self.claimed, out) {
+                return false;
+            }
+        }
+        out(GlobOutput::Polled)
+    }
+
+    /// Polls until `stop` is set or `out` returns false, like [`Tailer::run`]:
+    /// a notification that only some files changed looks at those alone
+    /// ([`GlobTailer::poll_changed`]), and everything is looked at at least
+    /// every `poll_interval`.
     pub fn run(mut self, stop: &AtomicBool, mut out: impl FnMut(GlobOutput) -> bool) {
         let (dir, interval) = (self.dir.clone(), self.template.poll_interval);
-        follow_loop(&dir, interval, stop, || self.poll(&mut out));
+        follow_loop(&dir, interval, stop, |wake| match wake {
+            Wake::All => self.poll(&mut out),
+            Wake::Changed(names) => self.poll_changed(names, &mut out),
+        });
     }
+}
+
+/// Polls one path's tailer, passing its output on. A path that vanished is
+/// not waited for: its file is read to its end and the slot goes; a file
+/// matching again is new.
+fn poll_slot(
+    slot: &mut Slot,
+    truncated: &mut VecDeque<Fingerprint>,
+    claimed: &mut HashSet<FileId>,
+    out: &mut dyn FnMut(GlobOutput) -> bool,
+) -> bool {
+    let id = slot.id;
+    let ok = slot.tailer.poll(&mut |o| match o {
+        Output::Notice(Notice::Waiting(_)) => true,
+        output => {
+            if let Output::Notice(Notice::Truncated { fingerprint, .. }) = &output {
+                if fingerprint.len as usize == HEAD_BYTES {
+                    truncated.push_back(*fingerprint);
+                    if truncated.len() > TRUNCATED_KEPT {
+                        truncated.pop_front();
+                    }
+                }
+            }
+            out(GlobOutput::Slot { slot: id, output })
+        }
+    });
+    claimed.extend(slot.tailer.open_files());
+    ok
 }
 
 #[cfg(test)]
@@ -430,6 +471,58 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         poll(&mut g);
         assert_eq!(g.paths().count(), 2, "a vanished path is dropped once read");
+    }
+
+    fn poll_names(g: &mut GlobTailer, names: &[&str]) -> Vec<String> {
+        let changed: HashSet<OsString> = names.iter().map(OsString::from).collect();
+        let mut got = Vec::new();
+        g.poll_changed(&changed, &mut |o| {
+            if let GlobOutput::Slot { output: Output::Lines(l), .. } = o {
+                got.extend(l.chunk.lines.iter().map(|s| String::from_utf8_lossy(l.chunk.text(s)).into_owned()));
+            }
+            true
+        });
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn a_change_notice_reads_the_named_files_and_a_new_name_looks_at_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(&d.join("a.log"), "a1\n");
+        append(&d.join("b.log"), "b1\n");
+        let mut config = TailConfig::new(d.join("*.log"));
+        config.start = StartAt::Beginning;
+        let mut g = GlobTailer::new(config).unwrap();
+        assert_eq!(poll_names(&mut g, &["a.log"]), sorted(&["a1", "b1"]), "the first look is at everything");
+        append(&d.join("a.log"), "a2\n");
+        append(&d.join("b.log"), "b2\n");
+        assert_eq!(poll_names(&mut g, &["a.log", "other.txt"]), sorted(&["a2"]), "only the named file");
+        assert_eq!(poll(&mut g), sorted(&["b2"]), "the full look finds the rest");
+        append(&d.join("b.log"), "b3\n");
+        append(&d.join("new.log"), "n1\n");
+        assert_eq!(poll_names(&mut g, &["new.log"]), sorted(&["b3", "n1"]), "a new matching name: everything");
+    }
+
+    #[test]
+    fn a_file_rotated_away_is_read_on_any_change_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("app.log");
+        append(&log, "one\n");
+        let mut config = TailConfig::new(d.join("*.log"));
+        config.start = StartAt::Beginning;
+        config.rotate_wait = Duration::from_secs(30);
+        let mut g = GlobTailer::new(config).unwrap();
+        assert_eq!(poll(&mut g), sorted(&["one"]));
+        // Rotated to a name the pattern does not match; the writer still
+        // has the old file open.
+        fs::rename(&log, d.join("app.old")).unwrap();
+        append(&log, "new file\n");
+        assert_eq!(poll(&mut g), Vec::<String>::new(), "the old file is read to its end first");
+        append(&d.join("app.old"), "two\n");
+        assert_eq!(poll_names(&mut g, &["app.old"]), sorted(&["two"]), "the rotated file, under a name not followed");
     }
 
     #[test]

@@ -31,6 +31,8 @@
 //! up early, and polls every `poll_interval` whatever happens, so a missed
 //! or unavailable notification only delays reading.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -661,6 +663,11 @@ impl Tailer {
         }
     }
 
+    /// True while a file rotated away is still being read to its end.
+    pub fn is_draining(&self) -> bool {
+        !self.draining.is_empty()
+    }
+
     /// True when no file is open: the path is missing and everything read.
     pub fn is_idle(&self) -> bool {
         self.current.is_none() && self.draining.is_empty()
@@ -687,7 +694,8 @@ impl Tailer {
     /// periodic work on the same thread, like saving positions.
     pub fn run_ticking(mut self, stop: &AtomicBool, mut out: impl FnMut(Output) -> bool, mut tick: impl FnMut()) {
         let interval = self.config.poll_interval;
-        follow_loop(&parent_dir(&self.config.path), interval, stop, || {
+        // One file: every wake-up looks at it.
+        follow_loop(&parent_dir(&self.config.path), interval, stop, |_| {
             let more = self.poll(&mut out);
             tick();
             more
@@ -703,22 +711,75 @@ pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Why [`follow_loop`] polls.
+#[derive(Debug, Default)]
+pub(crate) enum Wake {
+    /// Look at everything: the first poll, every `interval`, and any
+    /// notification other than a file's data or metadata changing.
+    #[default]
+    All,
+    /// Only the data (or metadata) of these files in the directory changed,
+    /// by file name.
+    Changed(HashSet<OsString>),
+}
+
+impl Wake {
+    /// Adds what a notification says.
+    fn add(&mut self, event: notify::Result<notify::Event>) {
+        use notify::event::{EventKind, ModifyKind};
+        let Wake::Changed(names) = self else { return };
+        let only_data = event.as_ref().is_ok_and(|e| {
+            !e.need_rescan()
+                && !e.paths.is_empty()
+                && matches!(
+                    e.kind,
+                    EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Metadata(_)) | EventKind::Access(_)
+                )
+        });
+        match event {
+            Ok(e) if only_data => names.extend(e.paths.iter().filter_map(|p| p.file_name().map(OsString::from))),
+            _ => *self = Wake::All,
+        }
+    }
+}
+
 /// Calls `poll` until `stop` is set or it returns false, waking up on file
-/// system notifications for `dir`, and at least every `interval`.
-pub(crate) fn follow_loop(dir: &Path, interval: Duration, stop: &AtomicBool, mut poll: impl FnMut() -> bool) {
-    let (tx, rx) = mpsc::channel();
+/// system notifications for `dir`, and looking at everything at least
+/// every `interval`. A notification that only some files' data changed
+/// wakes it with their names: with many files followed, only those need a
+/// look.
+pub(crate) fn follow_loop(dir: &Path, interval: Duration, stop: &AtomicBool, mut poll: impl FnMut(&Wake) -> bool) {
+    let (tx, rx) = mpsc::sync_channel(WAKE_QUEUE);
     let mut watcher: Option<notify::RecommendedWatcher> = None;
+    let mut wake = Wake::All;
+    let mut last_all = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if watcher.is_none() && dir.is_dir() {
             watcher = watch(dir, tx.clone());
         }
-        if !poll() {
+        if matches!(wake, Wake::All) {
+            last_all = Instant::now();
+        }
+        if !poll(&wake) {
             return;
         }
-        match rx.recv_timeout(interval) {
-            Ok(()) => while rx.try_recv().is_ok() {},
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(interval),
+        wake = Wake::Changed(HashSet::new());
+        let left = interval.saturating_sub(last_all.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(event) => {
+                wake.add(event);
+                while let Ok(event) = rx.try_recv() {
+                    wake.add(event);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => wake = Wake::All,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(left);
+                wake = Wake::All;
+            }
+        }
+        if last_all.elapsed() >= interval {
+            wake = Wake::All;
         }
         if !dir.is_dir() {
             watcher = None; // the directory went away: watch it again when it is back
@@ -726,12 +787,18 @@ pub(crate) fn follow_loop(dir: &Path, interval: Duration, stop: &AtomicBool, mut
     }
 }
 
-/// A watcher on `dir` that sends a wake-up on every event; `None` when the
+/// Notifications waiting for the loop; when it is full, the watcher drops
+/// new ones, and what they said waits for the loop's next look at
+/// everything, at most `interval` away.
+const WAKE_QUEUE: usize = 4096;
+
+/// A watcher on `dir` that sends every notification; `None` when the
 /// platform cannot watch (polling still works).
-fn watch(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch(dir: &Path, tx: mpsc::SyncSender<notify::Result<notify::Event>>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let mut w = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-        let _ = tx.send(());
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Full: see `WAKE_QUEUE`.
+        let _ = tx.try_send(res);
     })
     .ok()?;
     w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
@@ -1020,5 +1087,32 @@ mod tests {
         });
         assert_eq!(offsets, vec![2, 5]);
         assert_eq!(h.tailer.position().unwrap().1, 9);
+    }
+
+    #[test]
+    fn only_data_notices_name_files_every_other_one_looks_at_everything() {
+        use notify::event::{CreateKind, DataChange, EventKind, ModifyKind, RenameMode};
+        let event = |kind, name: &str| Ok(notify::Event::new(kind).add_path(PathBuf::from("/logs").join(name)));
+        let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let mut wake = Wake::Changed(HashSet::new());
+        wake.add(event(data, "a.log"));
+        wake.add(event(data, "b.log"));
+        let Wake::Changed(names) = &wake else { panic!("data changes name their files: {wake:?}") };
+        let mut names: Vec<_> = names.iter().cloned().collect();
+        names.sort();
+        assert_eq!(names, [OsString::from("a.log"), OsString::from("b.log")]);
+        for other in [EventKind::Create(CreateKind::File), EventKind::Modify(ModifyKind::Name(RenameMode::Any))] {
+            let mut wake = Wake::Changed(HashSet::new());
+            wake.add(event(data, "a.log"));
+            wake.add(event(other, "a.log"));
+            wake.add(event(data, "b.log"));
+            assert!(matches!(wake, Wake::All), "{other:?} looks at everything: {wake:?}");
+        }
+        let mut wake = Wake::Changed(HashSet::new());
+        wake.add(Err(notify::Error::generic("queue overflow")));
+        assert!(matches!(wake, Wake::All), "an error looks at everything");
+        let mut wake = Wake::Changed(HashSet::new());
+        wake.add(Ok(notify::Event::new(data)));
+        assert!(matches!(wake, Wake::All), "a notice without a path looks at everything");
     }
 }
