@@ -39,6 +39,10 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// How many bytes one read asks for at most.
 const READ_SIZE: usize = 64 * 1024;
 
+/// Chunks up to this size are copied out of the read buffer rather than
+/// sharing it (see [`LineReader::take_front`]).
+const COPY_UP_TO: usize = 4 * 1024;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Where one line sits inside a [`Chunk`] and in the stream.
@@ -227,7 +231,7 @@ impl<R: Read> LineReader<R> {
         }
         match memchr::memrchr(b'\n', &self.pending[scanned..]) {
             Some(i) => {
-                let data = self.pending.split_to(scanned + i + 1).freeze();
+                let data = self.take_front(scanned + i + 1);
                 Some(self.frame(data))
             }
             None => self.cut_overlong(),
@@ -255,6 +259,21 @@ impl<R: Read> LineReader<R> {
         self.stats.truncated += 1;
         self.stats.lines += 1;
         Some(Chunk { data: head, lines: vec![span], end_offset: self.pending_offset })
+    }
+
+    /// The first `n` pending bytes. A small piece is copied out, and the
+    /// read buffer stays this reader's to reuse: shared, it would stay
+    /// allocated, whole, for as long as the piece lives (a followed file
+    /// that gets a line now and then would hold 64 KiB per chunk on its way
+    /// through the engine). A large piece is handed out without a copy.
+    fn take_front(&mut self, n: usize) -> Bytes {
+        if n <= COPY_UP_TO {
+            let data = Bytes::copy_from_slice(&self.pending[..n]);
+            bytes::Buf::advance(&mut self.pending, n);
+            data
+        } else {
+            self.pending.split_to(n).freeze()
+        }
     }
 
     /// Splits `data` into lines; every line but possibly the last ends in `\n`.
@@ -302,7 +321,7 @@ impl<R: Read> LineReader<R> {
         if self.pending.is_empty() {
             return None;
         }
-        let data = self.pending.split().freeze();
+        let data = self.take_front(self.pending.len());
         let chunk = self.frame(data);
         self.skipping = false;
         if chunk.lines.is_empty() {
