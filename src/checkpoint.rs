@@ -7,7 +7,7 @@
 //! events in per-event mode):
 //!
 //! ```json
-//! {"format": "sluice-checkpoint", "version": 2, "pipeline": "window=tumbling:1s ...", "epoch": 17,
+//! {"format": "sluice-checkpoint", "version": 3, "pipeline": "window=tumbling:1s ...", "epoch": 17,
 //!  "sources": {"file:/var/log/app.log": {"dev": 2049, "ino": 131, "fingerprint_sum": 1234, "fingerprint_len": 512, "offset": 8812}},
 //!  "patterns": {"file:/var/log/web-*.log": [
 //!    {"path": "/var/log/web-1.log", "dev": 2049, "ino": 140, "fingerprint_sum": 99, "fingerprint_len": 512, "offset": 4096}]},
@@ -51,8 +51,11 @@ const OLD_FILE_NAME: &str = "positions.json";
 const LOCK_NAME: &str = "lock";
 /// What the `format` field says.
 const FORMAT: &str = "sluice-checkpoint";
-/// The version this sluice writes and reads.
-pub const VERSION: u32 = 2;
+/// The version this sluice writes.
+pub const VERSION: u32 = 3;
+/// The versions it reads: version 2 differs only in how a key's aggregate
+/// is written (an object, not an array), which still reads.
+const READS: [u32; 2] = [2, 3];
 
 /// Where a followed file is to be resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,10 +429,11 @@ fn decode(text: &[u8]) -> Result<(Positions, Committed), String> {
     if head.format.as_deref() != Some(FORMAT) {
         return Err(format!("not a sluice checkpoint (format {:?})", head.format.unwrap_or_default()));
     }
-    if head.version != Some(VERSION) {
+    if !head.version.is_some_and(|v| READS.contains(&v)) {
         return Err(format!(
-            "version {} is not the version {VERSION} this sluice reads",
-            head.version.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+            "version {} is not a version this sluice reads ({} or {VERSION})",
+            head.version.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into()),
+            READS[0]
         ));
     }
     let saved: Saved = serde_json::from_slice(text).map_err(|e| format!("corrupt ({e})"))?;
@@ -521,7 +525,7 @@ mod tests {
         let text = fs::read_to_string(&file).unwrap();
         for (bad, says) in [
             (text[..text.len() / 2].to_string(), "corrupt or truncated"),
-            (text.replace("\"version\":2", "\"version\":7"), "version 7"),
+            (text.replace("\"version\":3", "\"version\":7"), "version 7"),
             (text.replace("sluice-checkpoint", "other"), "not a sluice checkpoint"),
             (text.replace("\"epoch\":1", "\"epoch\":\"x\""), "corrupt"),
             (String::new(), "corrupt or truncated"),
@@ -530,6 +534,14 @@ mod tests {
             let e = CheckpointDir::open(&path).unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("move it away"), "{says}: {e}");
         }
+
+        // A version 2 file (the same but for how window entries are
+        // written) still opens.
+        fs::write(&file, text.replace("\"version\":3", "\"version\":2")).unwrap();
+        let dir = CheckpointDir::open(&path).unwrap();
+        dir.check_pipeline("window=tumbling:1s").unwrap();
+        assert!(dir.has_snapshot(), "version 2 reads");
+        drop(dir);
 
         let old = tmp.path().join("old");
         fs::create_dir(&old).unwrap();

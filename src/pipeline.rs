@@ -501,7 +501,7 @@ where
         let sinks = self.sinks.commit()?;
         let window = match self.window.as_ref() {
             // The checkpoint holds one state per shard: here, one.
-            Some(w) => Some(encode_window(&[w.state()])?),
+            Some(w) => Some(encode_window(&[w.state_ref()])?),
             None => None,
         };
         Ok(GraphSnapshot { window, sinks })

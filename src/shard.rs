@@ -374,7 +374,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                 ToShard::Snapshot => {
                     let now = self.clock.now();
                     let mut reply = self.reply(false, false, now, now);
-                    match crate::pipeline::encode_window(&self.window.state()) {
+                    match crate::pipeline::encode_window(&self.window.state_ref()) {
                         Ok(v) => reply.state = Some(v),
                         Err(e) => self.failure.set(e),
                     }

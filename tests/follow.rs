@@ -237,7 +237,7 @@ fn a_restart_resumes_where_it_stopped_even_after_a_rotation_while_down() {
     std::thread::sleep(Duration::from_millis(600));
     stop(child);
     let saved = fs::read_to_string(ckpt.join("checkpoint.json")).unwrap();
-    assert!(saved.contains("\"version\":2") && saved.contains("app.log"), "{saved}");
+    assert!(saved.contains("\"version\":3") && saved.contains("app.log"), "{saved}");
 
     // While sluice is down: more lines, then a rename rotation, then more.
     write(&log, log_lines(150, 30));

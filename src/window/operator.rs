@@ -67,15 +67,33 @@ pub struct WindowCounters {
 }
 
 /// A key's state in one window.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Entry<A> {
     /// The aggregate so far.
     pub acc: A,
     /// Latest event time included, or `NO_TIME`.
+    #[serde(default = "no_time")]
     pub max_event_time: EpochNanos,
     /// Changed since the last update was emitted (micro-batch update output).
     #[serde(skip)]
     dirty: bool,
+}
+
+fn no_time() -> EpochNanos {
+    NO_TIME
+}
+
+/// Encoded as `[acc]`, or `[acc, max_event_time]` when there is an event
+/// time: a checkpoint carries one per key and window. (Checkpoint version 2
+/// wrote an object with named fields, which still reads.)
+impl<A: serde::Serialize> serde::Serialize for Entry<A> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.max_event_time == NO_TIME {
+            (&self.acc,).serialize(s)
+        } else {
+            (&self.acc, self.max_event_time).serialize(s)
+        }
+    }
 }
 
 /// The earliest source place, per input, of the events a window holds:
@@ -236,6 +254,74 @@ pub struct WindowState<K, A> {
     pub watermarks: Watermarks,
 }
 
+/// An operator's state, borrowed, serialized as [`WindowState`] is (see
+/// [`WindowOperator::state_ref`]).
+struct StateRef<'a, K, C> {
+    panes: &'a Panes<K, C>,
+    sessions: &'a FxHashMap<K, Vec<Session<C>>>,
+    watermarks: &'a Watermarks,
+}
+
+/// Serializes what `F` iterates as a sequence.
+struct Seq<F>(F);
+
+impl<F: Fn() -> I, I: Iterator<Item: serde::Serialize>> serde::Serialize for Seq<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// A pane as [`PaneState`] is serialized, its keys borrowed; like
+/// [`WindowOperator::state`], it leaves out latency and source places.
+#[derive(serde::Serialize)]
+struct PaneRef<Ks> {
+    window: Window,
+    keys: Ks,
+    lat: Option<()>,
+    oldest: Oldest,
+}
+
+/// A session as [`Session`] is serialized, its entry borrowed.
+#[derive(serde::Serialize)]
+struct SessionRef<'a, C> {
+    window: Window,
+    entry: &'a Entry<C>,
+    lat: Option<()>,
+    oldest: Oldest,
+}
+
+impl<K: serde::Serialize, C: serde::Serialize> serde::Serialize for StateRef<'_, K, C> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let panes = Seq(|| {
+            self.panes.iter().map(|&((end, start), ref p)| PaneRef {
+                window: Window { start, end },
+                keys: Seq(|| p.keys.iter()),
+                lat: None,
+                oldest: Oldest::default(),
+            })
+        });
+        let sessions = Seq(|| {
+            self.sessions.iter().map(|(k, list)| {
+                let list = Seq(move || {
+                    list.iter().map(|s| SessionRef {
+                        window: s.window,
+                        entry: &s.entry,
+                        lat: None,
+                        oldest: Oldest::default(),
+                    })
+                });
+                (k, list)
+            })
+        });
+        let mut st = s.serialize_struct("WindowState", 3)?;
+        st.serialize_field("panes", &panes)?;
+        st.serialize_field("sessions", &sessions)?;
+        st.serialize_field("watermarks", self.watermarks)?;
+        st.end()
+    }
+}
+
 /// The keyed window aggregate.
 pub struct WindowOperator<K, T, A: Aggregate<T>> {
     /// Window shape, time domain, watermark and output settings.
@@ -391,6 +477,16 @@ where
                 .collect(),
             watermarks: self.watermarks.clone(),
         }
+    }
+
+    /// What [`WindowOperator::state`] returns, encoded the same way, but
+    /// read in place: taking a checkpoint copies no key.
+    pub(crate) fn state_ref(&self) -> impl serde::Serialize + '_
+    where
+        K: serde::Serialize,
+        A::Acc: serde::Serialize,
+    {
+        StateRef { panes: &self.panes, sessions: &self.sessions, watermarks: &self.watermarks }
     }
 
     /// Replaces the state with a checkpointed one.
@@ -1040,7 +1136,10 @@ mod tests {
             for (k, t) in &events[..200] {
                 first.push(k, *t);
             }
-            let json = serde_json::to_string(&first.op.state()).unwrap();
+            // What a checkpoint writes: the state read in place, encoded
+            // exactly as the copy would be.
+            let json = serde_json::to_string(&first.op.state_ref()).unwrap();
+            assert_eq!(json, serde_json::to_string(&first.op.state()).unwrap(), "{spec}");
             let mut second = Feeder::new(spec, 50);
             second.op.restore(serde_json::from_str(&json).unwrap());
             second.seq = first.seq;
@@ -1053,6 +1152,23 @@ mod tests {
             let (b, cb) = second.finish();
             assert_eq!(a, b, "{spec}: results after restore");
             assert_eq!(ca.late_items, cb.late_items + first.op.counters().late_items, "{spec}");
+        }
+    }
+
+    #[test]
+    fn entries_read_in_both_encodings_and_write_the_short_one() {
+        let with_time = Entry { acc: 3u64, max_event_time: 5, dirty: false };
+        let without = Entry { acc: 4u64, max_event_time: NO_TIME, dirty: false };
+        assert_eq!(serde_json::to_string(&with_time).unwrap(), "[3,5]");
+        assert_eq!(serde_json::to_string(&without).unwrap(), "[4]");
+        for (text, want) in [
+            ("[3,5]", &with_time),
+            ("[4]", &without),
+            // Checkpoint version 2.
+            (r#"{"acc":3,"max_event_time":5}"#, &with_time),
+            (r#"{"acc":4,"max_event_time":-9223372036854775808}"#, &without),
+        ] {
+            assert_eq!(&serde_json::from_str::<Entry<u64>>(text).unwrap(), want, "{text}");
         }
     }
 
