@@ -2,10 +2,11 @@
 # What checkpoints cost: a followed file read from its start with
 # --checkpoint-dir, per mode and checkpoint interval, until the last
 # checkpoint covers the whole file; then SIGTERM. Prints, from the run
-# report, how many checkpoints were taken and the time the executor spent
-# on each (monotonic clock: the barrier, the sink's fdatasync, encoding the
-# window state, the write, fsync and rename), the size of the checkpoint
-# file, and the share of the run's time spent checkpointing. The window is
+# report, how many checkpoints were taken, the time the executor paused for
+# each (monotonic clock: the barrier, the sink's fdatasync, encoding the
+# window state), the time each then took to be written (write, fsync and
+# rename, on a thread of its own while events go on), the size of the
+# checkpoint file, and the share of the run's time paused. The window is
 # global, so every checkpoint carries every distinct word of the input: the
 # worst case for its size.
 # Usage: benches/checkpoint-cost.sh [FILE] [COPIES]
@@ -29,7 +30,8 @@ except Exception:
 sys.exit(0 if s["sources"].get("file:" + sys.argv[2], {}).get("offset") == int(sys.argv[3]) else 1)
 PY
 }
-printf '%-17s %-9s %6s %11s %10s %10s %12s %9s\n' mode interval taken "elapsed s" "mean ms" "max ms" "ckpt bytes" "share %"
+printf '%-17s %-9s %6s %11s %10s %10s %10s %10s %12s %9s\n' mode interval taken "elapsed s" "pause ms" "max" \
+  "write ms" "max" "ckpt bytes" "share %"
 for mode in per-event micro-batch:100ms; do
   for interval in 1s 100ms; do
     rm -rf "$work/ckpt" "$work/out.jsonl"
@@ -49,7 +51,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 c = r["checkpoints"]
 share = 100 * c["taken"] * c["mean_ms"] / 1e3 / r["elapsed_s"]
-print(f'{sys.argv[2]:<17} {sys.argv[3]:<9} {c["taken"]:>6} {r["elapsed_s"]:>11.2f} {c["mean_ms"]:>10.2f} {c["max_ms"]:>10.2f} {int(sys.argv[4]):>12} {share:>9.2f}')
+print(f'{sys.argv[2]:<17} {sys.argv[3]:<9} {c["taken"]:>6} {r["elapsed_s"]:>11.2f} {c["mean_ms"]:>10.2f} {c["max_ms"]:>10.2f} '
+      f'{c["write_mean_ms"]:>10.2f} {c["write_max_ms"]:>10.2f} {int(sys.argv[4]):>12} {share:>9.2f}')
 PY
   done
 done

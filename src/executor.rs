@@ -340,6 +340,8 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         checkpoint_ms: 0.0,
         checkpointed: None,
         checkpoint_failing: false,
+        in_flight: None,
+        write_ms: 0.0,
     };
     if error.is_none() {
         error = run.graph.open(info, clock, immediate).err();
@@ -353,6 +355,11 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         error = result.err().or(run.failure.take());
     }
     let mut ended_by = run.ended_by;
+    // A snapshot still being written is finished first, whatever happens
+    // next: the final one must not race it, and a failed run keeps it.
+    if let Err(e) = run.finish_write(true) {
+        error.get_or_insert(e);
+    }
     // With checkpoints, the run ends with one, and open windows stay in it
     // for the restart rather than being emitted early; unless a sink
     // failed, when what the sinks hold is unknown and the last good
@@ -528,6 +535,20 @@ struct Runner<'a> {
     /// Whether the last snapshot failed to be written (to warn once per
     /// failing stretch).
     checkpoint_failing: bool,
+    /// A snapshot being written on its own thread.
+    in_flight: Option<InFlight>,
+    /// Total ms snapshots took to be written.
+    write_ms: f64,
+}
+
+/// A snapshot taken, being written and synced off the executor's thread.
+struct InFlight {
+    /// The write: the snapshot's epoch once it is on disk.
+    write: std::thread::JoinHandle<std::io::Result<u64>>,
+    /// When the write started.
+    started: Instant,
+    /// Events and results the snapshot covers.
+    progress: (u64, u64),
 }
 
 /// How often acknowledgements are computed at most.
@@ -662,6 +683,7 @@ impl Runner<'_> {
         }
         self.live_tick();
         if let Some(c) = self.checkpoint {
+            self.finish_write(false)?;
             // Lines are acknowledged by checkpoints, not by flushes.
             if self.last_checkpoint.elapsed() >= c.interval {
                 // Nothing new since the last one (quiet input): the last
@@ -682,20 +704,65 @@ impl Runner<'_> {
     }
 
     /// Takes a checkpoint now: the graph's snapshot (its sinks committed),
-    /// the positions just after every line processed, one atomic write. A
+    /// the positions just after every line processed, one atomic write. The
+    /// executor only takes the snapshot; the write and its fsyncs happen on
+    /// a thread of their own while events go on, one snapshot at a time
+    /// (the `last` one of the run is written before this returns). A
     /// snapshot that cannot be written is warned about (once per failing
-    /// stretch) and the last good one stays, unless it is the `last` one of
-    /// the run, which then fails. A sink that fails ends the run.
+    /// stretch) and the last good one stays, unless it is the `last` one,
+    /// which then fails the run. A sink that fails ends the run.
     fn take_checkpoint(&mut self, last: bool) -> Result<(), RunError> {
         let Some(c) = self.checkpoint else { return Ok(()) };
+        // The one before goes to disk first: positions are staged for one
+        // snapshot at a time.
+        self.finish_write(true)?;
         let started = Instant::now();
         self.last_checkpoint = started;
         let progress = (self.tally.seq, self.graph.counters().results);
         let snapshot = self.graph.snapshot()?;
         // Every line processed has its effect in the snapshot: the sources
-        // stage where they stand for it.
+        // stage where they stand for it. Nothing stages a place past it
+        // before the next snapshot, which waits for this one's write.
         self.acks.stage_processed(self.tally);
-        let written = c.dir.commit(snapshot);
+        let dir = c.dir.clone();
+        let write = std::thread::Builder::new()
+            .name("sluice-checkpoint".into())
+            .spawn(move || dir.commit(snapshot))
+            .map_err(|e| RunError::CheckpointWrite { message: format!("cannot start the checkpoint writer: {e}") })?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if let Some(report) = self.checkpoints.as_mut() {
+            self.checkpoint_ms += ms;
+            report.max_ms = report.max_ms.max(ms);
+        }
+        self.in_flight = Some(InFlight { write, started: Instant::now(), progress });
+        if last {
+            self.finish_write_last()?;
+        }
+        Ok(())
+    }
+
+    /// The last snapshot of the run: written now, and a failure fails the
+    /// run.
+    fn finish_write_last(&mut self) -> Result<(), RunError> {
+        self.finish_write_as(true, true)
+    }
+
+    /// Finishes the snapshot being written, if its write is done (or
+    /// waiting for it with `wait`): tells the graph and the sources that it
+    /// is durable, and counts it. A failed write is warned about; the last
+    /// good snapshot stays.
+    fn finish_write(&mut self, wait: bool) -> Result<(), RunError> {
+        self.finish_write_as(wait, false)
+    }
+
+    fn finish_write_as(&mut self, wait: bool, last: bool) -> Result<(), RunError> {
+        let Some(c) = self.checkpoint else { return Ok(()) };
+        if !wait && !self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
+            return Ok(());
+        }
+        let Some(f) = self.in_flight.take() else { return Ok(()) };
+        let written = f.write.join().unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint writer panicked")));
+        let write_ms = f.started.elapsed().as_secs_f64() * 1e3;
         if written.is_ok() {
             self.graph.committed(self.clock.to_wall(self.clock.now()));
             if let Err(message) = self.acks.committed(last) {
@@ -704,16 +771,16 @@ impl Runner<'_> {
                 tracing::warn!("{message}");
             }
         }
-        let ms = started.elapsed().as_secs_f64() * 1e3;
         let Some(report) = self.checkpoints.as_mut() else { return Ok(()) };
         match written {
             Ok(epoch) => {
-                self.checkpointed = Some(progress);
+                self.checkpointed = Some(f.progress);
                 report.taken += 1;
                 report.epoch = epoch;
-                self.checkpoint_ms += ms;
                 report.mean_ms = self.checkpoint_ms / report.taken as f64;
-                report.max_ms = report.max_ms.max(ms);
+                self.write_ms += write_ms;
+                report.write_mean_ms = self.write_ms / report.taken as f64;
+                report.write_max_ms = report.write_max_ms.max(write_ms);
                 if std::mem::take(&mut self.checkpoint_failing) {
                     tracing::info!(epoch, "checkpoints are written again");
                 }

@@ -164,11 +164,18 @@ pub struct CheckpointReport {
     /// Whether the run ended with a snapshot that keeps the open windows,
     /// rather than emitting them.
     pub open_windows_kept: bool,
-    /// Time the executor spent per snapshot (barrier, sink sync, encoding,
-    /// write and fsync), monotonic clock: mean and most, in ms.
+    /// Time the executor spent per snapshot, events waiting meanwhile
+    /// (barrier, sink sync, encoding the window state), monotonic clock:
+    /// mean and most, in ms.
     pub mean_ms: f64,
     /// See `mean_ms`.
     pub max_ms: f64,
+    /// Time a snapshot then took to be written, synced and renamed into
+    /// place, on a thread of its own while events went on: mean and most,
+    /// in ms.
+    pub write_mean_ms: f64,
+    /// See `write_mean_ms`.
+    pub write_max_ms: f64,
 }
 
 impl LatencyReport {
@@ -225,13 +232,15 @@ impl RunReport {
         if let Some(c) = &self.checkpoints {
             let _ = writeln!(
                 s,
-                "   checkpoints {} (failed {})  epoch {}{}  {:.2} ms mean, {:.2} ms max [mono]{}",
+                "   checkpoints {} (failed {})  epoch {}{}  pause {:.2} ms mean, {:.2} ms max; write {:.2} ms mean, {:.2} ms max [mono]{}",
                 c.taken,
                 c.failed,
                 c.epoch,
                 if c.restored { " (restored)" } else { "" },
                 c.mean_ms,
                 c.max_ms,
+                c.write_mean_ms,
+                c.write_max_ms,
                 if c.open_windows_kept { "  open windows kept for the restart" } else { "" }
             );
         }
