@@ -168,6 +168,12 @@ impl<K, A> Panes<K, A> {
         if self.list.get(self.last).is_some_and(|(k, _)| *k == key) {
             return Ok(self.last);
         }
+        // A sliding window's item goes to its windows in order, which lie
+        // next to each other here.
+        if self.list.get(self.last + 1).is_some_and(|(k, _)| *k == key) {
+            self.last += 1;
+            return Ok(self.last);
+        }
         let found = self.list.binary_search_by(|(k, _)| k.cmp(&key));
         if let Ok(i) = found {
             self.last = i;
