@@ -188,6 +188,9 @@ pub struct CheckpointDir {
     /// Staged and written state, shared by the sources (which stage their
     /// positions) and the executor (which commits snapshots).
     state: Arc<Mutex<State>>,
+    /// Held while the file is written: one write at a time, without
+    /// holding `state` (and the sources staging into it) for as long.
+    writing: Arc<Mutex<()>>,
     /// The `lock` file, locked while this process uses the directory.
     _lock: Arc<File>,
 }
@@ -223,7 +226,12 @@ impl CheckpointDir {
             Err(fs::TryLockError::WouldBlock) => return Err(CheckpointError::InUse { dir: dir.to_path_buf() }),
             Err(fs::TryLockError::Error(err)) => return Err(io(err)),
         }
-        let d = CheckpointDir { dir: dir.to_path_buf(), state: Arc::default(), _lock: Arc::new(lock) };
+        let d = CheckpointDir {
+            dir: dir.to_path_buf(),
+            state: Arc::default(),
+            writing: Arc::default(),
+            _lock: Arc::new(lock),
+        };
         if !d.path().exists() && dir.join(OLD_FILE_NAME).exists() {
             return Err(CheckpointError::Unusable {
                 path: dir.join(OLD_FILE_NAME),
@@ -308,43 +316,44 @@ impl CheckpointDir {
     /// caller knows that nothing staged for it is newer). On failure, the
     /// last snapshot stays on disk.
     pub fn update(&self, change: impl Fn(&mut Positions), also_stage: bool) -> io::Result<()> {
+        let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let (pipeline, epoch, next, sinks, window) = {
+            let mut s = self.lock();
+            // Onto what is on disk, not what is staged: staged positions go
+            // with window state not committed yet.
+            let mut next = s.written.clone();
+            change(&mut next);
+            if also_stage {
+                change(&mut s.staged);
+            }
+            if next == s.written && s.committed.exists {
+                return Ok(());
+            }
+            (s.pipeline.clone(), s.committed.epoch, next, s.committed.sinks.clone(), s.committed.window.clone())
+        };
+        self.store(&pipeline, epoch, &next, &sinks, window.as_deref())?;
         let mut s = self.lock();
-        // Onto what is on disk, not what is staged: staged positions go
-        // with window state not committed yet.
-        let mut next = s.written.clone();
-        change(&mut next);
-        if also_stage {
-            change(&mut s.staged);
-        }
-        if next == s.written && s.committed.exists {
-            return Ok(());
-        }
-        let window = s.committed.window.clone();
-        let sinks = s.committed.sinks.clone();
-        let epoch = s.committed.epoch;
-        self.store(&s.pipeline, epoch, &next, &sinks, window.as_deref())?;
         s.written = next;
         s.committed.exists = true;
-        s.committed.pipeline = s.pipeline.clone();
+        s.committed.pipeline = pipeline;
         Ok(())
     }
 
     /// Writes a snapshot: the staged positions, with the graph's state.
     /// Returns its epoch. On failure, the last snapshot stays, on disk and
-    /// here.
+    /// here. The sources may stage meanwhile: what they stage goes with the
+    /// next snapshot.
     pub fn commit(&self, graph: GraphSnapshot) -> io::Result<u64> {
-        let mut s = self.lock();
-        let epoch = s.committed.epoch + 1;
-        let positions = s.staged.clone();
-        self.store(&s.pipeline, epoch, &positions, &graph.sinks, graph.window.as_deref())?;
-        s.written = positions;
-        s.committed = Committed {
-            pipeline: s.pipeline.clone(),
-            epoch,
-            sinks: graph.sinks,
-            window: graph.window.map(Arc::from),
-            exists: true,
+        let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let (pipeline, epoch, positions) = {
+            let s = self.lock();
+            (s.pipeline.clone(), s.committed.epoch + 1, s.staged.clone())
         };
+        self.store(&pipeline, epoch, &positions, &graph.sinks, graph.window.as_deref())?;
+        let mut s = self.lock();
+        s.written = positions;
+        s.committed =
+            Committed { pipeline, epoch, sinks: graph.sinks, window: graph.window.map(Arc::from), exists: true };
         Ok(epoch)
     }
 

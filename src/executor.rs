@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -341,6 +341,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         checkpointed: None,
         checkpoint_failing: false,
         in_flight: None,
+        pauses: 0,
         write_ms: 0.0,
     };
     if error.is_none() {
@@ -528,7 +529,7 @@ struct Runner<'a> {
     last_checkpoint: Instant,
     /// What checkpointing did, for the report.
     checkpoints: &'a mut Option<CheckpointReport>,
-    /// Total ms spent taking checkpoints.
+    /// Total ms the executor spent taking snapshots.
     checkpoint_ms: f64,
     /// Events and results at the last checkpoint.
     checkpointed: Option<(u64, u64)>,
@@ -537,18 +538,38 @@ struct Runner<'a> {
     checkpoint_failing: bool,
     /// A snapshot being written on its own thread.
     in_flight: Option<InFlight>,
+    /// Snapshots taken (written or not).
+    pauses: u64,
     /// Total ms snapshots took to be written.
     write_ms: f64,
 }
 
 /// A snapshot taken, being written and synced off the executor's thread.
 struct InFlight {
-    /// The write: the snapshot's epoch once it is on disk.
-    write: std::thread::JoinHandle<std::io::Result<u64>>,
+    /// The write.
+    write: std::thread::JoinHandle<Written>,
     /// When the write started.
     started: Instant,
     /// Events and results the snapshot covers.
     progress: (u64, u64),
+}
+
+/// How a snapshot's write ended.
+struct Written {
+    /// The snapshot's epoch once it is on disk.
+    result: std::io::Result<u64>,
+    /// When the write ended, monotonic.
+    done: Instant,
+    /// The same, as wall time: when its results became committed.
+    done_wall: crate::time::EpochNanos,
+}
+
+impl Written {
+    /// Writes `snapshot` into `dir` now.
+    fn write(dir: &crate::checkpoint::CheckpointDir, snapshot: crate::checkpoint::GraphSnapshot, clock: Clock) -> Self {
+        let result = dir.commit(snapshot);
+        Written { result, done: Instant::now(), done_wall: clock.to_wall(clock.now()) }
+    }
 }
 
 /// How often acknowledgements are computed at most.
@@ -561,6 +582,10 @@ struct Acks {
     ackers: Vec<Option<Arc<dyn Acker>>>,
     /// Per input, whether it sends nothing more.
     closed: Vec<bool>,
+    /// Per input, whether it had closed when the snapshot last staged was:
+    /// only then does that snapshot hold its last place, and its acker may
+    /// go once the snapshot is durable.
+    closed_when_staged: Vec<bool>,
 }
 
 impl Acks {
@@ -596,11 +621,14 @@ impl Acks {
         for acker in self.ackers.iter().flatten() {
             acker.staging_done();
         }
+        self.closed_when_staged.clone_from(&self.closed);
     }
 
     /// With checkpoints, once the snapshot is durable: the ackers may tell
-    /// others (Kafka commits its offsets); with `last`, they do it now. A
-    /// closed input is done with.
+    /// others (Kafka commits its offsets); with `last`, they do it now. An
+    /// input that had closed when the snapshot was staged is done with (one
+    /// that closed while it was being written still has its last place to
+    /// stage, in the next one).
     fn committed(&mut self, last: bool) -> Result<(), String> {
         let mut result = Ok(());
         for (input, slot) in self.ackers.iter_mut().enumerate() {
@@ -611,7 +639,7 @@ impl Acks {
                     result = Err(e);
                 }
             }
-            if self.closed[input] {
+            if self.closed_when_staged.get(input).copied().unwrap_or(false) {
                 *slot = None;
             }
         }
@@ -724,27 +752,36 @@ impl Runner<'_> {
         // stage where they stand for it. Nothing stages a place past it
         // before the next snapshot, which waits for this one's write.
         self.acks.stage_processed(self.tally);
-        let dir = c.dir.clone();
-        let write = std::thread::Builder::new()
-            .name("sluice-checkpoint".into())
-            .spawn(move || dir.commit(snapshot))
-            .map_err(|e| RunError::CheckpointWrite { message: format!("cannot start the checkpoint writer: {e}") })?;
+        let (dir, clock) = (c.dir.clone(), self.clock);
+        // Handed over in a slot, so that it can be written here if no
+        // thread can be started.
+        let slot = Arc::new(Mutex::new(Some(snapshot)));
+        let taken = slot.clone();
+        let spawned = std::thread::Builder::new().name("sluice-checkpoint".into()).spawn(move || {
+            let snapshot = taken.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+            Written::write(&dir, snapshot, clock)
+        });
         let ms = started.elapsed().as_secs_f64() * 1e3;
+        self.pauses += 1;
+        self.checkpoint_ms += ms;
         if let Some(report) = self.checkpoints.as_mut() {
-            self.checkpoint_ms += ms;
             report.max_ms = report.max_ms.max(ms);
+            report.mean_ms = self.checkpoint_ms / self.pauses as f64;
         }
-        self.in_flight = Some(InFlight { write, started: Instant::now(), progress });
+        let write_started = Instant::now();
+        match spawned {
+            Ok(write) => self.in_flight = Some(InFlight { write, started: write_started, progress }),
+            Err(e) => {
+                tracing::warn!("cannot start a thread to write the checkpoint ({e}); writing it here");
+                let snapshot = slot.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+                let written = Written::write(&c.dir, snapshot, self.clock);
+                return self.account_write(written, write_started, progress, last);
+            }
+        }
         if last {
-            self.finish_write_last()?;
+            self.finish_write_as(true, true)?;
         }
         Ok(())
-    }
-
-    /// The last snapshot of the run: written now, and a failure fails the
-    /// run.
-    fn finish_write_last(&mut self) -> Result<(), RunError> {
-        self.finish_write_as(true, true)
     }
 
     /// Finishes the snapshot being written, if its write is done (or
@@ -756,15 +793,33 @@ impl Runner<'_> {
     }
 
     fn finish_write_as(&mut self, wait: bool, last: bool) -> Result<(), RunError> {
-        let Some(c) = self.checkpoint else { return Ok(()) };
         if !wait && !self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
             return Ok(());
         }
         let Some(f) = self.in_flight.take() else { return Ok(()) };
-        let written = f.write.join().unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint writer panicked")));
-        let write_ms = f.started.elapsed().as_secs_f64() * 1e3;
-        if written.is_ok() {
-            self.graph.committed(self.clock.to_wall(self.clock.now()));
+        let written = f.write.join().unwrap_or_else(|_| Written {
+            result: Err(std::io::Error::other("the checkpoint writer panicked")),
+            done: Instant::now(),
+            done_wall: self.clock.to_wall(self.clock.now()),
+        });
+        self.account_write(written, f.started, f.progress, last)
+    }
+
+    /// What follows a snapshot's write: the graph and the sources are told
+    /// it is durable (as of when the write ended), and it is counted; a
+    /// failure is warned about, or fails the run when it is the `last`
+    /// snapshot.
+    fn account_write(
+        &mut self,
+        written: Written,
+        started: Instant,
+        progress: (u64, u64),
+        last: bool,
+    ) -> Result<(), RunError> {
+        let Some(c) = self.checkpoint else { return Ok(()) };
+        let write_ms = written.done.saturating_duration_since(started).as_secs_f64() * 1e3;
+        if written.result.is_ok() {
+            self.graph.committed(written.done_wall);
             if let Err(message) = self.acks.committed(last) {
                 // The snapshot stands; the Kafka group's offsets lag behind
                 // it, which a restart from the snapshot does not mind.
@@ -772,12 +827,11 @@ impl Runner<'_> {
             }
         }
         let Some(report) = self.checkpoints.as_mut() else { return Ok(()) };
-        match written {
+        match written.result {
             Ok(epoch) => {
-                self.checkpointed = Some(f.progress);
+                self.checkpointed = Some(progress);
                 report.taken += 1;
                 report.epoch = epoch;
-                report.mean_ms = self.checkpoint_ms / report.taken as f64;
                 self.write_ms += write_ms;
                 report.write_mean_ms = self.write_ms / report.taken as f64;
                 report.write_max_ms = report.write_max_ms.max(write_ms);
@@ -1050,5 +1104,44 @@ impl Runner<'_> {
         self.flush()?;
         self.tally.batches += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Notes what it is told.
+    #[derive(Default)]
+    struct Noting(Mutex<Vec<String>>);
+
+    impl Acker for Noting {
+        fn ack(&self, _file: u64, offset: u64) {
+            self.0.lock().unwrap().push(format!("ack {offset}"));
+        }
+        fn save(&self, _force: bool) -> Result<(), String> {
+            Ok(())
+        }
+        fn committed(&self) {
+            self.0.lock().unwrap().push("committed".into());
+        }
+    }
+
+    #[test]
+    fn an_input_closed_while_a_snapshot_is_written_stages_its_last_place_in_the_next() {
+        let noting = Arc::new(Noting::default());
+        let mut acks = Acks::default();
+        acks.opened(0, Some(noting.clone()));
+        let mut tally = Tally { processed: vec![Some((0, 10))], ..Tally::default() };
+        acks.stage_processed(&tally);
+        // While snapshot 1 is written: the input's last lines, then its end.
+        tally.processed[0] = Some((0, 25));
+        acks.closed(0);
+        acks.committed(false).unwrap();
+        assert!(acks.any(), "kept: its last place is in no snapshot yet");
+        acks.stage_processed(&tally);
+        acks.committed(false).unwrap();
+        assert!(!acks.any(), "done with once a snapshot staged after it closed is durable");
+        assert_eq!(*noting.0.lock().unwrap(), ["ack 10", "committed", "ack 25", "committed"]);
     }
 }

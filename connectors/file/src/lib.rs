@@ -287,8 +287,9 @@ impl Tracked {
     fn drain_lines(&mut self, out: &mut dyn FnMut(Output) -> bool) -> io::Result<bool> {
         // A regular file no longer than what was read has nothing new: no
         // read then, which would first clear a 64 KiB buffer (for each of
-        // the idle files of a pattern, at every poll).
-        if self.reader.get_ref().metadata().is_ok_and(|m| m.is_file() && m.len() <= self.read_to()) {
+        // the idle files of a pattern, at every poll). A length of 0 is
+        // not trusted: files of /proc say 0 and have text.
+        if self.reader.get_ref().metadata().is_ok_and(|m| m.is_file() && m.len() > 0 && m.len() <= self.read_to()) {
             return Ok(true);
         }
         while let Some(chunk) = self.reader.read_available()? {
