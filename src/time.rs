@@ -181,28 +181,78 @@ fn parse_timestamp_any(field: &[u8]) -> Option<EpochNanos> {
 
 /// Formats a wall-clock time as RFC 3339 in UTC with milliseconds, into `out`.
 pub fn write_rfc3339_ms(out: &mut String, t: EpochNanos) {
-    use std::fmt::Write;
-    let secs = t.div_euclid(1_000_000_000);
-    let nanos = t.rem_euclid(1_000_000_000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(dt) => {
-            let _ = write!(out, "{}", dt.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
-        }
-        None => out.push_str("out-of-range"),
-    }
+    let text = rfc3339_ms(t);
+    out.push_str(std::str::from_utf8(&text).unwrap_or("out-of-range"));
 }
 
 /// Like [`write_rfc3339_ms`], into bytes.
 pub fn write_rfc3339_ms_bytes(out: &mut Vec<u8>, t: EpochNanos) {
-    use std::io::Write;
-    let secs = t.div_euclid(1_000_000_000);
-    let nanos = t.rem_euclid(1_000_000_000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(dt) => {
-            let _ = write!(out, "{}", dt.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
-        }
-        None => out.extend_from_slice(b"out-of-range"),
+    out.extend_from_slice(&rfc3339_ms(t));
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`: always 24 bytes, as every `EpochNanos`
+/// falls in the years 1677 to 2262. Sinks write two per result (the
+/// window's start and end), the same two for every result of a window: the
+/// last two are kept, per thread.
+fn rfc3339_ms(t: EpochNanos) -> [u8; 24] {
+    thread_local! {
+        static LAST: std::cell::Cell<[(EpochNanos, [u8; 24]); 2]> =
+            const { std::cell::Cell::new([(NO_TIME, [0; 24]); 2]) };
     }
+    LAST.with(|last| {
+        let mut kept = last.get();
+        if let Some((_, text)) = kept.iter().find(|(at, _)| *at == t && t != NO_TIME) {
+            return *text;
+        }
+        let text = format_rfc3339_ms(t);
+        kept = [kept[1], (t, text)];
+        last.set(kept);
+        text
+    })
+}
+
+/// [`rfc3339_ms`] without the memory: integer arithmetic only.
+fn format_rfc3339_ms(t: EpochNanos) -> [u8; 24] {
+    let secs = t.div_euclid(1_000_000_000);
+    let ms = (t.rem_euclid(1_000_000_000) / 1_000_000) as u32;
+    let (year, month, day) = civil_date(secs.div_euclid(86_400));
+    let in_day = secs.rem_euclid(86_400) as u32;
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, in_day / 3600);
+    put(14, 2, in_day / 60 % 60);
+    put(17, 2, in_day % 60);
+    put(20, 3, ms);
+    b
+}
+
+/// The proleptic Gregorian (year, month, day) of a day counted from
+/// 1970-01-01. Days are shifted to start the year on March 1st, so that
+/// the leap day ends it; the 400-year cycle (146,097 days) then repeats
+/// exactly.
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    let from_0000_03_01 = days + 719_468;
+    let cycle = from_0000_03_01.div_euclid(146_097);
+    let day_of_cycle = from_0000_03_01.rem_euclid(146_097);
+    // Years into the cycle: every 4th year has a leap day, but not every
+    // 100th, except the 400th (the last day of the cycle).
+    let year_of_cycle = (day_of_cycle - day_of_cycle / 1_460 + day_of_cycle / 36_524 - day_of_cycle / 146_096) / 365;
+    let day_of_year = day_of_cycle - (365 * year_of_cycle + year_of_cycle / 4 - year_of_cycle / 100);
+    // Months from March: their lengths repeat 31 30 31 30 31 in steps of
+    // 153 days per 5 months.
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 } as u32;
+    let year = cycle * 400 + year_of_cycle + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -250,6 +300,22 @@ mod tests {
         let mut s = String::new();
         write_rfc3339_ms(&mut s, 1_700_000_000_250_000_000);
         assert_eq!(s, "2023-11-14T22:13:20.250Z");
+        // Leap days, century rules, before 1970, and both ends of the range.
+        for (t, want) in [
+            (951_782_400_000_000_000, "2000-02-29T00:00:00.000Z"),
+            (4_107_542_399_999_000_000, "2100-02-28T23:59:59.999Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (i64::MIN, "1677-09-21T00:12:43.145Z"),
+            (i64::MAX, "2262-04-11T23:47:16.854Z"),
+        ] {
+            let mut s = String::new();
+            write_rfc3339_ms(&mut s, t);
+            assert_eq!(s, want, "{t}");
+            // Again, from the memory of the last two.
+            let mut again = Vec::new();
+            write_rfc3339_ms_bytes(&mut again, t);
+            assert_eq!(again, want.as_bytes(), "{t}");
+        }
     }
 
     proptest::proptest! {
@@ -271,6 +337,16 @@ mod tests {
             if let Some(t) = parse_timestamp(&field) {
                 proptest::prop_assert!(t.unsigned_abs() <= MAX_ABS_TIME as u64);
             }
+        }
+
+        #[test]
+        fn written_times_match_chrono(t in proptest::num::i64::ANY) {
+            let secs = t.div_euclid(1_000_000_000);
+            let nanos = t.rem_euclid(1_000_000_000) as u32;
+            let want = chrono::DateTime::from_timestamp(secs, nanos).unwrap().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            let mut got = String::new();
+            write_rfc3339_ms(&mut got, t);
+            proptest::prop_assert_eq!(got, want);
         }
 
         #[test]
