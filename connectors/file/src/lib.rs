@@ -289,8 +289,12 @@ impl Tracked {
         // read then, which would first clear a 64 KiB buffer (for each of
         // the idle files of a pattern, at every poll). A length of 0 is
         // not trusted: files of /proc say 0 and have text.
-        if self.reader.get_ref().metadata().is_ok_and(|m| m.is_file() && m.len() > 0 && m.len() <= self.read_to()) {
-            return Ok(true);
+        let meta = self.reader.get_ref().metadata().ok().filter(|m| m.is_file() && m.len() > 0);
+        if let Some(m) = meta {
+            if m.len() <= self.read_to() {
+                return Ok(true);
+            }
+            self.reader.expect(m.len() - self.read_to());
         }
         while let Some(chunk) = self.reader.read_available()? {
             if self.head.1 < HEAD_BYTES && chunk.end_offset > self.head.1 as u64 {

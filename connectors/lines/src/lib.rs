@@ -38,6 +38,8 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 
 /// How many bytes one read asks for at most.
 const READ_SIZE: usize = 64 * 1024;
+/// How many bytes one read asks for at least.
+const MIN_READ_SIZE: usize = 4 * 1024;
 
 /// Chunks up to this size are copied out of the read buffer rather than
 /// sharing it (see [`LineReader::take_front`]).
@@ -98,6 +100,8 @@ pub struct LineReader<R> {
     pending: BytesMut,
     /// Stream offset of `pending[0]`.
     pending_offset: u64,
+    /// How many bytes the next read asks for.
+    read_size: usize,
     /// Longest line handed out whole; longer ones are cut.
     max_line: usize,
     /// True while skipping the tail of a line that was already cut.
@@ -124,6 +128,7 @@ impl<R: Read> LineReader<R> {
             inner,
             pending: BytesMut::new(),
             pending_offset: offset,
+            read_size: READ_SIZE,
             max_line: max_line.max(1),
             skipping: false,
             at_start: offset == 0,
@@ -190,6 +195,14 @@ impl<R: Read> LineReader<R> {
         self.finish()
     }
 
+    /// Says how many bytes are expected (a followed file's length minus
+    /// what was read): reads then ask for about that many, between 4 and
+    /// 64 KiB, so that a file that gets a line now and then does not hold
+    /// a 64 KiB buffer, nor clear one for every line.
+    pub fn expect(&mut self, bytes: u64) {
+        self.read_size = (bytes.min(READ_SIZE as u64) as usize).max(MIN_READ_SIZE);
+    }
+
     /// Bytes of an incomplete line held back.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
@@ -199,7 +212,7 @@ impl<R: Read> LineReader<R> {
     /// (known to hold no newline) and how many arrived.
     fn read_once(&mut self) -> io::Result<(usize, usize)> {
         let old_len = self.pending.len();
-        self.pending.resize(old_len + READ_SIZE, 0);
+        self.pending.resize(old_len + self.read_size, 0);
         let n = loop {
             match self.inner.read(&mut self.pending[old_len..]) {
                 Ok(n) => break n,
