@@ -24,7 +24,10 @@
 //!   buffer, followed by its words (key and value only).
 //! - **Counting events once.** An event's items may land in several shards;
 //!   the router marks its first item, and only that item counts the event
-//!   for latency and lateness (see [`WindowOperator::into_shard`]).
+//!   for latency and lateness. Session windows judge lateness item by item:
+//!   each shard's reply lists the events it found a late item of, and the
+//!   router counts each event once per barrier (see
+//!   [`WindowOperator::into_shard`]).
 //!
 //! Flushes, batch boundaries and the end of input are barriers: the router
 //! sends every buffer and waits until every shard has processed everything
@@ -237,6 +240,9 @@ enum ToShard<K, T> {
 struct Reply {
     /// Which shard.
     shard: usize,
+    /// Session windows: the events it found a late item of since its last
+    /// reply (see [`WindowOperator::take_late_seqs`]).
+    late_seqs: Vec<u64>,
     /// Its window counters.
     counters: WindowCounters,
     /// Per input, the earliest place its open windows hold, when asked.
@@ -459,6 +465,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
     fn reply(&mut self, with_latency: bool, with_unacked: bool, ready: u64, emit: u64) -> Reply {
         Reply {
             shard: self.index,
+            late_seqs: self.window.take_late_seqs(),
             counters: self.window.counters(),
             unacked: with_unacked.then(|| (0..self.inputs as u32).map(|i| self.window.unacked(i)).collect()),
             next_close: self.window.next_close(),
@@ -662,6 +669,9 @@ pub(crate) struct Running<K, T> {
     failure: Arc<Failure>,
     /// Per shard, from its last reply.
     counters: Vec<WindowCounters>,
+    /// Session windows: events with a late item, each counted once across
+    /// the shards (the shards' own counts leave them out).
+    late_events: u64,
     /// Per shard, from its last reply that had them.
     unacked: Vec<Vec<Option<(u64, u64)>>>,
     /// Whether `unacked` is up to date: nothing reached the shards since.
@@ -710,11 +720,15 @@ where
         let (mut ready, mut emit) = (0, 0);
         let mut waiting = self.n;
         let mut replied = vec![false; self.n];
+        // An event's items all reached the shards before this barrier, so
+        // the late ones it has in several shards are all in these replies.
+        let mut late_seqs = Vec::new();
         while waiting > 0 {
             match recv_spinning(&run.replies, spin, Duration::from_millis(100)) {
                 Ok(r) => {
                     waiting -= 1;
                     replied[r.shard] = true;
+                    late_seqs.extend_from_slice(&r.late_seqs);
                     ready = ready.max(r.ready);
                     emit = emit.max(r.emit);
                     run.counters[r.shard] = r.counters;
@@ -740,6 +754,9 @@ where
                 }
             }
         }
+        late_seqs.sort_unstable();
+        late_seqs.dedup();
+        run.late_events += late_seqs.len() as u64;
         run.synced_at = run.clock.now();
         match run.failure.take() {
             Some(e) => Err(e),
@@ -891,6 +908,7 @@ where
             threads,
             failure,
             counters: vec![WindowCounters::default(); self.n],
+            late_events: 0,
             unacked: vec![Vec::new(); self.n],
             unacked_fresh: true,
             next_close: vec![None; self.n],
@@ -996,7 +1014,8 @@ where
     }
 
     fn counters(&self) -> WindowCounters {
-        let mut total = WindowCounters::default();
+        let late_events = self.running.as_ref().map_or(0, |r| r.late_events);
+        let mut total = WindowCounters { late_events, ..WindowCounters::default() };
         for c in self.running.iter().flat_map(|r| r.counters.iter()) {
             total.items += c.items;
             total.late_events += c.late_events;

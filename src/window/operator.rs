@@ -372,6 +372,10 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     accounted_seq: u64,
     /// Sequence number of the last event counted late.
     late_seq: u64,
+    /// Sharded session windows: the events with a late item here since
+    /// [`WindowOperator::take_late_seqs`], which the router counts once
+    /// across shards.
+    late_seqs: Vec<u64>,
     /// Update output: (ingest, event time) of events whose first effect is
     /// among the results not yet handed to the sinks.
     pending_events: Vec<(u64, EpochNanos)>,
@@ -417,6 +421,7 @@ where
             event_time: NO_TIME,
             accounted_seq: u64::MAX,
             late_seq: u64::MAX,
+            late_seqs: Vec::new(),
             pending_events: Vec::new(),
             pending_windows: Vec::new(),
             results: Vec::new(),
@@ -550,15 +555,22 @@ where
     /// Makes this operator one shard of several: the watermark is the one
     /// the router hands over, and events are counted (for latency and
     /// lateness) by their first item, which the router marks, wherever
-    /// their other items go. With session windows, which
-    /// judge lateness item by item, an event whose first item is late but
-    /// another is not is counted late but not accounted for latency, and one
-    /// whose first item is on time but another is late is accounted but not
-    /// counted late; tumbling, sliding and global windows place every item of
-    /// an event alike, so for them nothing changes.
+    /// their other items go. Session windows judge lateness item by item:
+    /// there, each shard lists the events it found a late item of
+    /// ([`WindowOperator::take_late_seqs`]) and the router counts each
+    /// event once; but an event whose first item is late and another is
+    /// not is not accounted for latency (one operator would account it at
+    /// its first item on time). Tumbling, sliding and global windows place
+    /// every item of an event alike, so for them nothing changes.
     pub(crate) fn into_shard(mut self) -> Self {
         self.shard = true;
         self
+    }
+
+    /// Sharded session windows: the events with a late item since the last
+    /// call, in order, for the router to count once across shards.
+    pub(crate) fn take_late_seqs(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.late_seqs)
     }
 
     /// Tracks no latency: nothing is noted per event for the histograms.
@@ -775,7 +787,15 @@ where
     #[inline(never)]
     fn late(&mut self, key: K, time: EpochNanos, window: Window, watermark: EpochNanos, meta: &Meta) {
         self.counters.late_items += 1;
-        if self.shard {
+        let session = matches!(self.config.spec, WindowSpec::Session { .. });
+        if self.shard && session {
+            // Another shard may have a late item of the same event: the
+            // router counts it once.
+            if self.late_seq != meta.seq {
+                self.late_seq = meta.seq;
+                self.late_seqs.push(meta.seq);
+            }
+        } else if self.shard {
             if std::mem::take(&mut self.flag_late) {
                 self.counters.late_events += 1;
             }
