@@ -23,7 +23,7 @@
 //! - [`compare`]: `sluice compare`, one pipeline under several modes.
 //! - [`config`]: the pipeline file (TOML) and its validation.
 //! - [`usage`]: CPU time and peak memory of a run.
-//! - [`tokenize`]: the exact word tokenizer.
+//! - [`tokenize()`]: the exact word tokenizer.
 //!
 //! ## A pipeline, defined once, run in either mode
 //!

@@ -58,7 +58,7 @@ pub struct StageReport {
 }
 
 impl StageReport {
-    /// The stages as (name [clock], summary) rows, in the order an event
+    /// The stages as (name \[clock\], summary) rows, in the order an event
     /// meets them; those that do not apply are left out.
     pub fn rows(&self) -> Vec<(&'static str, &LatencySummary)> {
         let mut rows = Vec::new();
