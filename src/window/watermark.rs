@@ -10,7 +10,12 @@ use crate::time::EpochNanos;
 /// timeout stops holding the watermark back, but it never pushes it forward:
 /// if every input is idle, the watermark stays where it is. The watermark
 /// never goes back.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// An event costs O(1) however many inputs there are (a topic's partitions,
+/// a pattern's files), except when it comes from the input holding the
+/// watermark back or an input may have gone idle since the last full look:
+/// see [`Look`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Watermarks {
     /// Allowed out-of-orderness, ns.
     delay: i64,
@@ -22,12 +27,41 @@ pub struct Watermarks {
     inputs: Vec<(EpochNanos, u64, bool)>,
     /// The combined watermark.
     value: EpochNanos,
+    /// What the last look at every input found; none when it must be
+    /// taken again.
+    #[serde(skip)]
+    look: Option<Look>,
+}
+
+/// The inputs taking part at a full look (active and not idle), as far as
+/// the watermark needs them: until `until`, none of them can go idle, so an
+/// event of another input can only add that input, and an event of one of
+/// them that is not `holder` only raises a mark above `least`.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    /// The least mark among them (`i64::MAX` when there are none).
+    least: EpochNanos,
+    /// The input with that mark.
+    holder: usize,
+    /// When it was taken (monotonic): an input idle then stays idle until
+    /// it delivers, as long as time does not go back.
+    at: u64,
+    /// The earliest monotonic time at which one of them can go idle.
+    until: u64,
+}
+
+impl PartialEq for Watermarks {
+    /// The same settings, inputs and watermark (what was last looked at
+    /// is a cache).
+    fn eq(&self, other: &Self) -> bool {
+        (self.delay, self.idle, &self.inputs, self.value) == (other.delay, other.idle, &other.inputs, other.value)
+    }
 }
 
 impl Watermarks {
     /// A tracker with this delay and idle timeout, in ns.
     pub fn new(delay: i64, idle: u64) -> Self {
-        Watermarks { delay, idle, inputs: Vec::new(), value: EpochNanos::MIN }
+        Watermarks { delay, idle, inputs: Vec::new(), value: EpochNanos::MIN, look: None }
     }
 
     /// The current watermark; `i64::MIN` before any event.
@@ -48,6 +82,7 @@ impl Watermarks {
         let slot = &mut self.inputs[i];
         if !slot.2 {
             *slot = (EpochNanos::MIN, now, true);
+            self.look = None;
         }
     }
 
@@ -65,25 +100,50 @@ impl Watermarks {
         let mark = slot.0.saturating_sub(self.delay);
         if self.inputs.len() == 1 {
             self.raise(mark);
-        } else {
-            self.recompute(now);
+            // Not a look at every input once there are more.
+            self.look = None;
+            return;
+        }
+        match self.look {
+            Some(mut look) if look.at <= now && now <= look.until && i != look.holder => {
+                // Every input of the last look still takes part; this one
+                // does too (again, or anew), with a mark that only rose.
+                if mark < look.least {
+                    look.least = mark;
+                    look.holder = i;
+                }
+                look.until = look.until.min(now.saturating_add(self.idle));
+                self.look = Some(look);
+                self.settle(look.least);
+            }
+            _ => self.recompute(now),
         }
     }
 
-    /// Re-evaluates idleness at monotonic `now` (call it on timers).
+    /// Re-evaluates idleness at monotonic `now` (call it on timers): a
+    /// full look at every input.
     pub fn recompute(&mut self, now: u64) {
-        let mut least = EpochNanos::MAX;
-        for &(max, seen, active) in &self.inputs {
+        let mut look = Look { least: EpochNanos::MAX, holder: 0, at: now, until: u64::MAX };
+        for (i, &(max, seen, active)) in self.inputs.iter().enumerate() {
             if !active || now.saturating_sub(seen) > self.idle {
                 continue;
             }
             // A registered input without events yet holds it where it is.
-            least = least.min(max.saturating_sub(self.delay));
+            let mark = max.saturating_sub(self.delay);
+            if mark < look.least {
+                look.least = mark;
+                look.holder = i;
+            }
+            look.until = look.until.min(seen.saturating_add(self.idle));
         }
-        if least == EpochNanos::MIN {
-            return;
-        }
-        if least != EpochNanos::MAX {
+        self.look = Some(look);
+        self.settle(look.least);
+    }
+
+    /// Moves the watermark to the least mark of the inputs taking part,
+    /// unless one of them has delivered nothing yet (or none takes part).
+    fn settle(&mut self, least: EpochNanos) {
+        if least != EpochNanos::MIN && least != EpochNanos::MAX {
             self.raise(least);
         }
     }
@@ -125,6 +185,69 @@ mod tests {
         assert_eq!(w.get(), 300, "all idle: stays, never pushed forward");
         w.observe(1, 60, 10_001);
         assert_eq!(w.get(), 300, "never goes back");
+    }
+
+    /// The watermark as defined: a full look at every input on every call.
+    struct Reference(Vec<(EpochNanos, u64, bool)>, EpochNanos);
+
+    impl Reference {
+        fn look(&mut self, now: u64, delay: i64, idle: u64) {
+            let counted = self.0.iter().filter(|(_, seen, active)| *active && now.saturating_sub(*seen) <= idle);
+            let least = counted.map(|(max, _, _)| max.saturating_sub(delay)).min().unwrap_or(EpochNanos::MAX);
+            if least != EpochNanos::MIN && least != EpochNanos::MAX {
+                self.1 = self.1.max(least);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Events from up to 12 inputs, registrations and timer looks, with
+        /// time mostly moving on but sometimes stepping back a little (two
+        /// sources stamp their chunks independently): the watermark always
+        /// equals a full look's.
+        #[test]
+        fn equals_a_full_look_every_time(
+            ops in proptest::collection::vec((0u8..10, 0u32..12, 0i64..400, 0u64..60), 1..300),
+            delay in 0i64..20,
+        ) {
+            let idle = 100;
+            let mut w = Watermarks::new(delay, idle);
+            let mut r = Reference(Vec::new(), EpochNanos::MIN);
+            let mut now = 0u64;
+            for (kind, input, t, step) in ops {
+                // Time goes on by `step`, or back by a little.
+                now = if step < 6 { now.saturating_sub(step) } else { now + step - 6 };
+                let i = input as usize;
+                if r.0.len() <= i {
+                    r.0.resize(i + 1, (EpochNanos::MIN, 0, false));
+                }
+                match kind {
+                    0 => {
+                        w.register(input, now);
+                        if !r.0[i].2 {
+                            r.0[i] = (EpochNanos::MIN, now, true);
+                        }
+                    }
+                    1 => {
+                        w.recompute(now);
+                        r.look(now, delay, idle);
+                    }
+                    _ => {
+                        w.observe(input, t, now);
+                        let slot = &mut r.0[i];
+                        *slot = (slot.0.max(t), now, true);
+                        if r.0.len() == 1 {
+                            r.1 = r.1.max(t.saturating_sub(delay));
+                        } else {
+                            r.look(now, delay, idle);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(w.get(), r.1);
+            }
+        }
     }
 
     #[test]
