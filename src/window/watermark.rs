@@ -50,6 +50,17 @@ struct Look {
     until: u64,
 }
 
+impl Look {
+    /// Counts input `i`, with its mark, which can go idle at `deadline`.
+    fn include(&mut self, i: usize, mark: EpochNanos, deadline: u64) {
+        if mark < self.least {
+            self.least = mark;
+            self.holder = i;
+        }
+        self.until = self.until.min(deadline);
+    }
+}
+
 impl PartialEq for Watermarks {
     /// The same settings, inputs and watermark (what was last looked at
     /// is a cache).
@@ -108,11 +119,7 @@ impl Watermarks {
             Some(mut look) if look.at <= now && now <= look.until && i != look.holder => {
                 // Every input of the last look still takes part; this one
                 // does too (again, or anew), with a mark that only rose.
-                if mark < look.least {
-                    look.least = mark;
-                    look.holder = i;
-                }
-                look.until = look.until.min(now.saturating_add(self.idle));
+                look.include(i, mark, now.saturating_add(self.idle));
                 self.look = Some(look);
                 self.settle(look.least);
             }
@@ -129,12 +136,7 @@ impl Watermarks {
                 continue;
             }
             // A registered input without events yet holds it where it is.
-            let mark = max.saturating_sub(self.delay);
-            if mark < look.least {
-                look.least = mark;
-                look.holder = i;
-            }
-            look.until = look.until.min(seen.saturating_add(self.idle));
+            look.include(i, max.saturating_sub(self.delay), seen.saturating_add(self.idle));
         }
         self.look = Some(look);
         self.settle(look.least);
