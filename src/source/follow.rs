@@ -431,13 +431,17 @@ impl PatternCheckpoint {
         };
         let mut result = Ok(());
         if let Some(starts) = starts {
-            // Not staged here: the acknowledged places, staged below, are
-            // the same while nothing is acknowledged, and newer after.
+            // Staged too, at once: a snapshot written between this write
+            // and the staging below would otherwise go to disk without the
+            // list (no snapshot so far holds a line of these files, so the
+            // starting points go with any of them). The acknowledged
+            // places staged below are the same while nothing is
+            // acknowledged, and newer after.
             let written = self.dir.update(
                 |p| {
                     p.patterns.insert(self.key.clone(), starts.clone());
                 },
-                false,
+                true,
             );
             let mut s = self.state.lock().map_err(|_| poisoned())?;
             match written {

@@ -41,7 +41,7 @@ pub struct Watermarks {
 struct Look {
     /// The least mark among them (`i64::MAX` when there are none).
     least: EpochNanos,
-    /// The input with that mark.
+    /// The input with that mark (`usize::MAX` when there are none).
     holder: usize,
     /// When it was taken (monotonic): an input idle then stays idle until
     /// it delivers, as long as time does not go back.
@@ -130,7 +130,7 @@ impl Watermarks {
     /// Re-evaluates idleness at monotonic `now` (call it on timers): a
     /// full look at every input.
     pub fn recompute(&mut self, now: u64) {
-        let mut look = Look { least: EpochNanos::MAX, holder: 0, at: now, until: u64::MAX };
+        let mut look = Look { least: EpochNanos::MAX, holder: usize::MAX, at: now, until: u64::MAX };
         for (i, &(max, seen, active)) in self.inputs.iter().enumerate() {
             if !active || now.saturating_sub(seen) > self.idle {
                 continue;
