@@ -305,6 +305,15 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<PartitionId> {
     tpl.elements().iter().map(|e| PartitionId { topic: Arc::from(e.topic()), partition: e.partition() }).collect()
 }
 
+/// The partitions of `tpl` that have an offset (and no error), with it.
+fn offsets(tpl: &TopicPartitionList) -> HashMap<PartitionId, i64> {
+    let with_offset = tpl.elements().into_iter().filter(|e| e.error().is_ok()).filter_map(|e| match e.offset() {
+        Offset::Offset(o) => Some((PartitionId { topic: Arc::from(e.topic()), partition: e.partition() }, o)),
+        _ => None,
+    });
+    with_offset.collect()
+}
+
 impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         // The end of a partition (bounded reads ask for it) also comes this
@@ -928,15 +937,7 @@ impl Loop<'_> {
         }
         let timeout = self.c.settings.connect_timeout;
         if self.c.settings.group.is_some() {
-            if let Ok(committed) = self.c.consumer.committed_offsets(list.clone(), timeout) {
-                let read = committed.elements().into_iter().filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => {
-                        Some((PartitionId { topic: Arc::from(e.topic()), partition: e.partition() }, o))
-                    }
-                    _ => None,
-                });
-                known.committed = Some(read.collect());
-            }
+            known.committed = self.c.consumer.committed_offsets(list.clone(), timeout).ok().map(|c| offsets(&c));
         }
         // The first and the end offset are what the broker lists for the
         // special times "earliest" and "latest" (as librdkafka's own
@@ -944,12 +945,7 @@ impl Loop<'_> {
         let listed = |at: Offset| {
             let mut times = list.clone();
             times.set_all_offsets(at).ok()?;
-            let got = self.c.consumer.offsets_for_times(times, timeout).ok()?;
-            let offsets = got.elements().into_iter().filter(|e| e.error().is_ok()).filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((PartitionId { topic: Arc::from(e.topic()), partition: e.partition() }, o)),
-                _ => None,
-            });
-            Some(offsets.collect::<HashMap<_, _>>())
+            self.c.consumer.offsets_for_times(times, timeout).ok().map(|got| offsets(&got))
         };
         if let (Some(low), Some(high)) = (listed(Offset::Beginning), listed(Offset::End)) {
             known.marks = low.into_iter().filter_map(|(p, l)| Some((l, *high.get(&p)?)).map(|m| (p, m))).collect();
