@@ -17,7 +17,8 @@
 #    omission corrected). End-to-end = sink emit (wall) - intended send time
 #    (wall), from sluice's report.
 #
-# Usage: benches/kafka.sh [COUNT] [RATE] [SECONDS]   (defaults 200000, 10000, 20)
+# Usage: benches/kafka.sh [COUNT] [RATE] [SECONDS]   (defaults 200000, 10000, 20;
+# COUNT 0 skips the throughput part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-200000}
@@ -38,33 +39,39 @@ sluice=target/release/sluice
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "== throughput: $count messages, 3 partitions, broker $brokers"
-topic=bench-tp-$$-$(date +%s)
-make_topic "$topic" 3
-$load produce "$brokers" "$topic" 0 "$count" batch.num.messages=1
-for run in 1 2; do
-  $load drain "$brokers" "$topic"
-  for mode in per-event micro-batch; do
-    $sluice run --source "kafka:$brokers/$topic?from=earliest" --no-follow --mode "$mode" --window global \
-      --sink null --report "$out/$mode.json" 2>/dev/null
-    python3 - "$out/$mode.json" "$mode" <<'PY'
+if [ "$count" -gt 0 ]; then
+  echo "== throughput: $count messages, 3 partitions, broker $brokers"
+  topic=bench-tp-$$-$(date +%s)
+  make_topic "$topic" 3
+  $load produce "$brokers" "$topic" 0 "$count" batch.num.messages=1
+  for run in 1 2; do
+    $load drain "$brokers" "$topic"
+    for mode in per-event micro-batch; do
+      $sluice run --source "kafka:$brokers/$topic?from=earliest" --no-follow --mode "$mode" --window global \
+        --sink null --report "$out/$mode.json" 2>/dev/null
+      python3 - "$out/$mode.json" "$mode" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"sluice {sys.argv[2]:<12} {r['events']} messages in {r['elapsed_s']:.2f} s: {r['events_per_s']:.0f} messages/s, {r['mb_per_s']:.1f} MB/s")
 PY
+    done
   done
-done
+fi
 
 echo "== per-event latency: $rate messages/s for $seconds s, linger.ms=0, 1 partition"
 # tansu holds a fetch for fetch.wait.max.ms (librdkafka's default 500 ms)
 # even when data is there; a real Kafka answers as soon as there is data.
 # Both consumers below ask for 5 ms, and read the same messages at the
 # same time: the bare consumer loop (broker + librdkafka only) and sluice.
+# sluice runs on one worker: tansu takes more than one of this machine's
+# two cores at this rate, and two shard threads besides the router and
+# the consumer thread would measure the machine's oversubscription.
 topic=bench-lat-$$-$(date +%s)
 make_topic "$topic" 1
 fetch=fetch.wait.max.ms=5
 $sluice run --source "kafka:$brokers/$topic?from=latest" --mode per-event --output update --window tumbling:1s \
-  --event-time first-field --sink null --report "$out/latency.json" --kafka-option "$fetch" 2>"$out/sluice.log" &
+  --event-time first-field --sink null --report "$out/latency.json" --kafka-option "$fetch" --parallelism 1 \
+  2>"$out/sluice.log" &
 pid=$!
 $load latency "$brokers" "$topic" $((rate * seconds)) "$fetch" &
 bare=$!
@@ -83,4 +90,8 @@ for kind in ("processing", "end_to_end"):
     s = l.get(kind)
     if s:
         print(f"sluice {kind:<11} p50 {s['p50_us']:.0f} µs  p90 {s['p90_us']:.0f} µs  p99 {s['p99_us']:.0f} µs  p99.9 {s['p999_us']:.0f} µs  max {s['max_us']:.0f} µs")
+for kind in ("source_wait", "queueing", "compute", "sink_write"):
+    s = l.get("stages", {}).get(kind)
+    if s:
+        print(f"sluice {kind:<11} p50 {s['p50_us']:.1f} µs  p90 {s['p90_us']:.1f} µs  p99 {s['p99_us']:.1f} µs  p99.9 {s['p999_us']:.1f} µs  max {s['max_us']:.1f} µs")
 PY
