@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
-cargo build --release --quiet --bin sluice --example cost_counter
+cargo build --release --quiet --bin sluice --example cost_counter --example sched_gaps
 bin=target/release/sluice
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -77,6 +77,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))[0]["latency"]["processing"]
 print(f"processing p50 {r['p50_us']:.1f} µs (target ≤ 5), p99 {r['p99_us']:.1f} µs (target ≤ 50)")
 PY
+echo "the machine's own floor with two busy threads (the generator and the executor poll):"
+target/release/examples/sched_gaps 2 5
 echo
 
 echo "## 3. micro-batch end-to-end latency (generator at 20000 lines/s, update output)"
