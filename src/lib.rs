@@ -78,6 +78,7 @@ pub mod time;
 pub mod tokenize;
 pub mod usage;
 pub mod window;
+pub mod word;
 pub mod wordcount;
 
 pub use aggregate::{Aggregate, Count};

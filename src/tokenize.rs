@@ -9,13 +9,10 @@
 //! - the rest is lower-cased exactly as [`str::to_lowercase`] does;
 //! - empty tokens are dropped.
 //!
-//! Words are [`Word`]s: strings of up to 24 bytes live inline, so almost every
+//! Words are [`Word`]s: strings of up to 23 bytes live inline, so almost every
 //! word costs no allocation.
 
-use compact_str::CompactString;
-
-/// A word: inline up to 24 bytes, on the heap beyond.
-pub type Word = CompactString;
+pub use crate::word::Word;
 
 fn is_separator(c: char) -> bool {
     c.is_whitespace() || c == '\u{FEFF}'
@@ -97,7 +94,7 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
                 e -= 1;
             }
             // Capitals are alphanumeric, so none was trimmed away.
-            emit(if seen & UPPER != 0 { ascii_lower(&piece[s..e]) } else { CompactString::new(&piece[s..e]) });
+            emit(Word::ascii(b, start + s, start + e, seen & UPPER != 0));
         }
     }
 }
@@ -113,28 +110,33 @@ fn general(piece: &str, emit: &mut impl FnMut(Word)) {
     }
 }
 
-#[inline]
-fn ascii_lower(t: &str) -> Word {
-    let mut w = CompactString::new(t);
-    w.as_mut_str().make_ascii_lowercase();
-    w
-}
-
 fn lower(t: &str) -> Word {
     if t.is_ascii() {
-        return ascii_lower(t);
+        // Trimmed: it ends in a letter or digit.
+        return Word::ascii(t.as_bytes(), 0, t.len(), true);
     }
     if t.contains('Σ') {
         // Final sigma depends on context; let the standard library decide.
-        return CompactString::from(t.to_lowercase());
+        return Word::from(t.to_lowercase());
     }
-    let mut w = CompactString::with_capacity(t.len());
+    // Character by character (the same as `to_lowercase` without a
+    // sigma), into a buffer on the stack while it fits.
+    let mut buf = [0u8; 24];
+    let mut n = 0;
     for c in t.chars() {
         for l in c.to_lowercase() {
-            w.push(l);
+            let len = l.len_utf8();
+            if n + len > buf.len() {
+                return Word::from(t.to_lowercase());
+            }
+            l.encode_utf8(&mut buf[n..]);
+            n += len;
         }
     }
-    w
+    match std::str::from_utf8(&buf[..n]) {
+        Ok(text) => Word::new(text),
+        Err(_) => Word::from(t.to_lowercase()),
+    }
 }
 
 #[cfg(test)]
