@@ -62,7 +62,7 @@ done
 echo
 
 echo "## 2. per-event processing latency at half the highest sustained rate"
-"$bin" sweep --modes per-event --rates 50k,100k,200k,400k,800k,1.6M --duration 3s --parallelism 1 \
+"$bin" sweep --modes per-event --rates 50k,100k,200k,400k,800k,1.6M,3.2M --duration 3s --parallelism 1 \
   --report "$work/sweep.json" > "$work/sweep.txt" 2>&1 || true
 max=$(python3 -c '
 import json, sys
