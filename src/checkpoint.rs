@@ -209,6 +209,11 @@ pub struct GraphSnapshot {
     pub window: Option<Box<RawValue>>,
     /// Committed length of each exactly-once file sink.
     pub sinks: BTreeMap<String, u64>,
+    /// Sink files whose data must be on disk before the snapshot is: the
+    /// sinks wrote out up to their committed lengths, and
+    /// [`CheckpointDir::commit`] syncs these first, off the executor when
+    /// the executor writes snapshots on a thread of their own.
+    pub sync: Vec<Arc<File>>,
 }
 
 impl CheckpointDir {
@@ -345,6 +350,11 @@ impl CheckpointDir {
     /// next snapshot.
     pub fn commit(&self, graph: GraphSnapshot) -> io::Result<u64> {
         let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        // The results the snapshot counts as written must be on disk before
+        // it is.
+        for file in &graph.sync {
+            file.sync_data()?;
+        }
         let (pipeline, epoch, positions) = {
             let s = self.lock();
             (s.pipeline.clone(), s.committed.epoch + 1, s.staged.clone())
@@ -493,7 +503,7 @@ mod tests {
         let window = r#"[{"panes":[1,2,3]}]"#;
         let sinks = BTreeMap::from([("jsonl:out".to_string(), 77)]);
         let blob = RawValue::from_string(window.to_string()).unwrap();
-        assert_eq!(dir.commit(GraphSnapshot { window: Some(blob), sinks }).unwrap(), 1);
+        assert_eq!(dir.commit(GraphSnapshot { window: Some(blob), sinks, sync: Vec::new() }).unwrap(), 1);
         // A later starting point keeps the last snapshot's window and sinks.
         dir.update(
             |p| {
@@ -581,7 +591,12 @@ mod tests {
                 p.sources.insert("file:/a".into(), pos(1234));
             });
             let window = RawValue::from_string(r#"[{"panes":[],"sessions":[]}]"#.to_string()).unwrap();
-            dir.commit(GraphSnapshot { window: Some(window), sinks: BTreeMap::from([("jsonl:o".into(), 9)]) }).unwrap();
+            dir.commit(GraphSnapshot {
+                window: Some(window),
+                sinks: BTreeMap::from([("jsonl:o".into(), 9)]),
+                sync: Vec::new(),
+            })
+            .unwrap();
             let good = fs::read(tmp.path().join(FILE_NAME)).unwrap();
             let whole = good.len() - 1; // without the final newline
             if cut < whole {

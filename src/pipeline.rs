@@ -498,13 +498,13 @@ where
 
     fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
         self.latency.seal(self.clock.to_wall(self.clock.now()));
-        let sinks = self.sinks.commit()?;
+        let c = self.sinks.commit()?;
         let window = match self.window.as_ref() {
             // The checkpoint holds one state per shard: here, one.
             Some(w) => Some(encode_window(&[w.state_ref()])?),
             None => None,
         };
-        Ok(GraphSnapshot { window, sinks })
+        Ok(GraphSnapshot { window, sinks: c.lengths, sync: c.sync })
     }
 
     fn committed(&mut self, at: crate::time::EpochNanos) {

@@ -103,17 +103,20 @@ impl<K, O> SinkSet<K, O> {
         self.each(|s| s.flush())
     }
 
-    /// Makes every sink's output durable, for a checkpoint; returns the
-    /// committed length of each sink that has one, by name.
-    pub(crate) fn commit(&mut self) -> Result<std::collections::BTreeMap<String, u64>, RunError> {
-        let mut lengths = std::collections::BTreeMap::new();
+    /// Commits every sink for a checkpoint: the committed length of each
+    /// sink that has one, by name, and the files the checkpoint writer
+    /// must sync before it writes ([`Sink::commit_deferred`]).
+    pub(crate) fn commit(&mut self) -> Result<Commits, RunError> {
+        let mut out = Commits::default();
         self.each(|s| {
-            if let Some(len) = s.commit()? {
-                lengths.insert(s.name(), len);
+            let (len, sync) = s.commit_deferred()?;
+            if let Some(len) = len {
+                out.lengths.insert(s.name(), len);
             }
+            out.sync.extend(sync);
             Ok(())
         })?;
-        Ok(lengths)
+        Ok(out)
     }
 
     /// Closes every sink.
@@ -127,12 +130,21 @@ impl<K, O> SinkSet<K, O> {
     }
 }
 
+/// What the sinks committed for a checkpoint.
+#[derive(Default)]
+pub(crate) struct Commits {
+    /// The committed length of each sink that has one, by name.
+    pub lengths: std::collections::BTreeMap<String, u64>,
+    /// Files to sync before the checkpoint is written.
+    pub sync: Vec<std::sync::Arc<std::fs::File>>,
+}
+
 /// The lifecycle of a sink, whatever it takes.
 trait SinkOps {
     fn open(&mut self, info: &RunInfo) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
     fn close(&mut self) -> std::io::Result<()>;
-    fn commit(&mut self) -> std::io::Result<Option<u64>>;
+    fn commit_deferred(&mut self) -> std::io::Result<(Option<u64>, Option<std::sync::Arc<std::fs::File>>)>;
     fn name(&self) -> String;
 }
 
@@ -146,8 +158,8 @@ impl<R> SinkOps for Box<dyn Sink<R>> {
     fn close(&mut self) -> std::io::Result<()> {
         (**self).close()
     }
-    fn commit(&mut self) -> std::io::Result<Option<u64>> {
-        (**self).commit()
+    fn commit_deferred(&mut self) -> std::io::Result<(Option<u64>, Option<std::sync::Arc<std::fs::File>>)> {
+        (**self).commit_deferred()
     }
     fn name(&self) -> String {
         (**self).name()
@@ -1084,16 +1096,17 @@ where
     fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
         self.check()?;
         if self.running.as_ref().is_none_or(|r| r.finished) {
-            return Ok(GraphSnapshot { window: None, sinks: lock(&self.sinks).commit()? });
+            let c = lock(&self.sinks).commit()?;
+            return Ok(GraphSnapshot { window: None, sinks: c.lengths, sync: c.sync });
         }
         self.barrier(|| ToShard::Snapshot)?;
-        let sinks = self.flush_sinks().and_then(|()| lock(&self.sinks).commit())?;
+        let c = self.flush_sinks().and_then(|()| lock(&self.sinks).commit())?;
         let run = self.running.as_mut().expect("checked");
         let states: Option<Vec<_>> = run.states.iter_mut().map(Option::take).collect();
         let Some(states) = states else {
             return Err(RunError::Worker { message: "a shard sent no state for a checkpoint".into() });
         };
-        Ok(GraphSnapshot { window: Some(crate::pipeline::encode_window(&states)?), sinks })
+        Ok(GraphSnapshot { window: Some(crate::pipeline::encode_window(&states)?), sinks: c.lengths, sync: c.sync })
     }
 
     fn suspend(&mut self) -> Result<(), RunError> {

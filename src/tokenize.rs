@@ -177,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn words_at_the_inline_limit() {
+        // 23 bytes fit inline, 24 do not, on both paths.
+        for n in [22, 23, 24, 25] {
+            let ascii = "Q".repeat(n);
+            assert_eq!(words(&ascii), [ascii.to_lowercase()]);
+            let wide = format!("{}{}", "É".repeat(n / 2), "X".repeat(n % 2));
+            assert_eq!(words(&wide), [wide.to_lowercase()]);
+            let padded = format!("“{wide}”, {ascii}.");
+            assert_eq!(words(&padded), reference(&padded));
+        }
+    }
+
+    #[test]
     fn whitespace_kinds_and_empty_lines() {
         assert!(words("").is_empty());
         assert!(words("   \t  ").is_empty());

@@ -145,6 +145,7 @@ impl Word {
     /// pieces (see the module's documentation).
     #[inline]
     pub(crate) fn ascii(text: &[u8], start: usize, end: usize, lower: bool) -> Self {
+        debug_assert!(start < end && text[end - 1] != 0 && text[start..end].is_ascii());
         let n = end - start;
         if n > INLINE {
             let mut s = String::from_utf8_lossy(&text[start..end]).into_owned();

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -93,7 +94,7 @@ pub struct JsonLines {
     /// Reused for formatting, so a line costs no allocation.
     line: Vec<u8>,
     /// An exactly-once file: the file, to sync, and its length.
-    durable: Option<(File, u64)>,
+    durable: Option<(Arc<File>, u64)>,
 }
 
 impl JsonLines {
@@ -140,7 +141,7 @@ impl JsonLines {
         }
         let writer = file.try_clone()?;
         let mut sink = Self::to_writer(Box::new(writer), format!("jsonl:{}", path.display()));
-        sink.durable = Some((file, committed));
+        sink.durable = Some((Arc::new(file), committed));
         Ok(sink)
     }
 
@@ -175,16 +176,70 @@ impl<R: JsonRow> Sink<R> for JsonLines {
         self.out.flush()
     }
     fn commit(&mut self) -> io::Result<Option<u64>> {
-        self.out.flush()?;
-        match &self.durable {
-            Some((file, len)) => {
-                file.sync_data()?;
-                Ok(Some(*len))
-            }
-            None => Ok(None),
+        let (len, sync) = <Self as Sink<R>>::commit_deferred(self)?;
+        if let Some(file) = sync {
+            file.sync_data()?;
         }
+        Ok(len)
+    }
+    /// Writes out the buffer and hands the file over to be synced: what
+    /// is written after this only adds to what the sync makes durable.
+    fn commit_deferred(&mut self) -> io::Result<(Option<u64>, Option<Arc<File>>)> {
+        self.out.flush()?;
+        Ok(match &self.durable {
+            Some((file, len)) => (Some(*len), Some(file.clone())),
+            None => (None, None),
+        })
     }
     fn name(&self) -> String {
         self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenize::Word;
+
+    fn result(key: &str, value: u64) -> WindowResult<Word, u64> {
+        WindowResult { window: Window::GLOBAL, key: Word::from(key), value, max_event_time: None, is_final: true }
+    }
+
+    /// A checkpoint's commit writes the buffer out and hands the file over
+    /// to be synced instead of syncing it; the length it tells is what the
+    /// file holds, and later writes only add to it.
+    #[test]
+    fn a_deferred_commit_tells_the_length_written_and_hands_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut sink = JsonLines::exactly_once(&path, 0).unwrap();
+        Sink::<WindowResult<Word, u64>>::write(&mut sink, &result("whale", 3)).unwrap();
+        Sink::<WindowResult<Word, u64>>::write(&mut sink, &result("sea", 1)).unwrap();
+        let (len, sync) = Sink::<WindowResult<Word, u64>>::commit_deferred(&mut sink).unwrap();
+        let len = len.expect("an exactly-once file tells its length");
+        assert_eq!(len, std::fs::metadata(&path).unwrap().len());
+        let file = sync.expect("an exactly-once file is handed over to be synced");
+        assert_eq!(file.metadata().unwrap().len(), len);
+        file.sync_data().unwrap();
+        Sink::<WindowResult<Word, u64>>::write(&mut sink, &result("ship", 2)).unwrap();
+        let again = Sink::<WindowResult<Word, u64>>::commit(&mut sink).unwrap().unwrap();
+        assert!(again > len);
+        assert_eq!(again, std::fs::metadata(&path).unwrap().len());
+        // A restart from the first commit cuts the third result away.
+        drop(sink);
+        let _ = JsonLines::exactly_once(&path, len).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("whale") && !text.contains("ship"), "{text}");
+    }
+
+    /// A plain file (no checkpoints) has nothing to commit or sync.
+    #[test]
+    fn a_plain_file_hands_over_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = JsonLines::create(&dir.path().join("o.jsonl")).unwrap();
+        Sink::<WindowResult<Word, u64>>::write(&mut sink, &result("whale", 3)).unwrap();
+        let (len, sync) = Sink::<WindowResult<Word, u64>>::commit_deferred(&mut sink).unwrap();
+        assert!(len.is_none() && sync.is_none());
     }
 }

@@ -5,7 +5,9 @@
 //! [`TopTable`] (a readable top-N table per window), [`Null`], and
 //! [`from_fn`] to turn a closure into a sink.
 
+use std::fs::File;
 use std::io;
+use std::sync::Arc;
 
 mod json;
 mod kafka;
@@ -50,6 +52,15 @@ pub trait Sink<R>: Send {
     /// flush and return `None`.
     fn commit(&mut self) -> io::Result<Option<u64>> {
         self.flush().map(|()| None)
+    }
+
+    /// [`Sink::commit`] for a checkpoint written off the executor: a sink
+    /// may hand over a file to sync instead of syncing it here. The
+    /// checkpoint writer syncs it before the checkpoint that records the
+    /// returned length reaches disk, so events are not held back while the
+    /// disk catches up. The default commits.
+    fn commit_deferred(&mut self) -> io::Result<(Option<u64>, Option<Arc<File>>)> {
+        self.commit().map(|len| (len, None))
     }
 
     /// Called once at the end of the run, after the last write.
