@@ -209,11 +209,39 @@ pub struct GraphSnapshot {
     pub window: Option<Box<RawValue>>,
     /// Committed length of each exactly-once file sink.
     pub sinks: BTreeMap<String, u64>,
-    /// Sink files whose data must be on disk before the snapshot is: the
-    /// sinks wrote out up to their committed lengths, and
+    /// Sink files whose data must be on disk before the snapshot is, by
+    /// sink name: the sinks wrote out up to their committed lengths, and
     /// [`CheckpointDir::commit`] syncs these first, off the executor when
     /// the executor writes snapshots on a thread of their own.
-    pub sync: Vec<Arc<File>>,
+    pub sync: Vec<(String, Arc<File>)>,
+}
+
+/// A sink's file could not be synced for a checkpoint. Unlike a checkpoint
+/// that cannot be written, this fails the run: after a failed sync the
+/// kernel may have dropped the results, and a later sync that succeeds does
+/// not bring them back, so no later checkpoint may count them as written.
+/// [`CheckpointDir::commit`] returns it inside its `io::Error`.
+#[derive(Debug)]
+pub struct SinkSyncError {
+    /// The sink's name.
+    pub sink: String,
+    /// Why the sync failed.
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for SinkSyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.sink, self.err)
+    }
+}
+
+impl std::error::Error for SinkSyncError {}
+
+impl SinkSyncError {
+    /// The sink sync failure inside `e`, if that is what it is.
+    pub fn within(e: &io::Error) -> Option<&SinkSyncError> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<SinkSyncError>())
+    }
 }
 
 impl CheckpointDir {
@@ -352,8 +380,11 @@ impl CheckpointDir {
         let _one = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         // The results the snapshot counts as written must be on disk before
         // it is.
-        for file in &graph.sync {
-            file.sync_data()?;
+        for (sink, file) in &graph.sync {
+            file.sync_data().map_err(|err| {
+                let kind = err.kind();
+                io::Error::new(kind, SinkSyncError { sink: sink.clone(), err })
+            })?;
         }
         let (pipeline, epoch, positions) = {
             let s = self.lock();
@@ -474,6 +505,32 @@ mod tests {
 
     fn pos(offset: u64) -> FilePosition {
         FilePosition { dev: 1, ino: 2, fingerprint_sum: 3, fingerprint_len: 4, offset }
+    }
+
+    /// A sink file that cannot be synced fails the snapshot, which then
+    /// is not written, and says which sink it was, so that the run fails
+    /// instead of going on to a later snapshot that counts lost results.
+    #[test]
+    fn a_sink_that_cannot_sync_fails_the_snapshot_and_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CheckpointDir::open(&tmp.path().join("ckpt")).unwrap();
+        dir.check_pipeline("p1").unwrap();
+        // A pipe cannot be synced (EINVAL).
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let pipe = File::from(std::os::fd::OwnedFd::from(writer));
+        let good = tempfile::tempfile().unwrap();
+        let graph = GraphSnapshot {
+            window: None,
+            sinks: BTreeMap::from([("jsonl:ok".into(), 0), ("jsonl:bad".into(), 0)]),
+            sync: vec![("jsonl:ok".into(), Arc::new(good)), ("jsonl:bad".into(), Arc::new(pipe))],
+        };
+        let e = dir.commit(graph).unwrap_err();
+        let failed = SinkSyncError::within(&e).expect("a sink sync failure");
+        assert_eq!(failed.sink, "jsonl:bad");
+        assert!(!dir.dir().join(FILE_NAME).exists(), "nothing was written");
+        assert_eq!(dir.epoch(), 0);
+        // A failure of the checkpoint's own file is not a sink's.
+        assert!(SinkSyncError::within(&io::Error::other("disk full")).is_none());
     }
 
     #[test]

@@ -842,6 +842,12 @@ impl Runner<'_> {
             }
             Err(e) => {
                 report.failed += 1;
+                if let Some(failed) = crate::checkpoint::SinkSyncError::within(&e) {
+                    return Err(RunError::Sink {
+                        sink: failed.sink.clone(),
+                        err: std::io::Error::new(failed.err.kind(), failed.err.to_string()),
+                    });
+                }
                 let message = format!(
                     "cannot write a checkpoint in {}: {e}; the last good one (epoch {}) stays, and a restart resumes from it",
                     c.dir.dir().display(),

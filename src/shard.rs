@@ -113,7 +113,7 @@ impl<K, O> SinkSet<K, O> {
             if let Some(len) = len {
                 out.lengths.insert(s.name(), len);
             }
-            out.sync.extend(sync);
+            out.sync.extend(sync.map(|f| (s.name(), f)));
             Ok(())
         })?;
         Ok(out)
@@ -135,8 +135,9 @@ impl<K, O> SinkSet<K, O> {
 pub(crate) struct Commits {
     /// The committed length of each sink that has one, by name.
     pub lengths: std::collections::BTreeMap<String, u64>,
-    /// Files to sync before the checkpoint is written.
-    pub sync: Vec<std::sync::Arc<std::fs::File>>,
+    /// Files to sync before the checkpoint is written, with their sinks'
+    /// names.
+    pub sync: Vec<(String, std::sync::Arc<std::fs::File>)>,
 }
 
 /// The lifecycle of a sink, whatever it takes.
