@@ -190,48 +190,89 @@ pub fn write_rfc3339_ms_bytes(out: &mut Vec<u8>, t: EpochNanos) {
     out.extend_from_slice(&rfc3339_ms(t));
 }
 
+/// How many formatted times each thread keeps.
+const KEPT: usize = 32;
+
+/// The formatted times a thread keeps: the last [`KEPT`] distinct ones.
+struct Kept {
+    times: [EpochNanos; KEPT],
+    texts: [[u8; 24]; KEPT],
+    /// The slot the next new time takes (the oldest).
+    next: usize,
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`: always 24 bytes, as every `EpochNanos`
 /// falls in the years 1677 to 2262. Sinks write two per result (the
-/// window's start and end), the same two for every result of a window: the
-/// last two are kept, per thread.
+/// window's start and end), the same two for every result of a window, and
+/// with sliding windows an event's results go to many windows in turn (11
+/// distinct bounds for `sliding:10s,1s`): the last [`KEPT`] distinct times
+/// are kept, per thread. A new time of the same day as the last one takes
+/// its date from it, and only the time of day is worked out.
 fn rfc3339_ms(t: EpochNanos) -> [u8; 24] {
     thread_local! {
-        static LAST: std::cell::Cell<[(EpochNanos, [u8; 24]); 2]> =
-            const { std::cell::Cell::new([(NO_TIME, [0; 24]); 2]) };
+        static KEPT_TIMES: std::cell::RefCell<Kept> = const {
+            std::cell::RefCell::new(Kept { times: [NO_TIME; KEPT], texts: [[0; 24]; KEPT], next: 0 })
+        };
     }
-    LAST.with(|last| {
-        let mut kept = last.get();
-        if let Some((_, text)) = kept.iter().find(|(at, _)| *at == t && t != NO_TIME) {
-            return *text;
+    if t == NO_TIME {
+        // The mark of an empty slot.
+        return format_rfc3339_ms(t);
+    }
+    KEPT_TIMES.with(|kept| {
+        let Ok(mut k) = kept.try_borrow_mut() else { return format_rfc3339_ms(t) };
+        if let Some(i) = k.times.iter().position(|&at| at == t) {
+            return k.texts[i];
         }
-        let text = format_rfc3339_ms(t);
-        kept = [kept[1], (t, text)];
-        last.set(kept);
+        let last = (k.next + KEPT - 1) % KEPT;
+        let text = if k.times[last] != NO_TIME && day_of(k.times[last]) == day_of(t) {
+            with_time_of_day(k.texts[last], t)
+        } else {
+            format_rfc3339_ms(t)
+        };
+        let i = k.next;
+        k.times[i] = t;
+        k.texts[i] = text;
+        k.next = (i + 1) % KEPT;
         text
     })
 }
 
+/// The day of a time, counted from 1970-01-01.
+#[inline]
+fn day_of(t: EpochNanos) -> i64 {
+    t.div_euclid(86_400 * 1_000_000_000)
+}
+
 /// [`rfc3339_ms`] without the memory: integer arithmetic only.
 fn format_rfc3339_ms(t: EpochNanos) -> [u8; 24] {
-    let secs = t.div_euclid(1_000_000_000);
-    let ms = (t.rem_euclid(1_000_000_000) / 1_000_000) as u32;
-    let (year, month, day) = civil_date(secs.div_euclid(86_400));
-    let in_day = secs.rem_euclid(86_400) as u32;
+    let (year, month, day) = civil_date(day_of(t));
     let mut b = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, in_day / 3600);
-    put(14, 2, in_day / 60 % 60);
-    put(17, 2, in_day % 60);
-    put(20, 3, ms);
+    put_digits(&mut b, 0, 4, year as u32);
+    put_digits(&mut b, 5, 2, month);
+    put_digits(&mut b, 8, 2, day);
+    with_time_of_day(b, t)
+}
+
+/// `text` (a formatted time of the same day as `t`) with the time of day
+/// of `t`.
+#[inline]
+fn with_time_of_day(mut b: [u8; 24], t: EpochNanos) -> [u8; 24] {
+    let in_day_ms = t.rem_euclid(86_400 * 1_000_000_000) / 1_000_000;
+    let (in_day, ms) = ((in_day_ms / 1000) as u32, (in_day_ms % 1000) as u32);
+    put_digits(&mut b, 11, 2, in_day / 3600);
+    put_digits(&mut b, 14, 2, in_day / 60 % 60);
+    put_digits(&mut b, 17, 2, in_day % 60);
+    put_digits(&mut b, 20, 3, ms);
     b
+}
+
+/// Writes `v` in decimal into `b[at..at + width]`, zero-padded.
+#[inline]
+fn put_digits(b: &mut [u8; 24], at: usize, width: usize, mut v: u32) {
+    for i in (at..at + width).rev() {
+        b[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// The proleptic Gregorian (year, month, day) of a day counted from
@@ -315,6 +356,29 @@ mod tests {
             let mut again = Vec::new();
             write_rfc3339_ms_bytes(&mut again, t);
             assert_eq!(again, want.as_bytes(), "{t}");
+        }
+    }
+
+    /// Times in turn that share days (the sliding-window pattern: many
+    /// bounds, over and over), across midnight and before 1970: each is
+    /// written as it is, whether its date came from the memory or not.
+    #[test]
+    fn dates_taken_from_the_memory_are_right() {
+        for base in [1_700_006_390_000_000_000i64, -86_400_000_000_000 - 5_000_000_000, 951_868_790_000_000_000] {
+            let times: Vec<i64> = (0..20).map(|i| base + i * 1_000_000_000 + i * 7_000_000).collect();
+            for round in 0..3 {
+                for (i, &t) in times.iter().enumerate().skip(round) {
+                    for t in [t, times[i / 2], t + 1] {
+                        let mut got = Vec::new();
+                        write_rfc3339_ms_bytes(&mut got, t);
+                        assert_eq!(got, format_rfc3339_ms(t), "{t}");
+                        let secs = t.div_euclid(1_000_000_000);
+                        let nanos = t.rem_euclid(1_000_000_000) as u32;
+                        let want = chrono::DateTime::from_timestamp(secs, nanos).unwrap();
+                        assert_eq!(got, want.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().as_bytes(), "{t}");
+                    }
+                }
+            }
         }
     }
 
