@@ -216,6 +216,23 @@ impl Tally {
     }
 }
 
+/// Keeps the error of a snapshot's write that ended after the run did. A
+/// sink that failed outranks a source that failed: the run then ends
+/// without a final checkpoint (a failed sync may have lost results, and the
+/// final checkpoint would count them), where a failing source alone keeps
+/// one.
+fn note_write_error(error: &mut Option<RunError>, e: RunError) {
+    match error {
+        Some(source @ RunError::Source { .. }) if matches!(e, RunError::Sink { .. }) => {
+            tracing::error!("{source}");
+            *error = Some(e);
+        }
+        _ => {
+            error.get_or_insert(e);
+        }
+    }
+}
+
 /// Runs `pipeline` over `sources` until they end, fail or are interrupted.
 pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
     let Pipeline { config, mut graph } = pipeline;
@@ -359,7 +376,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     // A snapshot still being written is finished first, whatever happens
     // next: the final one must not race it, and a failed run keeps it.
     if let Err(e) = run.finish_write(true) {
-        error.get_or_insert(e);
+        note_write_error(&mut error, e);
     }
     // With checkpoints, the run ends with one, and open windows stay in it
     // for the restart rather than being emitted early; unless a sink
@@ -1116,6 +1133,27 @@ impl Runner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A checkpoint write that failed on a sink's sync, found after a
+    /// source failed, decides how the run ends: no final checkpoint.
+    #[test]
+    fn a_failed_sink_sync_outranks_a_failed_source() {
+        let source = || RunError::Source { source_name: "file:x".into(), message: "gone".into() };
+        let sink = || RunError::Sink { sink: "jsonl:o".into(), err: std::io::Error::other("sync") };
+        let mut error = Some(source());
+        note_write_error(&mut error, sink());
+        assert!(matches!(error, Some(RunError::Sink { .. })), "{error:?}");
+        // Otherwise the first error stays.
+        let mut error = Some(sink());
+        note_write_error(&mut error, RunError::CheckpointWrite { message: "full".into() });
+        assert!(matches!(error, Some(RunError::Sink { .. })), "{error:?}");
+        let mut error = Some(source());
+        note_write_error(&mut error, RunError::CheckpointWrite { message: "full".into() });
+        assert!(matches!(error, Some(RunError::Source { .. })), "{error:?}");
+        let mut error = None;
+        note_write_error(&mut error, sink());
+        assert!(matches!(error, Some(RunError::Sink { .. })), "{error:?}");
+    }
 
     /// Notes what it is told.
     #[derive(Default)]

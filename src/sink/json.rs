@@ -113,7 +113,9 @@ impl JsonLines {
     /// once): the file is first cut back to `committed` bytes, what the
     /// last snapshot covers (0 without one), so that results written after
     /// it, which the restarted run writes again, are not there twice.
-    /// [`Sink::commit`] then syncs it and tells its length. A file shorter
+    /// [`Sink::commit`] then syncs it and tells its length; for a
+    /// checkpoint, [`Sink::commit_deferred`] tells the length and hands the
+    /// file over, for the checkpoint writer to sync. A file shorter
     /// than `committed` was changed by someone else, and is refused.
     pub fn exactly_once(path: &Path, committed: u64) -> io::Result<Self> {
         let existed = path.exists();

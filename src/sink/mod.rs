@@ -46,10 +46,11 @@ pub trait Sink<R>: Send {
         Ok(())
     }
 
-    /// Makes everything written so far durable, for a checkpoint. A sink
-    /// whose output a restart can cut back (an exactly-once file) returns
-    /// how far it is committed, which the checkpoint records; the others
-    /// flush and return `None`.
+    /// Makes everything written so far durable. A sink whose output a
+    /// restart can cut back (an exactly-once file) returns how far it is
+    /// committed, which a checkpoint records; the others flush and return
+    /// `None`. Checkpoints call [`Sink::commit_deferred`], which calls this
+    /// unless the sink says otherwise.
     fn commit(&mut self) -> io::Result<Option<u64>> {
         self.flush().map(|()| None)
     }
