@@ -83,7 +83,7 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
         // Both ends are at ASCII bytes or at the ends of `text`: char boundaries.
         let piece = &text[start..i];
         if seen & WIDE != 0 {
-            general(piece, &mut emit);
+            general(b, piece, &mut emit);
         } else if seen & ALNUM != 0 {
             let p = piece.as_bytes();
             let (mut s, mut e) = (0, p.len());
@@ -99,21 +99,25 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
     }
 }
 
-/// The general path for a piece of text between ASCII whitespace that has
-/// non-ASCII characters in it.
-fn general(piece: &str, emit: &mut impl FnMut(Word)) {
+/// The general path for a piece of `text` between ASCII whitespace that
+/// has non-ASCII characters in it.
+fn general(text: &[u8], piece: &str, emit: &mut impl FnMut(Word)) {
     for token in piece.split(is_separator) {
         let t = token.trim_matches(|c: char| !c.is_alphanumeric());
         if !t.is_empty() {
-            emit(lower(t));
+            // Where the token starts in the text: an ASCII word (one in
+            // quotation marks, say) is read from the text around it.
+            let at = t.as_ptr() as usize - text.as_ptr() as usize;
+            emit(lower(text, at, t));
         }
     }
 }
 
-fn lower(t: &str) -> Word {
+/// The word of `t`, which starts at `at` in `text`.
+fn lower(text: &[u8], at: usize, t: &str) -> Word {
     if t.is_ascii() {
         // Trimmed: it ends in a letter or digit.
-        return Word::ascii(t.as_bytes(), 0, t.len(), true);
+        return Word::ascii(text, at, at + t.len(), true);
     }
     if t.contains('Σ') {
         // Final sigma depends on context; let the standard library decide.
