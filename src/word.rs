@@ -250,6 +250,10 @@ impl Hash for Word {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         match &self.0 {
+            // A word of up to 8 bytes (most of them) is one piece: the
+            // others are zero but for the mark. One step of the hasher
+            // then, instead of three in a row.
+            Repr::Inline(w) if w.b == 0 && w.c.get() == MARK.to_le() => state.write_u64(w.a),
             Repr::Inline(w) => {
                 state.write_u64(w.a);
                 state.write_u64(w.b);
