@@ -1050,6 +1050,10 @@ impl Runner<'_> {
             }
             self.pending_bytes = pending_bytes;
             self.live_tick();
+            // A snapshot whose write ended is accounted for now, not at the
+            // next boundary: the sources that tell someone else (a Kafka
+            // group's offsets) hear of it while the batch is collected.
+            self.finish_write(false)?;
             if pending_bytes >= self.opts.max_batch_bytes {
                 // The batch is full before its boundary: a backlog. It runs
                 // now; the next one collects from here, on the same grid.
