@@ -86,12 +86,11 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 l = r["latency"]
 print(f"sluice: events {r['events']}, clocks {l['clocks']}")
-for kind in ("processing", "end_to_end"):
-    s = l.get(kind)
+stages = l.get("stages", {})
+figures = [(k, l.get(k)) for k in ("processing", "end_to_end")]
+figures += [(k, stages.get(k)) for k in ("source_wait", "queueing", "compute", "sink_write")]
+for kind, s in figures:
     if s:
-        print(f"sluice {kind:<11} p50 {s['p50_us']:.0f} µs  p90 {s['p90_us']:.0f} µs  p99 {s['p99_us']:.0f} µs  p99.9 {s['p999_us']:.0f} µs  max {s['max_us']:.0f} µs")
-for kind in ("source_wait", "queueing", "compute", "sink_write"):
-    s = l.get("stages", {}).get(kind)
-    if s:
-        print(f"sluice {kind:<11} p50 {s['p50_us']:.1f} µs  p90 {s['p90_us']:.1f} µs  p99 {s['p99_us']:.1f} µs  p99.9 {s['p999_us']:.1f} µs  max {s['max_us']:.1f} µs")
+        print(f"sluice {kind:<11}", "  ".join(f"{p} {s[f]:.1f} µs" for p, f in
+              [("p50", "p50_us"), ("p90", "p90_us"), ("p99", "p99_us"), ("p99.9", "p999_us"), ("max", "max_us")]))
 PY
