@@ -404,6 +404,7 @@ fn run_mode(
     let mut ro = RunOptions::new(mode);
     ro.event_time = opts.settings.event_time.clone();
     ro.spin_wait = opts.settings.spin_wait;
+    ro.chain_source = !opts.settings.source_thread;
     ro.parallelism = opts.settings.parallelism;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));

@@ -51,6 +51,7 @@ pub struct RawSettings {
     pub metrics_addr: Option<Val<String>>,
     pub no_progress: Option<Val<bool>>,
     pub no_latency: Option<Val<bool>>,
+    pub source_thread: Option<Val<bool>>,
     pub window: Option<Val<String>>,
     pub time: Option<Val<String>>,
     pub event_time: Option<Val<String>>,
@@ -97,6 +98,7 @@ struct FileSettings {
     metrics_addr: Option<toml::Spanned<String>>,
     no_progress: Option<toml::Spanned<bool>>,
     no_latency: Option<toml::Spanned<bool>>,
+    source_thread: Option<toml::Spanned<bool>>,
     window: Option<toml::Spanned<String>>,
     time: Option<toml::Spanned<String>>,
     event_time: Option<toml::Spanned<String>>,
@@ -207,6 +209,7 @@ impl RawSettings {
             metrics_addr: v(text, file.metrics_addr),
             no_progress: v(text, file.no_progress),
             no_latency: v(text, file.no_latency),
+            source_thread: v(text, file.source_thread),
             window: v(text, file.window),
             time: v(text, file.time),
             event_time: v(text, file.event_time),
@@ -272,6 +275,7 @@ impl RawSettings {
             metrics_addr,
             no_progress,
             no_latency,
+            source_thread,
             window,
             time,
             event_time,
@@ -357,6 +361,9 @@ pub struct Settings {
     pub progress: bool,
     /// Record latency (`--no-latency` turns it off).
     pub latency: bool,
+    /// Per-event mode: run the generator on a thread of its own, not
+    /// chained to the executor's (`--source-thread`).
+    pub source_thread: bool,
     /// True when a batch interval was given with per-event mode (ignored).
     pub ignored_batch_interval: bool,
     /// Windowing.
@@ -680,6 +687,7 @@ impl Settings {
             metrics_addr,
             progress: !raw.no_progress.as_ref().is_some_and(|v| v.value),
             latency: !raw.no_latency.as_ref().is_some_and(|v| v.value),
+            source_thread: raw.source_thread.as_ref().is_some_and(|v| v.value),
             mode,
             window,
             event_time,

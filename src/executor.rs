@@ -31,7 +31,7 @@ use crate::record::{Line, Meta, Position, Record};
 use crate::report::CheckpointReport;
 use crate::report::{LatencyReport, RunReport};
 use crate::sink::RunInfo;
-use crate::source::{Acker, EventTimeFormat, Feed, InputChunk, Message, Source};
+use crate::source::{Acker, Chained, EventTimeFormat, Feed, InputChunk, Message, Poll, Source};
 use crate::time::{Clock, NO_TIME};
 use crate::window::{OutputMode, TimeDomain};
 
@@ -105,6 +105,13 @@ pub struct RunOptions {
     /// Take checkpoints, and start from the last one (see
     /// [`crate::checkpoint`]).
     pub checkpoint: Option<Checkpointing>,
+    /// Per-event mode: a run's only source, if it can be chained (the
+    /// generator, see [`Source::chained`]), is driven by the executor's
+    /// thread between events instead of by a thread of its own (the
+    /// default). One busy thread instead of two leaves this machine's
+    /// other core to everything else, which is what takes a busy thread
+    /// off its core for milliseconds (BENCHMARKS.md).
+    pub chain_source: bool,
 }
 
 /// Where and how often checkpoints are taken.
@@ -142,6 +149,7 @@ impl RunOptions {
             progress: false,
             interval_log: None,
             checkpoint: None,
+            chain_source: true,
         }
     }
 }
@@ -300,6 +308,16 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
             }
         }
     }
+    // Per-event mode with one source that can be chained: the executor
+    // drives it, and no source thread runs.
+    let mut sources = sources;
+    let mut chained = None;
+    if opts.chain_source && matches!(opts.mode, Mode::PerEvent) && sources.len() == 1 && error.is_none() {
+        chained = sources[0].chained(clock, 0);
+        if chained.is_some() {
+            sources.clear();
+        }
+    }
     for (i, source) in sources.into_iter().enumerate() {
         let feed = Feed::new(tx.clone(), clock, stop.clone(), i as u32, next_input.clone(), opts.event_time.clone());
         let tx = tx.clone();
@@ -336,6 +354,7 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
         }
     }
     let mut run = Runner {
+        chained,
         spin,
         graph: &mut *graph,
         rx: &rx,
@@ -510,6 +529,8 @@ impl Live {
 
 /// The executor's loop state.
 struct Runner<'a> {
+    /// Per-event mode: the source the executor's thread drives, if chained.
+    chained: Option<Box<dyn Chained>>,
     /// The pipeline.
     graph: &'a mut dyn crate::pipeline::Graph,
     /// Chunks from the sources.
@@ -717,6 +738,11 @@ const BATCH_SLICE: usize = 256;
 
 /// The longest the executors block without looking at the interrupt flag.
 const POLL: Duration = Duration::from_millis(50);
+
+/// A chained source's next line is waited for by polling the clock for this
+/// long before it is due, and by sleeping before that: a sleeping thread
+/// wakes some 50 µs late here.
+const CHAINED_SPIN: u64 = 100_000;
 
 impl Runner<'_> {
     /// Flushes the sinks, and acknowledges what they now hold (at most
@@ -952,6 +978,9 @@ impl Runner<'_> {
         if self.alive == 0 {
             return Ok(());
         }
+        if let Some(source) = self.chained.take() {
+            return self.per_event_chained(source, &mut records);
+        }
         loop {
             if self.interrupted() {
                 self.ended_by = "stopped";
@@ -990,6 +1019,72 @@ impl Runner<'_> {
                     self.flush()?;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    /// Per-event mode with a chained source: between events, the executor
+    /// asks the source for what is due, and waits for it as the source's
+    /// own thread would (sleeping while it is far, polling the clock for
+    /// its last [`CHAINED_SPIN`]). Sinks are flushed when nothing more is
+    /// due, as when the input queue runs empty; windows close on time and
+    /// every [`POLL`] without input, as when the queue stays empty.
+    fn per_event_chained(
+        &mut self,
+        mut source: Box<dyn Chained>,
+        records: &mut Vec<Record<Line>>,
+    ) -> Result<(), RunError> {
+        let mut quiet_since = self.clock.now();
+        let mut unflushed = false;
+        loop {
+            if self.interrupted() {
+                self.ended_by = "stopped";
+                return Ok(());
+            }
+            let now = self.clock.now();
+            let next = match source.poll(now) {
+                Poll::Lines(chunk) => {
+                    self.per_event_chunk(chunk, records)?;
+                    quiet_since = self.clock.now();
+                    unflushed = true;
+                    // Under sustained input, flush at least every
+                    // ACK_EVERY, so that positions keep being acknowledged.
+                    if self.last_ack.elapsed() >= ACK_EVERY {
+                        self.flush()?;
+                        unflushed = false;
+                    }
+                    continue;
+                }
+                Poll::Until(at) => at,
+                Poll::End => {
+                    self.alive -= 1;
+                    return Ok(());
+                }
+            };
+            // Nothing is due: the input queue would be empty now.
+            if unflushed {
+                self.flush()?;
+                unflushed = false;
+            }
+            let mut wake = next.min(quiet_since + POLL.as_nanos() as u64);
+            if let Some(close) = self.graph.next_close() {
+                wake = wake.min(self.clock.to_mono(close));
+            }
+            let now = self.clock.now();
+            if wake <= now && next > now {
+                // A window to close, or a quiet stretch: as a timeout on
+                // the queue would.
+                self.graph.advance(now, None)?;
+                self.flush()?;
+                quiet_since = now;
+                continue;
+            }
+            if wake > now + CHAINED_SPIN {
+                std::thread::sleep(Duration::from_nanos(wake - now - CHAINED_SPIN));
+            } else {
+                while self.clock.now() < wake {
+                    std::hint::spin_loop();
+                }
             }
         }
     }

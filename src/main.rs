@@ -85,6 +85,9 @@ struct RunArgs {
     /// Record no latency: no clock reads or histogram records per event (to measure what measuring costs)
     #[arg(long)]
     no_latency: bool,
+    /// Per-event mode: run the generator (gen:, demo) on a thread of its own instead of on the executor's, between events; the executor then waits on a queue
+    #[arg(long)]
+    source_thread: bool,
     /// global | tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP  [default: global for files and stdin, tumbling:1s otherwise]
     #[arg(long)]
     window: Option<String>,
@@ -172,6 +175,9 @@ struct ReplayArgs {
     /// Per-event mode: poll the input queue this long before sleeping; 0 sleeps at once  [default: 20us]
     #[arg(long)]
     spin_wait: Option<String>,
+    /// Per-event mode: run the generator on a thread of its own instead of on the executor's, between events
+    #[arg(long)]
+    source_thread: bool,
     /// Shards of the keyed window in every run; more than 1 adds a thread hop, which on a machine with few cores costs per-event latency  [default: 1]
     #[arg(long)]
     parallelism: Option<u64>,
@@ -234,6 +240,7 @@ impl ReplayArgs {
             count: self.count.map(Val::from),
             duration: s(&self.duration),
             spin_wait: s(&self.spin_wait),
+            source_thread: self.source_thread.then_some(Val::from(true)),
             parallelism: Some(Val::from(self.parallelism.unwrap_or(1))),
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
@@ -297,6 +304,7 @@ impl RunArgs {
             metrics_addr: s(&self.metrics_addr),
             no_progress: self.no_progress.then_some(Val::from(true)),
             no_latency: self.no_latency.then_some(Val::from(true)),
+            source_thread: self.source_thread.then_some(Val::from(true)),
             window: s(&self.window),
             time: s(&self.time),
             event_time: s(&self.event_time),

@@ -96,6 +96,7 @@ pub fn run_word_count(settings: &Settings, interrupt: Arc<AtomicBool>) -> Result
     opts.metrics_addr = settings.metrics_addr;
     opts.progress = settings.progress;
     opts.latency = settings.latency;
+    opts.chain_source = !settings.source_thread;
     opts.interrupt = interrupt;
     Ok(run(pipeline, vec![source], &opts))
 }

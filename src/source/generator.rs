@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Feed, InputChunk, InputLine, Source};
+use super::{Chained, Feed, InputChunk, InputLine, Poll, Source};
 use crate::error::RunError;
 use crate::time::{Clock, EpochNanos};
 
@@ -265,6 +265,7 @@ const VOCABULARY: &[&str] = &[
 ];
 
 /// Where the generator's lines come from.
+#[derive(Clone)]
 enum Lines {
     /// Random words drawn with Zipf frequencies.
     Words {
@@ -285,6 +286,7 @@ enum Lines {
 }
 
 /// The generator source.
+#[derive(Clone)]
 pub struct Generator {
     /// Settings.
     config: GeneratorConfig,
@@ -383,102 +385,157 @@ impl Source for Generator {
         }
     }
 
-    fn run(mut self: Box<Self>, feed: Feed) -> Result<(), RunError> {
+    fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let clock = *feed.clock();
-        // Event times count from `start_at` exactly, even when the run
-        // started so late that the first lines are already overdue.
-        let base_wall = self.config.start_at;
-        let start = match self.config.start_at {
-            Some(wall) => {
-                let at = clock.to_mono(wall);
-                while clock.now() < at && !feed.stopping() {
-                    let left = at.saturating_sub(clock.now());
-                    std::thread::sleep(Duration::from_nanos(left).min(Duration::from_millis(50)));
+        let mut pacer = Pacer::new(*self, clock, feed.input());
+        while !feed.stopping() {
+            match pacer.poll(clock.now()) {
+                Poll::Lines(chunk) => {
+                    if !feed.send(chunk) {
+                        break;
+                    }
                 }
-                at
-            }
-            None => clock.now(),
-        };
-        let period = self.config.rate.map(|r| 1e9 / r);
-        let limit = self.config.count.unwrap_or(u64::MAX);
-        let end = self.config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));
-        let deadline = self.config.deadline.map(|d| start.saturating_add(d.as_nanos() as u64));
-        let mut i = 0u64;
-        let mut offset = 0u64;
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut exhausted = false;
-        while i < limit && !exhausted && !feed.stopping() {
-            let now = clock.now();
-            if end.is_some_and(|e| now >= e) && period.is_none() {
-                break;
-            }
-            if deadline.is_some_and(|d| now >= d) {
-                tracing::debug!(sent = i, "the generator's deadline passed: stopping with lines still due");
-                break;
-            }
-            // How many lines are due now.
-            let due = match period {
-                Some(p) => ((now - start) as f64 / p) as u64 + 1,
-                None => i + MAX_CHUNK_LINES,
-            };
-            if due <= i {
-                let next = start + (i as f64 * period.unwrap_or(0.0)) as u64;
-                wait_until(&clock, next);
-                continue;
-            }
-            let n = (due - i).min(limit - i).min(16 * MAX_CHUNK_LINES);
-            let mut lines = Vec::with_capacity(n as usize);
-            for k in i..i + n {
-                let intended = match period {
-                    Some(p) => start + (k as f64 * p) as u64,
-                    None => now,
-                };
-                if end.is_some_and(|e| intended >= e) {
-                    exhausted = true;
-                    break;
-                }
-                let event_time = match (base_wall, period) {
-                    (Some(base), Some(p)) => base + (k as f64 * p) as i64,
-                    _ => clock.to_wall(intended),
-                };
-                let line_start = buf.len();
-                let Some(text_at) = self.next_line(&mut buf, event_time) else {
-                    exhausted = true;
-                    break;
-                };
-                lines.push(InputLine {
-                    start: (line_start + text_at) as u32,
-                    end: buf.len() as u32,
-                    offset,
-                    event_time,
-                });
-                buf.put_u8(b'\n');
-                offset += (buf.len() - line_start) as u64;
-            }
-            i += lines.len() as u64;
-            if lines.is_empty() {
-                break;
-            }
-            let data = buf.split().freeze();
-            let chunk = InputChunk {
-                input: feed.input(),
-                ingest: clock.now(),
-                bytes: data.len() as u64,
-                data,
-                lines,
-                truncated: 0,
-                time_fallbacks: 0,
-                file: 0,
-                end_offset: offset,
-            };
-            if !feed.send(chunk) {
-                break;
-            }
-            if buf.capacity() < 4096 {
-                buf.reserve(64 * 1024);
+                Poll::Until(at) => wait_until(&clock, at),
+                Poll::End => break,
             }
         }
         Ok(())
+    }
+
+    fn chained(&mut self, clock: Clock, input: u32) -> Option<Box<dyn Chained>> {
+        Some(Box::new(Pacer::new(self.clone(), clock, input)))
+    }
+}
+
+/// The generator as a state machine: asked at a time, it hands over the
+/// lines due by then, or says when the next one is due. Its own thread
+/// drives it ([`Source::run`]), or, chained, the executor's.
+pub struct Pacer {
+    /// What it sends.
+    generator: Generator,
+    /// The run's clock.
+    clock: Clock,
+    /// Its input number.
+    input: u32,
+    /// The intended send time of line 0 (monotonic); `None` until the
+    /// first poll when it starts at once.
+    start: Option<u64>,
+    /// Nanoseconds between lines; `None` is as fast as possible.
+    period: Option<f64>,
+    /// Lines to send in all.
+    limit: u64,
+    /// Lines sent so far.
+    sent: u64,
+    /// Input bytes sent so far (the next line's offset).
+    offset: u64,
+    /// The text the next lines are written into.
+    buf: BytesMut,
+    /// Set once the lines ran out (count, duration or text).
+    exhausted: bool,
+}
+
+impl Pacer {
+    fn new(generator: Generator, clock: Clock, input: u32) -> Self {
+        let config = &generator.config;
+        Pacer {
+            // Event times count from `start_at` exactly, even when the run
+            // started so late that the first lines are already overdue.
+            start: config.start_at.map(|wall| clock.to_mono(wall)),
+            period: config.rate.map(|r| 1e9 / r),
+            limit: config.count.unwrap_or(u64::MAX),
+            sent: 0,
+            offset: 0,
+            buf: BytesMut::with_capacity(64 * 1024),
+            exhausted: false,
+            clock,
+            input,
+            generator,
+        }
+    }
+
+    /// What is due at monotonic `now`.
+    pub fn poll(&mut self, now: u64) -> Poll {
+        if self.exhausted || self.sent >= self.limit {
+            return Poll::End;
+        }
+        let start = *self.start.get_or_insert(now);
+        if now < start {
+            return Poll::Until(start);
+        }
+        let config = &self.generator.config;
+        let end = config.duration.map(|d| start.saturating_add(d.as_nanos() as u64));
+        let deadline = config.deadline.map(|d| start.saturating_add(d.as_nanos() as u64));
+        let base_wall = config.start_at;
+        if end.is_some_and(|e| now >= e) && self.period.is_none() {
+            return Poll::End;
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            tracing::debug!(sent = self.sent, "the generator's deadline passed: stopping with lines still due");
+            return Poll::End;
+        }
+        // How many lines are due now.
+        let i = self.sent;
+        let due = match self.period {
+            Some(p) => ((now - start) as f64 / p) as u64 + 1,
+            None => i + MAX_CHUNK_LINES,
+        };
+        if due <= i {
+            return Poll::Until(start + (i as f64 * self.period.unwrap_or(0.0)) as u64);
+        }
+        let n = (due - i).min(self.limit - i).min(16 * MAX_CHUNK_LINES);
+        let mut lines = Vec::with_capacity(n as usize);
+        for k in i..i + n {
+            let intended = match self.period {
+                Some(p) => start + (k as f64 * p) as u64,
+                None => now,
+            };
+            if end.is_some_and(|e| intended >= e) {
+                self.exhausted = true;
+                break;
+            }
+            let event_time = match (base_wall, self.period) {
+                (Some(base), Some(p)) => base + (k as f64 * p) as i64,
+                _ => self.clock.to_wall(intended),
+            };
+            let line_start = self.buf.len();
+            let Some(text_at) = self.generator.next_line(&mut self.buf, event_time) else {
+                self.exhausted = true;
+                break;
+            };
+            lines.push(InputLine {
+                start: (line_start + text_at) as u32,
+                end: self.buf.len() as u32,
+                offset: self.offset,
+                event_time,
+            });
+            self.buf.put_u8(b'\n');
+            self.offset += (self.buf.len() - line_start) as u64;
+        }
+        self.sent += lines.len() as u64;
+        if lines.is_empty() {
+            return Poll::End;
+        }
+        let data = self.buf.split().freeze();
+        if self.buf.capacity() < 4096 {
+            self.buf.reserve(64 * 1024);
+        }
+        Poll::Lines(InputChunk {
+            input: self.input,
+            ingest: self.clock.now(),
+            bytes: data.len() as u64,
+            data,
+            lines,
+            truncated: 0,
+            time_fallbacks: 0,
+            file: 0,
+            end_offset: self.offset,
+        })
+    }
+}
+
+impl Chained for Pacer {
+    fn poll(&mut self, now: u64) -> Poll {
+        Pacer::poll(self, now)
     }
 }
 

@@ -424,6 +424,33 @@ pub trait Source: Send + 'static {
     fn event_time_clock(&self) -> Option<Arc<std::sync::Mutex<Option<&'static str>>>> {
         None
     }
+
+    /// The source as a state machine the executor's own thread can drive,
+    /// between events, instead of a thread of its own (the way Flink chains
+    /// a source with its operators), for input `input` on `clock`. Only a
+    /// source that never blocks can be chained: the generator; the others
+    /// say `None`. A source that gave its machine is not run.
+    fn chained(&mut self, clock: Clock, input: u32) -> Option<Box<dyn Chained>> {
+        let _ = (clock, input);
+        None
+    }
+}
+
+/// A source driven by the executor's thread (see [`Source::chained`]).
+pub trait Chained: Send {
+    /// What is due at monotonic `now`. Never blocks.
+    fn poll(&mut self, now: u64) -> Poll;
+}
+
+/// What a [`Chained`] source has at a time.
+#[derive(Debug)]
+pub enum Poll {
+    /// Lines that are due.
+    Lines(InputChunk),
+    /// Nothing is due before this monotonic time.
+    Until(u64),
+    /// The input ended.
+    End,
 }
 
 /// The options sources are built with.
