@@ -42,9 +42,9 @@ fn records(data: &Bytes) -> Vec<Record<Line>> {
 
 /// Runs a stage over every line of the book, collecting its outputs, and
 /// returns their count.
-fn drive<S: Stage<Record<Line>>>(stage: &mut S, input: &[Record<Line>], out: &mut Vec<S::Out>) -> usize {
+fn drive<S: Stage<Line>>(stage: &mut S, input: &[Record<Line>], out: &mut Vec<S::Out>) -> usize {
     for rec in input.iter().cloned() {
-        stage.push(rec, &mut |o| out.push(o));
+        stage.push(rec.value, &rec.meta, &mut |o, _| out.push(o));
     }
     let n = out.len();
     out.clear();
@@ -89,7 +89,7 @@ fn operators(c: &mut Criterion) {
     let mut words = Vec::new();
     let mut keyer = lines().flat_map(|l: Line, emit| tokenize(&l.text(), emit)).key().into_stage();
     for rec in input.iter().cloned() {
-        keyer.push(rec, &mut |kv| words.push(kv));
+        keyer.push(rec.value, &rec.meta, &mut |kv, meta| words.push((kv, *meta)));
     }
     let mut g = c.benchmark_group("window");
     g.throughput(Throughput::Elements(words.len() as u64));
@@ -111,9 +111,9 @@ fn operators(c: &mut Criterion) {
                         words.clone(),
                     )
                 },
-                |(mut op, words): (_, Vec<Keyed<Word, ()>>)| {
-                    for kv in words {
-                        op.process(kv);
+                |(mut op, words): (_, Vec<(Keyed<Word, ()>, Meta)>)| {
+                    for (kv, meta) in words {
+                        op.process(kv, &meta);
                     }
                     op.counters().items
                 },

@@ -28,7 +28,7 @@ impl<K: Hash + Eq + Ord + Clone + Send + Serialize + DeserializeOwned + 'static>
 
 impl<K, T, S> KeyedStream<K, T, S>
 where
-    S: Stage<Record<Line>, Out = Keyed<K, T>>,
+    S: Stage<Line, Out = Keyed<K, T>>,
 {
     /// Groups the keyed values into windows.
     pub fn window(self, config: WindowConfig) -> WindowedStream<K, T, S> {
@@ -50,7 +50,7 @@ impl<K, T, S> WindowedStream<K, T, S>
 where
     K: Key,
     T: Send + 'static,
-    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+    S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
     /// Aggregates with any [`Aggregate`].
     pub fn aggregate<A: Aggregate<T>>(self, agg: A) -> Aggregated<K, T, S, A> {
@@ -120,7 +120,7 @@ where
     K: Key,
     T: Send + 'static,
     A: Aggregate<T>,
-    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+    S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
     /// Adds a sink; every result goes to every sink.
     pub fn sink(mut self, sink: impl Sink<WindowResult<K, A::Out>> + 'static) -> Self {
@@ -363,7 +363,7 @@ where
     K: Key,
     T: Send + 'static,
     A: Aggregate<T>,
-    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+    S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
     /// Hands ready results and late items to the sinks, then accounts the
     /// latency of the events they carry, as emitted now. `ready` is when
@@ -384,7 +384,7 @@ where
     K: Key,
     T: Send + 'static,
     A: Aggregate<T>,
-    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+    S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
     fn open(&mut self, mut info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError> {
         let agg = self.agg.take().expect("a pipeline is opened once");
@@ -407,12 +407,13 @@ where
         let Some(window) = self.window.as_mut() else {
             return Ok(start);
         };
+        let Record { value, meta } = rec;
         if self.latency.off {
-            self.stages.push(rec, &mut |kv| window.process(kv));
+            self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
             return self.deliver(start);
         }
-        let ingest = rec.meta.ingest;
-        self.stages.push(rec, &mut |kv| window.process(kv));
+        let ingest = meta.ingest;
+        self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
         let ready = self.clock.now();
         let emit = self.deliver(ready)?;
         let st = &mut self.latency.stages;
@@ -431,7 +432,7 @@ where
         // other: nothing is stored on the way, and nothing leaves the
         // window before the boundary.
         for rec in batch.drain(..) {
-            self.stages.push(rec, &mut |kv| window.process(kv));
+            self.stages.push(rec.value, &rec.meta, &mut |kv, meta| window.process(kv, meta));
         }
     }
 

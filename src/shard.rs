@@ -428,7 +428,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                     self.inputs = self.inputs.max(meta.pos.input as usize + 1);
                     let mut first = first;
                     for (key, value) in items.by_ref().take(count as usize) {
-                        self.window.process_marked(Keyed { key, record: Record { value, meta } }, first, watermark);
+                        self.window.process_marked(Keyed { key, value }, &meta, first, watermark);
                         first = false;
                     }
                 }
@@ -581,12 +581,12 @@ impl<K: Hash, T> Router<K, T> {
     }
 
     #[inline(always)]
-    fn route(&mut self, kv: Keyed<K, T>) {
-        let Keyed { key, record: Record { value, meta } } = kv;
+    fn route(&mut self, kv: Keyed<K, T>, meta: &Meta) {
+        let Keyed { key, value } = kv;
         let first = meta.seq != self.last_seq;
         if first {
             self.last_seq = meta.seq;
-            event_progress(self.time, &mut self.watermarks, &self.clock, &meta, true);
+            event_progress(self.time, &mut self.watermarks, &self.clock, meta, true);
         }
         let j = self.shard_of(&key);
         let buffer = &mut self.buffers[j];
@@ -597,7 +597,7 @@ impl<K: Hash, T> Router<K, T> {
                 let watermark = self.watermarks.get();
                 self.told[j] = watermark;
                 self.open[j] = meta.seq;
-                buffer.steps.push(Step::Event { meta, first, count: 1, watermark });
+                buffer.steps.push(Step::Event { meta: *meta, first, count: 1, watermark });
             }
         }
         let buffer = &mut self.buffers[j];
@@ -716,7 +716,7 @@ where
     K: Key,
     T: Send + 'static,
     A: Aggregate<T>,
-    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+    S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
     /// Sends every buffer and `msg` to every shard, and waits for all the
     /// replies; returns the latest (ready, emit) among them.
@@ -856,7 +856,7 @@ where
     K: Key,
     T: Send + 'static,
     A: Aggregate<T>,
-    S: Stage<Record<Line>, Out = Keyed<K, T>> + Send + 'static,
+    S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
     fn open(&mut self, mut info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError> {
         info.value_field = self.agg.name();
@@ -942,7 +942,7 @@ where
         let Some(run) = self.running.as_mut() else { return Ok(start) };
         let ingest = rec.meta.ingest;
         let router = &mut run.router;
-        self.stages.push(rec, &mut |kv| router.route(kv));
+        self.stages.push(rec.value, &rec.meta, &mut |kv, meta| router.route(kv, meta));
         run.unacked_fresh = false;
         run.routed = true;
         if !self.track {
@@ -973,7 +973,7 @@ where
         // shard's buffer: nothing is stored on the way.
         let router = &mut run.router;
         for rec in batch.drain(..) {
-            self.stages.push(rec, &mut |kv| router.route(kv));
+            self.stages.push(rec.value, &rec.meta, &mut |kv, meta| router.route(kv, meta));
         }
     }
 
@@ -1144,12 +1144,13 @@ mod tests {
     use crate::record::Position;
     use crate::window::WindowSpec;
 
-    fn item(seq: u64, input: u32, frontier: EpochNanos, ingest: u64, key: &str) -> Keyed<String, ()> {
+    fn item(seq: u64, input: u32, frontier: EpochNanos, ingest: u64, key: &str) -> (Keyed<String, ()>, Meta) {
         let pos = Position { input, file: 0, offset: seq };
-        Keyed {
-            key: key.to_string(),
-            record: Record { value: (), meta: Meta { seq, ingest, event_time: frontier, pos, frontier } },
-        }
+        (Keyed { key: key.to_string(), value: () }, Meta { seq, ingest, event_time: frontier, pos, frontier })
+    }
+
+    fn route(router: &mut Router<String, ()>, (kv, meta): (Keyed<String, ()>, Meta)) {
+        router.route(kv, &meta);
     }
 
     /// What a shard's buffer holds, readably: `item:KEY:first@WATERMARK`
@@ -1196,10 +1197,10 @@ mod tests {
             WindowConfig::new(WindowSpec::Tumbling { size: Duration::from_nanos(100) }).event_time(Duration::ZERO);
         let (mut router, rx) = router(2, &config);
         let (a, b) = (key_in(0, "a"), key_in(1, "b"));
-        router.route(item(0, 0, 10, 0, &a)); // input 0 reaches 10: shard 0 only
-        router.route(item(1, 0, 20, 1, &a));
-        router.route(item(1, 0, 20, 1, &b)); // the same event's second word, in shard 1
-        router.route(item(2, 0, 40, 2, &a)); // input 0 reaches 40
+        route(&mut router, item(0, 0, 10, 0, &a)); // input 0 reaches 10: shard 0 only
+        route(&mut router, item(1, 0, 20, 1, &a));
+        route(&mut router, item(1, 0, 20, 1, &b)); // the same event's second word, in shard 1
+        route(&mut router, item(2, 0, 40, 2, &a)); // input 0 reaches 40
         assert_eq!(
             shown(&router.buffers[0]),
             [format!("item:{a}:true@10"), format!("item:{a}:true@20"), format!("item:{a}:true@40")]
@@ -1248,9 +1249,10 @@ mod tests {
             let seq = seq as u64;
             for k in 0..3 {
                 let key = format!("k{}", seq * 3 + k);
-                one.process(item(seq, input, frontier, ingest, &key));
+                let (kv, meta) = item(seq, input, frontier, ingest, &key);
+                one.process(kv, &meta);
                 expected.push((key.clone(), one.watermark()));
-                router.route(item(seq, input, frontier, ingest, &key));
+                route(&mut router, item(seq, input, frontier, ingest, &key));
             }
         }
         let mut got = Vec::new();

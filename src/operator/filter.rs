@@ -1,7 +1,7 @@
 //! `filter`: keeps the values a predicate accepts.
 
 use super::{Stage, Stream, Then};
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta};
 
 /// The stage behind [`Stream::filter`].
 #[derive(Debug, Clone)]
@@ -10,18 +10,18 @@ pub struct Filter<F> {
     keep: F,
 }
 
-impl<T, F: FnMut(&T) -> bool> Stage<Record<T>> for Filter<F> {
-    type Out = Record<T>;
+impl<T, F: FnMut(&T) -> bool> Stage<T> for Filter<F> {
+    type Out = T;
 
     #[inline]
-    fn push<O: FnMut(Record<T>)>(&mut self, item: Record<T>, out: &mut O) {
-        if (self.keep)(&item.value) {
-            out(item)
+    fn push<O: FnMut(T, &Meta)>(&mut self, item: T, meta: &Meta, out: &mut O) {
+        if (self.keep)(&item) {
+            out(item, meta)
         }
     }
 }
 
-impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
+impl<T, S: Stage<Line, Out = T>> Stream<T, S> {
     /// Keeps only the values for which `keep` returns `true`.
     ///
     /// ```

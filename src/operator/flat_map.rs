@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 
 use super::{Stage, Stream, Then};
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta};
 
 /// The stage behind [`Stream::flat_map`].
 pub struct FlatMap<F, U> {
@@ -13,17 +13,16 @@ pub struct FlatMap<F, U> {
     _out: PhantomData<fn(U)>,
 }
 
-impl<T, U, F: FnMut(T, &mut dyn FnMut(U))> Stage<Record<T>> for FlatMap<F, U> {
-    type Out = Record<U>;
+impl<T, U, F: FnMut(T, &mut dyn FnMut(U))> Stage<T> for FlatMap<F, U> {
+    type Out = U;
 
     #[inline]
-    fn push<O: FnMut(Record<U>)>(&mut self, item: Record<T>, out: &mut O) {
-        let meta = item.meta;
-        (self.f)(item.value, &mut |value| out(Record { value, meta }));
+    fn push<O: FnMut(U, &Meta)>(&mut self, item: T, meta: &Meta, out: &mut O) {
+        (self.f)(item, &mut |value| out(value, meta));
     }
 }
 
-impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
+impl<T, S: Stage<Line, Out = T>> Stream<T, S> {
     /// Calls `f` with every value and an `emit` function; every value passed
     /// to `emit` goes on, carrying the metadata of the input it came from.
     /// The emitter style lets `f` borrow from its input while it emits, so

@@ -3,15 +3,15 @@
 use std::marker::PhantomData;
 
 use super::{Chain, Stage, Stream, Then};
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta};
 
-/// A value with its key.
+/// A value with its key (its metadata goes beside it, see [`Stage::push`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keyed<K, T> {
     /// The key the window groups by.
     pub key: K,
-    /// The value with its metadata.
-    pub record: Record<T>,
+    /// The value.
+    pub value: T,
 }
 
 /// The stage behind [`Stream::key_by`].
@@ -21,12 +21,12 @@ pub struct KeyBy<F> {
     key_of: F,
 }
 
-impl<T, K, F: FnMut(&T) -> K> Stage<Record<T>> for KeyBy<F> {
+impl<T, K, F: FnMut(&T) -> K> Stage<T> for KeyBy<F> {
     type Out = Keyed<K, T>;
 
     #[inline]
-    fn push<O: FnMut(Keyed<K, T>)>(&mut self, record: Record<T>, out: &mut O) {
-        out(Keyed { key: (self.key_of)(&record.value), record })
+    fn push<O: FnMut(Keyed<K, T>, &Meta)>(&mut self, value: T, meta: &Meta, out: &mut O) {
+        out(Keyed { key: (self.key_of)(&value), value }, meta)
     }
 }
 
@@ -34,12 +34,12 @@ impl<T, K, F: FnMut(&T) -> K> Stage<Record<T>> for KeyBy<F> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeySelf;
 
-impl<T> Stage<Record<T>> for KeySelf {
+impl<T> Stage<T> for KeySelf {
     type Out = Keyed<T, ()>;
 
     #[inline]
-    fn push<O: FnMut(Keyed<T, ()>)>(&mut self, record: Record<T>, out: &mut O) {
-        out(Keyed { key: record.value, record: Record { value: (), meta: record.meta } })
+    fn push<O: FnMut(Keyed<T, ()>, &Meta)>(&mut self, value: T, meta: &Meta, out: &mut O) {
+        out(Keyed { key: value, value: () }, meta)
     }
 }
 
@@ -59,7 +59,7 @@ impl<K, T, S> KeyedStream<K, T, S> {
     }
 }
 
-impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
+impl<T, S: Stage<Line, Out = T>> Stream<T, S> {
     /// Keys every value by `key_of`.
     ///
     /// ```

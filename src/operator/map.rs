@@ -1,7 +1,7 @@
 //! `map`: one output per input.
 
 use super::{Stage, Stream, Then};
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta};
 
 /// The stage behind [`Stream::map`].
 #[derive(Debug, Clone)]
@@ -10,16 +10,16 @@ pub struct Map<F> {
     f: F,
 }
 
-impl<T, U, F: FnMut(T) -> U> Stage<Record<T>> for Map<F> {
-    type Out = Record<U>;
+impl<T, U, F: FnMut(T) -> U> Stage<T> for Map<F> {
+    type Out = U;
 
     #[inline]
-    fn push<O: FnMut(Record<U>)>(&mut self, item: Record<T>, out: &mut O) {
-        out(Record { value: (self.f)(item.value), meta: item.meta })
+    fn push<O: FnMut(U, &Meta)>(&mut self, item: T, meta: &Meta, out: &mut O) {
+        out((self.f)(item), meta)
     }
 }
 
-impl<T, S: Stage<Record<Line>, Out = Record<T>>> Stream<T, S> {
+impl<T, S: Stage<Line, Out = T>> Stream<T, S> {
     /// Applies `f` to every value.
     ///
     /// ```

@@ -11,11 +11,16 @@
 //!
 //! The chain is built from generic types, so a pipeline compiles into one
 //! monomorphic function per mode with no dynamic call between operators.
+//! An item's metadata (its event's [`Meta`]) travels beside it by
+//! reference: the words of a line share the line's, and no stage copies it.
+//! (Copying 56 bytes of metadata into every word's record, and again into
+//! its keyed record, cost the router about a third of its time in stalled
+//! loads; BENCHMARKS.md.)
 //! Operators live one per file: [`map`], [`filter`], [`flat_map`], [`key_by`].
 
 use std::marker::PhantomData;
 
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta};
 
 pub mod filter;
 pub mod flat_map;
@@ -32,26 +37,27 @@ pub trait Stage<I> {
     /// What the stage emits.
     type Out;
 
-    /// Processes one item, emitting its outputs to `out` right away.
-    fn push<F: FnMut(Self::Out)>(&mut self, item: I, out: &mut F);
+    /// Processes one item of the event `meta`, emitting its outputs to
+    /// `out` right away, each with the metadata of the event it came from.
+    fn push<F: FnMut(Self::Out, &Meta)>(&mut self, item: I, meta: &Meta, out: &mut F);
 }
 
 /// The start of every pipeline: passes input lines on unchanged.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Input;
 
-impl Stage<Record<Line>> for Input {
-    type Out = Record<Line>;
+impl Stage<Line> for Input {
+    type Out = Line;
 
     #[inline]
-    fn push<F: FnMut(Record<Line>)>(&mut self, item: Record<Line>, out: &mut F) {
-        out(item)
+    fn push<F: FnMut(Line, &Meta)>(&mut self, item: Line, meta: &Meta, out: &mut F) {
+        out(item, meta)
     }
 }
 
-/// A chain whose middle items are records of `T`: what each operator
+/// A chain whose middle items are values of `T`: what each operator
 /// method returns.
-pub type Then<S, B, T> = Chain<S, B, Record<T>>;
+pub type Then<S, B, T> = Chain<S, B, T>;
 
 /// Two stages, one after the other; `M` is what passes between them.
 #[derive(Debug)]
@@ -79,13 +85,13 @@ where
     type Out = B::Out;
 
     #[inline]
-    fn push<F: FnMut(B::Out)>(&mut self, item: I, out: &mut F) {
+    fn push<F: FnMut(B::Out, &Meta)>(&mut self, item: I, meta: &Meta, out: &mut F) {
         let then = &mut self.then;
-        self.first.push(item, &mut |m| then.push(m, out));
+        self.first.push(item, meta, &mut |m, meta| then.push(m, meta, out));
     }
 }
 
-/// A stream of records of `T` under construction; `S` is the chain of stages
+/// A stream of values of `T` under construction; `S` is the chain of stages
 /// that makes them from input lines. Start one with [`lines`].
 #[derive(Debug)]
 pub struct Stream<T, S> {
@@ -119,8 +125,8 @@ impl<T, S> Stream<T, S> {
     /// Appends a stage.
     pub(crate) fn then<U, B>(self, stage: B) -> Stream<U, Then<S, B, T>>
     where
-        S: Stage<Record<Line>, Out = Record<T>>,
-        B: Stage<Record<T>, Out = Record<U>>,
+        S: Stage<Line, Out = T>,
+        B: Stage<T, Out = U>,
     {
         Stream::new(Chain::new(self.stages, stage))
     }

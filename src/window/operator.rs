@@ -583,11 +583,11 @@ where
     /// item, `watermark` the watermark the router worked out with its event
     /// (see [`crate::shard`]).
     #[inline]
-    pub(crate) fn process_marked(&mut self, item: Keyed<K, T>, first: bool, watermark: EpochNanos) {
+    pub(crate) fn process_marked(&mut self, item: Keyed<K, T>, meta: &Meta, first: bool, watermark: EpochNanos) {
         self.watermarks.raise(watermark);
         self.flag_effect = first;
         self.flag_late = first;
-        self.process(item);
+        self.process(item, meta);
     }
 
     /// Sharded: the router's watermark moved without an item for this
@@ -601,12 +601,11 @@ where
         }
     }
 
-    /// Processes one keyed item. In per-event mode, what it causes is ready
-    /// in [`Self::take_results`] right after.
+    /// Processes one keyed item of the event `meta`. In per-event mode,
+    /// what it causes is ready in [`Self::take_results`] right after.
     #[inline]
-    pub fn process(&mut self, item: Keyed<K, T>) {
-        let Keyed { key, record } = item;
-        let meta = &record.meta;
+    pub fn process(&mut self, item: Keyed<K, T>, meta: &Meta) {
+        let Keyed { key, value } = item;
         self.counters.items += 1;
         if self.event_seq != meta.seq {
             self.start_event(meta);
@@ -614,7 +613,7 @@ where
         match self.config.spec {
             // The word-count path: kept small so it inlines into the
             // operators before it.
-            WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &record.value, meta),
+            WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &value, meta),
             WindowSpec::Tumbling { size } => {
                 let (t, wm) = (self.event_time, self.watermarks.get());
                 let size = size.as_nanos() as i64;
@@ -624,14 +623,14 @@ where
                 if w.end <= wm {
                     self.late(key, t, w, wm, meta);
                 } else {
-                    self.add_to_pane(w, key, &record.value, meta);
+                    self.add_to_pane(w, key, &value, meta);
                 }
             }
-            WindowSpec::Sliding { size, slide } => self.add_sliding(size, slide, key, &record.value, meta),
+            WindowSpec::Sliding { size, slide } => self.add_sliding(size, slide, key, &value, meta),
             WindowSpec::Session { gap } => {
                 let t = self.event_time;
                 let w = Window { start: t, end: t.saturating_add(gap.as_nanos() as i64) };
-                self.add_to_session(w, key, &record.value, meta);
+                self.add_to_session(w, key, &value, meta);
             }
         }
     }
@@ -1067,7 +1066,6 @@ mod tests {
 
     use super::*;
     use crate::aggregate::Count;
-    use crate::record::Record;
 
     /// Feeds (key, event time in ms) items in order, as one input would.
     struct Feeder {
@@ -1099,7 +1097,7 @@ mod tests {
                 frontier: self.frontier,
             };
             self.seq += 1;
-            self.op.process(Keyed { key: key.to_string(), record: Record { value: (), meta } });
+            self.op.process(Keyed { key: key.to_string(), value: () }, &meta);
             self.op.take_results(&mut self.out);
         }
 
