@@ -387,7 +387,7 @@ impl Source for Generator {
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let clock = *feed.clock();
-        let mut pacer = Pacer::new(*self, clock, feed.input());
+        let mut pacer = Pacer::new(*self, clock, feed.input(), false);
         while !feed.stopping() {
             match pacer.poll(clock.now()) {
                 Poll::Lines(chunk) => {
@@ -403,7 +403,7 @@ impl Source for Generator {
     }
 
     fn chained(&mut self, clock: Clock, input: u32) -> Option<Box<dyn Chained>> {
-        Some(Box::new(Pacer::new(self.clone(), clock, input)))
+        Some(Box::new(Pacer::new(self.clone(), clock, input, true)))
     }
 }
 
@@ -432,10 +432,17 @@ pub struct Pacer {
     buf: BytesMut,
     /// Set once the lines ran out (count, duration or text).
     exhausted: bool,
+    /// Driven by the executor: a chunk's ingest time is when its last
+    /// line was due (when a source thread that is never late would have
+    /// sent it), not when the executor got round to asking, so that the
+    /// time lines wait for a busy executor counts as queueing (processing
+    /// latency), as it does behind a source thread's queue. On its own
+    /// thread, a chunk is stamped when it is sent.
+    chained: bool,
 }
 
 impl Pacer {
-    fn new(generator: Generator, clock: Clock, input: u32) -> Self {
+    fn new(generator: Generator, clock: Clock, input: u32, chained: bool) -> Self {
         let config = &generator.config;
         Pacer {
             // Event times count from `start_at` exactly, even when the run
@@ -447,6 +454,7 @@ impl Pacer {
             offset: 0,
             buf: BytesMut::with_capacity(64 * 1024),
             exhausted: false,
+            chained,
             clock,
             input,
             generator,
@@ -484,6 +492,7 @@ impl Pacer {
         }
         let n = (due - i).min(self.limit - i).min(16 * MAX_CHUNK_LINES);
         let mut lines = Vec::with_capacity(n as usize);
+        let mut last_due = now;
         for k in i..i + n {
             let intended = match self.period {
                 Some(p) => start + (k as f64 * p) as u64,
@@ -493,6 +502,7 @@ impl Pacer {
                 self.exhausted = true;
                 break;
             }
+            last_due = intended;
             let event_time = match (base_wall, self.period) {
                 (Some(base), Some(p)) => base + (k as f64 * p) as i64,
                 _ => self.clock.to_wall(intended),
@@ -521,7 +531,7 @@ impl Pacer {
         }
         Poll::Lines(InputChunk {
             input: self.input,
-            ingest: self.clock.now(),
+            ingest: if self.chained { last_due.min(self.clock.now()) } else { self.clock.now() },
             bytes: data.len() as u64,
             data,
             lines,
@@ -542,6 +552,42 @@ impl Chained for Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pacer_hands_over_what_is_due_and_says_when_the_next_line_is() {
+        let clock = Clock::new();
+        let start_wall = clock.to_wall(clock.now());
+        let start = clock.to_mono(start_wall);
+        let config =
+            GeneratorConfig { rate: Some(1000.0), count: Some(5), start_at: Some(start_wall), ..Default::default() };
+        let mut pacer = Pacer::new(Generator::words(config), clock, 7, true);
+        // The polls below ask about times that have passed.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // 2.5 ms in: lines 0, 1 and 2 are due, one a millisecond.
+        let Poll::Lines(first) = pacer.poll(start + 2_500_000) else { panic!("lines are due") };
+        assert_eq!(first.input, 7);
+        assert_eq!(first.lines.len(), 3);
+        // Chained, the chunk was ingested when its last line was due.
+        assert_eq!(first.ingest, start + 2_000_000);
+        let mut offset = 0;
+        for (k, line) in first.lines.iter().enumerate() {
+            assert_eq!(line.event_time, start_wall + k as i64 * 1_000_000);
+            assert_eq!(line.offset, offset);
+            // The text is the words after the line's send time.
+            let text = &first.data[line.start as usize..line.end as usize];
+            assert_eq!(text.split(|&b| b == b' ').count(), 8);
+            offset = u64::from(line.end) + 1 - first.lines[0].offset;
+        }
+        assert_eq!(first.end_offset, first.data.len() as u64);
+        // Nothing more before line 3's time, 3 ms in.
+        assert!(matches!(pacer.poll(start + 2_600_000), Poll::Until(t) if t == start + 3_000_000));
+        let Poll::Lines(rest) = pacer.poll(start + 60_000_000) else { panic!("lines are due") };
+        assert_eq!(rest.lines.len(), 2, "the count caps what is due");
+        assert_eq!(rest.lines[0].offset, first.end_offset);
+        assert_eq!(rest.lines[1].event_time, start_wall + 4_000_000);
+        assert!(matches!(pacer.poll(start + 70_000_000), Poll::End));
+        assert!(matches!(pacer.poll(start + 80_000_000), Poll::End), "and it stays ended");
+    }
 
     #[test]
     fn words_follow_zipf_and_repeat_by_seed() {
