@@ -25,12 +25,13 @@ impl Position {
     }
 }
 
-/// The metadata every record carries from its source to the sinks.
-/// It is `Copy` and small, so carrying it costs no allocation.
+/// The metadata of an input event (a line), from its source to the sinks.
+/// A line's record holds it; the operators pass it beside the values made
+/// from the line by reference (see [`crate::operator::Stage::push`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
-    /// Sequence number of the input event (line) this record came from,
-    /// counted from 0 in arrival order. Records derived from one event share it.
+    /// Sequence number of the input event (line), counted from 0 in arrival
+    /// order. Every value made from one event shares it.
     pub seq: u64,
     /// Ingest time: monotonic ns since the run's [`crate::time::Clock`] started.
     pub ingest: u64,
