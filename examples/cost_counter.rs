@@ -17,6 +17,7 @@
 use std::io::Read;
 
 use rustc_hash::FxHashMap;
+use sluice::tokenize::text_of;
 use sluice::{tokenize, Word};
 
 fn main() {
@@ -38,7 +39,7 @@ fn main() {
     let mut carry = 0usize;
     let mut bytes = 0u64;
     let mut count_line = |line: &[u8]| {
-        tokenize(&String::from_utf8_lossy(line), |w| *counts.entry(w).or_insert(0) += 1);
+        tokenize(&text_of(line), |w| *counts.entry(w).or_insert(0) += 1);
     };
     loop {
         if carry == buf.len() {

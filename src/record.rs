@@ -84,7 +84,7 @@ impl Line {
     /// The text; invalid UTF-8 is replaced by U+FFFD (which allocates only
     /// for such lines).
     pub fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.bytes)
+        crate::tokenize::text_of(&self.bytes)
     }
 }
 

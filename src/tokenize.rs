@@ -96,6 +96,18 @@ impl Lanes {
     }
 }
 
+/// The text of a line's bytes, as the engine reads it: invalid UTF-8 is
+/// replaced by U+FFFD, which allocates only for such lines. Valid text is
+/// checked with the standard library's validator, which goes through ASCII
+/// a word at a time, before the byte-by-byte replacing one is needed.
+#[inline]
+pub fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Calls `emit` with each word of `text`, in order.
 ///
 /// ```
