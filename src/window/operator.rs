@@ -829,8 +829,21 @@ where
         // Only update output needs the key after it went into the map.
         let key_copy = update.then(|| key.clone());
         let agg = &self.agg;
-        let entry =
-            pane.keys.entry(key).or_insert_with(|| Entry { acc: agg.init(), max_event_time: NO_TIME, dirty: false });
+        let new = || Entry { acc: agg.init(), max_event_time: NO_TIME, dirty: false };
+        // On one shard the key was built a moment ago, and copying it into
+        // the map's entry reads it with loads wider than the stores that
+        // wrote it, which stall: a key already in the window (almost every
+        // one) is looked up by reference instead. A shard's keys come from
+        // the router's buffers, long written, where the plain entry is
+        // faster (BENCHMARKS.md).
+        let entry = if self.shard {
+            pane.keys.entry(key).or_insert_with(new)
+        } else {
+            match pane.keys.get_mut(&key) {
+                Some(entry) => entry,
+                None => pane.keys.entry(key).or_insert_with(new),
+            }
+        };
         self.agg.add(&mut entry.acc, value);
         entry.max_event_time = entry.max_event_time.max(meta.event_time);
         if let Some(key) = key_copy {
