@@ -502,7 +502,6 @@ impl Pacer {
                 self.exhausted = true;
                 break;
             }
-            last_due = intended;
             let event_time = match (base_wall, self.period) {
                 (Some(base), Some(p)) => base + (k as f64 * p) as i64,
                 _ => self.clock.to_wall(intended),
@@ -520,6 +519,7 @@ impl Pacer {
             });
             self.buf.put_u8(b'\n');
             self.offset += (self.buf.len() - line_start) as u64;
+            last_due = intended;
         }
         self.sent += lines.len() as u64;
         if lines.is_empty() {
