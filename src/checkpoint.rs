@@ -238,9 +238,18 @@ impl std::fmt::Display for SinkSyncError {
 impl std::error::Error for SinkSyncError {}
 
 impl SinkSyncError {
-    /// The sink sync failure inside `e`, if that is what it is.
-    pub fn within(e: &io::Error) -> Option<&SinkSyncError> {
-        e.get_ref().and_then(|inner| inner.downcast_ref::<SinkSyncError>())
+    /// The sink sync failure inside `e`, if that is what it is; otherwise
+    /// `e` back.
+    pub fn take(e: io::Error) -> Result<SinkSyncError, io::Error> {
+        if !e.get_ref().is_some_and(|inner| inner.is::<SinkSyncError>()) {
+            return Err(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<SinkSyncError>()) {
+            Some(Ok(failed)) => Ok(*failed),
+            // Not reached: the error inside was checked above.
+            _ => Err(io::Error::new(kind, "a sink's file could not be synced")),
+        }
     }
 }
 
@@ -525,12 +534,13 @@ mod tests {
             sync: vec![("jsonl:ok".into(), Arc::new(good)), ("jsonl:bad".into(), Arc::new(pipe))],
         };
         let e = dir.commit(graph).unwrap_err();
-        let failed = SinkSyncError::within(&e).expect("a sink sync failure");
+        let failed = SinkSyncError::take(e).expect("a sink sync failure");
         assert_eq!(failed.sink, "jsonl:bad");
         assert!(!dir.dir().join(FILE_NAME).exists(), "nothing was written");
         assert_eq!(dir.epoch(), 0);
         // A failure of the checkpoint's own file is not a sink's.
-        assert!(SinkSyncError::within(&io::Error::other("disk full")).is_none());
+        let other = SinkSyncError::take(io::Error::other("disk full")).unwrap_err();
+        assert_eq!(other.to_string(), "disk full", "and it comes back whole");
     }
 
     #[test]

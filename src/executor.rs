@@ -242,7 +242,7 @@ fn note_write_error(error: &mut Option<RunError>, e: RunError) {
 }
 
 /// Runs `pipeline` over `sources` until they end, fail or are interrupted.
-pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
+pub fn run(pipeline: Pipeline, mut sources: Vec<Box<dyn Source>>, opts: &RunOptions) -> RunOutcome {
     let Pipeline { config, mut graph } = pipeline;
     let parallelism = opts.parallelism.max(1);
     graph.latency_mut().off = !opts.latency;
@@ -310,7 +310,6 @@ pub fn run(pipeline: Pipeline, sources: Vec<Box<dyn Source>>, opts: &RunOptions)
     }
     // Per-event mode with one source that can be chained: the executor
     // drives it, and no source thread runs.
-    let mut sources = sources;
     let mut chained = None;
     if opts.chain_source && matches!(opts.mode, Mode::PerEvent) && sources.len() == 1 && error.is_none() {
         chained = sources[0].chained(clock, 0);
@@ -885,12 +884,10 @@ impl Runner<'_> {
             }
             Err(e) => {
                 report.failed += 1;
-                if let Some(failed) = crate::checkpoint::SinkSyncError::within(&e) {
-                    return Err(RunError::Sink {
-                        sink: failed.sink.clone(),
-                        err: std::io::Error::new(failed.err.kind(), failed.err.to_string()),
-                    });
-                }
+                let e = match crate::checkpoint::SinkSyncError::take(e) {
+                    Ok(failed) => return Err(RunError::Sink { sink: failed.sink, err: failed.err }),
+                    Err(e) => e,
+                };
                 let message = format!(
                     "cannot write a checkpoint in {}: {e}; the last good one (epoch {}) stays, and a restart resumes from it",
                     c.dir.dir().display(),

@@ -505,7 +505,7 @@ where
             Some(w) => Some(encode_window(&[w.state_ref()])?),
             None => None,
         };
-        Ok(GraphSnapshot { window, sinks: c.lengths, sync: c.sync })
+        Ok(c.with_window(window))
     }
 
     fn committed(&mut self, at: crate::time::EpochNanos) {

@@ -140,12 +140,19 @@ pub(crate) struct Commits {
     pub sync: Vec<(String, std::sync::Arc<std::fs::File>)>,
 }
 
+impl Commits {
+    /// The snapshot of a graph whose sinks committed this, with `window`.
+    pub(crate) fn with_window(self, window: Option<Box<serde_json::value::RawValue>>) -> GraphSnapshot {
+        GraphSnapshot { window, sinks: self.lengths, sync: self.sync }
+    }
+}
+
 /// The lifecycle of a sink, whatever it takes.
 trait SinkOps {
     fn open(&mut self, info: &RunInfo) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
     fn close(&mut self) -> std::io::Result<()>;
-    fn commit_deferred(&mut self) -> std::io::Result<(Option<u64>, Option<std::sync::Arc<std::fs::File>>)>;
+    fn commit_deferred(&mut self) -> std::io::Result<crate::sink::Deferred>;
     fn name(&self) -> String;
 }
 
@@ -159,7 +166,7 @@ impl<R> SinkOps for Box<dyn Sink<R>> {
     fn close(&mut self) -> std::io::Result<()> {
         (**self).close()
     }
-    fn commit_deferred(&mut self) -> std::io::Result<(Option<u64>, Option<std::sync::Arc<std::fs::File>>)> {
+    fn commit_deferred(&mut self) -> std::io::Result<crate::sink::Deferred> {
         (**self).commit_deferred()
     }
     fn name(&self) -> String {
@@ -1097,8 +1104,7 @@ where
     fn snapshot(&mut self) -> Result<GraphSnapshot, RunError> {
         self.check()?;
         if self.running.as_ref().is_none_or(|r| r.finished) {
-            let c = lock(&self.sinks).commit()?;
-            return Ok(GraphSnapshot { window: None, sinks: c.lengths, sync: c.sync });
+            return Ok(lock(&self.sinks).commit()?.with_window(None));
         }
         self.barrier(|| ToShard::Snapshot)?;
         let c = self.flush_sinks().and_then(|()| lock(&self.sinks).commit())?;
@@ -1107,7 +1113,7 @@ where
         let Some(states) = states else {
             return Err(RunError::Worker { message: "a shard sent no state for a checkpoint".into() });
         };
-        Ok(GraphSnapshot { window: Some(crate::pipeline::encode_window(&states)?), sinks: c.lengths, sync: c.sync })
+        Ok(c.with_window(Some(crate::pipeline::encode_window(&states)?)))
     }
 
     fn suspend(&mut self) -> Result<(), RunError> {

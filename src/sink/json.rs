@@ -186,7 +186,7 @@ impl<R: JsonRow> Sink<R> for JsonLines {
     }
     /// Writes out the buffer and hands the file over to be synced: what
     /// is written after this only adds to what the sync makes durable.
-    fn commit_deferred(&mut self) -> io::Result<(Option<u64>, Option<Arc<File>>)> {
+    fn commit_deferred(&mut self) -> io::Result<super::Deferred> {
         self.out.flush()?;
         Ok(match &self.durable {
             Some((file, len)) => (Some(*len), Some(file.clone())),

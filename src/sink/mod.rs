@@ -9,6 +9,11 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
+/// What [`Sink::commit_deferred`] hands a checkpoint: the committed
+/// length, if the sink has one, and the file the checkpoint writer must
+/// sync before it writes, if the sink left the sync to it.
+pub type Deferred = (Option<u64>, Option<Arc<File>>);
+
 mod json;
 mod kafka;
 mod table;
@@ -60,7 +65,7 @@ pub trait Sink<R>: Send {
     /// checkpoint writer syncs it before the checkpoint that records the
     /// returned length reaches disk, so events are not held back while the
     /// disk catches up. The default commits.
-    fn commit_deferred(&mut self) -> io::Result<(Option<u64>, Option<Arc<File>>)> {
+    fn commit_deferred(&mut self) -> io::Result<Deferred> {
         self.commit().map(|len| (len, None))
     }
 

@@ -410,7 +410,7 @@ impl Source for Generator {
 /// The generator as a state machine: asked at a time, it hands over the
 /// lines due by then, or says when the next one is due. Its own thread
 /// drives it ([`Source::run`]), or, chained, the executor's.
-pub struct Pacer {
+struct Pacer {
     /// What it sends.
     generator: Generator,
     /// The run's clock.
@@ -460,9 +460,10 @@ impl Pacer {
             generator,
         }
     }
+}
 
-    /// What is due at monotonic `now`.
-    pub fn poll(&mut self, now: u64) -> Poll {
+impl Chained for Pacer {
+    fn poll(&mut self, now: u64) -> Poll {
         if self.exhausted || self.sent >= self.limit {
             return Poll::End;
         }
@@ -540,12 +541,6 @@ impl Pacer {
             file: 0,
             end_offset: self.offset,
         })
-    }
-}
-
-impl Chained for Pacer {
-    fn poll(&mut self, now: u64) -> Poll {
-        Pacer::poll(self, now)
     }
 }
 
