@@ -35,7 +35,7 @@ use crate::report::RunReport;
 use crate::sink::Sink;
 use crate::source::{Generator, GeneratorConfig, Source, SourceSpec};
 use crate::time::{format_duration, parse_duration, wall_now, EpochNanos};
-use crate::tokenize::{tokenize, Word};
+use crate::tokenize::Word;
 use crate::window::operator::WindowResult;
 use crate::window::{TimeDomain, Window, WindowConfig};
 
@@ -395,7 +395,7 @@ fn run_mode(
     window.origin = start_at;
     let out = Arc::new(Mutex::new(FxHashMap::default()));
     let pipeline = lines()
-        .flat_map(|line, emit| tokenize(&line.text(), emit))
+        .words()
         .key()
         .window(window)
         .count()

@@ -11,7 +11,7 @@ use crate::executor::{run, Checkpointing, RunOptions, RunOutcome};
 use crate::operator::lines;
 use crate::pipeline::Pipeline;
 use crate::sink::{JsonLines, KafkaSink, Null, Sink, TopTable};
-use crate::tokenize::{tokenize, Word};
+use crate::tokenize::Word;
 use crate::window::operator::{LateEvent, WindowResult};
 
 /// A JSON-lines file sink: exactly-once when checkpoints cover it, cut back
@@ -62,7 +62,7 @@ fn late_sink(
 /// → every configured sink. Opening a file sink can fail. With a
 /// checkpoint directory, JSON-lines file sinks are exactly-once.
 pub fn word_count(settings: &Settings, checkpoint: Option<&CheckpointDir>) -> Result<Pipeline, RunError> {
-    let mut counted = lines().flat_map(|line, emit| tokenize(&line.text(), emit)).key().window(settings.window).count();
+    let mut counted = lines().words().key().window(settings.window).count();
     for spec in &settings.sinks {
         counted = counted.boxed_sink(result_sink(spec, settings.top, &settings.kafka, checkpoint)?);
     }

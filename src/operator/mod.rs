@@ -16,7 +16,8 @@
 //! (Copying 56 bytes of metadata into every word's record, and again into
 //! its keyed record, cost the router about a third of its time in stalled
 //! loads; BENCHMARKS.md.)
-//! Operators live one per file: [`map`], [`filter`], [`flat_map`], [`key_by`].
+//! Operators live one per file: [`map`], [`filter`], [`flat_map`], [`words`],
+//! [`key_by`].
 
 use std::marker::PhantomData;
 
@@ -26,11 +27,13 @@ pub mod filter;
 pub mod flat_map;
 pub mod key_by;
 pub mod map;
+pub mod words;
 
 pub use filter::Filter;
 pub use flat_map::FlatMap;
 pub use key_by::{KeyBy, KeySelf, Keyed, KeyedStream};
 pub use map::Map;
+pub use words::Words;
 
 /// One operator of the graph: turns input items into output items.
 pub trait Stage<I> {

@@ -603,19 +603,24 @@ where
 
     /// Processes one keyed item of the event `meta`. In per-event mode,
     /// what it causes is ready in [`Self::take_results`] right after.
-    #[inline]
+    #[inline(always)]
     pub fn process(&mut self, item: Keyed<K, T>, meta: &Meta) {
         let Keyed { key, value } = item;
         self.counters.items += 1;
         if self.event_seq != meta.seq {
             self.start_event(meta);
         }
-        let Some(key) = self.add_to_event_pane(key, &value, meta) else {
-            return;
-        };
+        if let Some(key) = self.add_to_event_pane(key, &value, meta) {
+            self.place(key, value, meta);
+        }
+    }
+
+    /// Places an item in its windows: everything [`Self::add_to_event_pane`]
+    /// leaves, out of line so that the common case inlines into the
+    /// operators before it.
+    #[inline(never)]
+    fn place(&mut self, key: K, value: T, meta: &Meta) {
         match self.config.spec {
-            // The word-count path: kept small so it inlines into the
-            // operators before it.
             WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &value, meta),
             WindowSpec::Tumbling { size } => {
                 let (t, wm) = (self.event_time, self.watermarks.get());
