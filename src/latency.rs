@@ -7,8 +7,9 @@
 //!
 //! Histograms hold nanoseconds with three significant digits, from 1 ns to
 //! one day. A value outside that range (a negative one from clock skew, say)
-//! is clamped into it and counted in `clamped`; recording never allocates and
-//! never panics.
+//! is clamped into it and counted in `clamped`; recording never panics. The
+//! counts start small and grow to the largest value recorded, so recording
+//! allocates only when a value exceeds every earlier one in its histogram.
 //!
 //! In final output, an event's latency can only be taken when its window
 //! closes, and keeping every event's times until then would cost memory per
@@ -69,7 +70,9 @@ impl LatencyHistogram {
         } else {
             ns as u64
         };
-        // In range by construction; saturation of counts is the only failure.
+        // In range by construction, so the only failure is the counts
+        // failing to grow, which cannot happen on 64 bits (counts
+        // saturate silently).
         let _ = self.hist.record_n(v, n);
     }
 

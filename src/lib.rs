@@ -9,7 +9,7 @@
 //! - [`record`]: what flows: a [`Line`] or a value in a [`Record`] with its
 //!   [`Meta`] (sequence number, ingest time, event time, source position).
 //! - [`operator`]: the typed operator chain, one operator per file:
-//!   `map`, `filter`, `flat_map`, `key_by`; every operator runs per item
+//!   `map`, `filter`, `flat_map`, `words`, `key_by`; every operator runs per item
 //!   (per-event mode) or per batch (micro-batch mode).
 //! - [`window`]: window shapes, time domains, watermarks, and the keyed
 //!   window aggregate that decides lateness and emits results.

@@ -43,13 +43,15 @@ mod tests {
     use crate::time::NO_TIME;
     use crate::tokenize::tokenize;
 
-    /// The words of `text`'s lines through a stage.
-    fn through<S: Stage<Line, Out = Word>>(mut stage: S, text: &[u8]) -> Vec<Word> {
+    /// The words of `text`'s lines through a stage, each with the number
+    /// of the line whose metadata came with it.
+    fn through<S: Stage<Line, Out = Word>>(mut stage: S, text: &[u8]) -> Vec<(u64, Word)> {
         let mut words = Vec::new();
-        for line in text.split(|&b| b == b'\n') {
+        for (seq, line) in text.split(|&b| b == b'\n').enumerate() {
             let line = Line::new(Bytes::copy_from_slice(line));
-            let meta = Meta { seq: 0, ingest: 0, event_time: NO_TIME, pos: Position::default(), frontier: NO_TIME };
-            stage.push(line, &meta, &mut |w, _| words.push(w));
+            let meta =
+                Meta { seq: seq as u64, ingest: 0, event_time: NO_TIME, pos: Position::default(), frontier: NO_TIME };
+            stage.push(line, &meta, &mut |w, meta| words.push((meta.seq, w)));
         }
         words
     }
@@ -63,5 +65,15 @@ mod tests {
         let flat = through(lines().flat_map(|line: Line, emit| tokenize(&line.text(), emit)).into_stage(), &text);
         assert!(direct.len() > 200_000, "{} words", direct.len());
         assert_eq!(direct, flat);
+        // Each word comes with its own line's metadata.
+        let lines: Vec<String> =
+            text.split(|&b| b == b'\n').map(|l| String::from_utf8_lossy(l).to_lowercase()).collect();
+        for (seq, w) in &direct {
+            assert!(
+                lines[*seq as usize].contains(w.as_str()),
+                "{w:?} is not on line {seq}: {:?}",
+                lines[*seq as usize]
+            );
+        }
     }
 }

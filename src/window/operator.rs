@@ -1175,60 +1175,96 @@ mod tests {
     }
 
     /// Events of several items each (keys repeated within an event, keys
-    /// new to the window, late events) in update output: every item that
-    /// counts yields one update with its running total, in order, as a
-    /// naive count per (window, key) gives. Items after an event's first
-    /// take `add_to_event_pane` when their key is known, so this checks
-    /// that path against the general one.
+    /// new to their window, late events), with a watermark delay longer
+    /// than a window so that two panes are open and events alternate
+    /// between them. Items after an event's first take
+    /// `add_to_event_pane` when their key is known, the rest the general
+    /// path; both must give what a naive count per (window, key) gives:
+    /// - update output, per-event: one update per counted item, with its
+    ///   running total and the window's latest event time so far, in order;
+    /// - update output, micro-batch (a batch per event here): one update per
+    ///   (window, key) the batch changed, in the order first changed;
+    /// - final output: each window's totals once.
     #[test]
-    fn every_item_of_an_event_updates_its_own_window_and_key() {
-        for spec in [WindowSpec::Global, WindowSpec::Tumbling { size: Duration::from_millis(100) }] {
-            let config = WindowConfig::new(spec).event_time(Duration::from_millis(20)).output(OutputMode::Update);
+    fn every_item_of_an_event_counts_in_its_own_window_and_key() {
+        type Out = Vec<(i64, String, u64, i64)>;
+        // (event time ms, words); delay 250 ms, so 80 ms is late once 520 ms went by.
+        let events: [(i64, &[&str]); 9] = [
+            (10, &["a", "b", "a"]),
+            (150, &["b", "c", "b", "b"]),
+            (40, &["a", "c", "a", "d"]),
+            (160, &["c", "e", "e"]),
+            (70, &["a", "d", "b"]),
+            (520, &["a", "b"]),
+            (80, &["a", "e"]),
+            (530, &["e", "e", "a"]),
+            (199, &["b", "b"]),
+        ];
+        let specs = [WindowSpec::Global, WindowSpec::Tumbling { size: Duration::from_millis(100) }];
+        for (spec, output, immediate) in specs
+            .into_iter()
+            .flat_map(|s| [(s, OutputMode::Update, true), (s, OutputMode::Update, false), (s, OutputMode::Final, true)])
+        {
+            let config = WindowConfig::new(spec).event_time(Duration::from_millis(250)).output(output);
             let mut op: WindowOperator<String, (), Count> =
-                WindowOperator::new(config, Count, Clock::new(), true, true);
-            // (event time ms, words): 130 ms is late once 250 ms went by.
-            let events: [(i64, &[&str]); 6] = [
-                (10, &["a", "b", "a"]),
-                (50, &["b", "c", "a", "c"]),
-                (120, &["a", "d", "d"]),
-                (250, &["a", "b"]),
-                (130, &["a", "e"]),
-                (260, &["e", "e", "a"]),
-            ];
-            let (mut got, mut want) = (Vec::new(), Vec::new());
-            let mut counts: HashMap<(i64, String), u64> = HashMap::new();
+                WindowOperator::new(config, Count, Clock::new(), immediate, true);
+            let (mut out, mut want) = (Vec::new(), Out::new());
+            // The model: (count, latest event time) per (window start, key).
+            let mut model: HashMap<(i64, String), (u64, i64)> = HashMap::new();
             let (mut frontier, mut late_items) = (NO_TIME, 0);
+            let ms = |ns: i64| if ns == Window::GLOBAL.start { ns } else { ns / 1_000_000 };
             for (seq, (t_ms, words)) in events.iter().enumerate() {
                 let t = t_ms * 1_000_000;
                 frontier = frontier.max(t);
                 let meta =
                     Meta { seq: seq as u64, ingest: seq as u64, event_time: t, pos: Position::default(), frontier };
-                let start = match spec {
-                    WindowSpec::Global => Window::GLOBAL.start,
-                    _ => t_ms / 100 * 100,
-                };
-                let late = spec != WindowSpec::Global && start + 100 <= (frontier / 1_000_000) - 20;
+                let start = if spec == WindowSpec::Global { Window::GLOBAL.start } else { t_ms / 100 * 100 };
+                let late = spec != WindowSpec::Global && start + 100 <= frontier / 1_000_000 - 250;
+                let mut changed: Vec<(i64, String)> = Vec::new();
                 for w in *words {
                     op.process(Keyed { key: w.to_string(), value: () }, &meta);
                     if late {
                         late_items += 1;
-                    } else {
-                        let n = counts.entry((start, w.to_string())).or_default();
-                        *n += 1;
-                        want.push((start, w.to_string(), *n));
+                        continue;
+                    }
+                    let e = model.entry((start, w.to_string())).or_insert((0, NO_TIME));
+                    *e = (e.0 + 1, e.1.max(*t_ms));
+                    if output == OutputMode::Update && immediate {
+                        want.push((start, w.to_string(), e.0, e.1));
+                    } else if !changed.contains(&(start, w.to_string())) {
+                        changed.push((start, w.to_string()));
                     }
                 }
-                let mut out = Vec::new();
-                op.take_results(&mut out);
-                for r in out.into_iter().filter(|r| !r.is_final) {
-                    let start = if r.window.is_global() { r.window.start } else { r.window.start / 1_000_000 };
-                    assert_eq!(r.max_event_time.map(|m| m <= frontier), Some(true), "{spec:?}: {r:?}");
-                    got.push((start, r.key, r.value));
+                if output == OutputMode::Update && !immediate {
+                    op.emit_updates();
+                    for (start, w) in changed {
+                        let (n, m) = model[&(start, w.clone())];
+                        want.push((start, w, n, m));
+                    }
                 }
+                op.take_results(&mut out);
             }
-            assert_eq!(got, want, "{spec:?}");
-            assert_eq!(op.counters().late_items, late_items, "{spec:?}");
-            assert_eq!(late_items > 0, spec != WindowSpec::Global, "{spec:?}: the fixture has a late event");
+            let what = format!("{spec:?} {output:?} immediate {immediate}");
+            if output == OutputMode::Final {
+                op.finish();
+                op.take_results(&mut out);
+                want = model.iter().map(|((start, w), (n, m))| (*start, w.clone(), *n, *m)).collect();
+                want.sort();
+            }
+            // Final output gives only final results (some before the end,
+            // as the watermark passes their windows), update output only
+            // updates until the end.
+            assert!(out.iter().all(|r| r.is_final == (output == OutputMode::Final)), "{what}: {out:?}");
+            let mut got: Out = out
+                .into_iter()
+                .map(|r| (ms(r.window.start), r.key, r.value, r.max_event_time.map_or(NO_TIME, |m| m / 1_000_000)))
+                .collect();
+            if output == OutputMode::Final {
+                got.sort();
+            }
+            assert_eq!(got, want, "{what}");
+            assert_eq!(op.counters().late_items, late_items, "{what}");
+            assert_eq!(late_items > 0, spec != WindowSpec::Global, "{what}: the fixture has a late event");
         }
     }
 
