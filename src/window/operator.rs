@@ -1181,7 +1181,8 @@ mod tests {
     /// `add_to_event_pane` when their key is known, the rest the general
     /// path; both must give what a naive count per (window, key) gives:
     /// - update output, per-event: one update per counted item, with its
-    ///   running total and the window's latest event time so far, in order;
+    ///   running total and the latest event time of its (window, key) so
+    ///   far, in order;
     /// - update output, micro-batch (a batch per event here): one update per
     ///   (window, key) the batch changed, in the order first changed;
     /// - final output: each window's totals once.
