@@ -647,15 +647,17 @@ where
     /// window, one shard, and an item of an event whose first item was
     /// placed already, into a key its window has. Every item of an event
     /// goes to the same pane of these windows, and nothing moves the
-    /// watermark between them, so the pane used last is this item's, its
-    /// place and latency are noted, and it is not late. The item is added,
-    /// and in update output marked or emitted, as [`Self::add_to_pane`]
-    /// would; the key moves, where that path copies it. Anything else
-    /// gives the key back for the general path.
+    /// watermark between them. So when the pane used last has noted this
+    /// event (only [`Self::add_to_pane`] notes one, after the event's
+    /// first effect and lateness were dealt with), it is this item's pane,
+    /// and the item is not late. The item is added as `add_to_pane`
+    /// would ([`add_to_entry`]), except that its key moves into the update
+    /// where that path copies it. Anything else gives the key back for the
+    /// general path.
     #[inline(always)]
     fn add_to_event_pane(&mut self, key: K, value: &T, meta: &Meta) -> Option<K> {
         let one_pane = matches!(self.config.spec, WindowSpec::Global | WindowSpec::Tumbling { .. });
-        if self.shard || !one_pane || self.accounted_seq != meta.seq {
+        if self.shard || !one_pane {
             return Some(key);
         }
         let Some((wkey, pane)) = self.panes.list.get_mut(self.panes.last) else {
@@ -667,17 +669,9 @@ where
         let Some(entry) = pane.keys.get_mut(&key) else {
             return Some(key);
         };
-        self.agg.add(&mut entry.acc, value);
-        entry.max_event_time = entry.max_event_time.max(meta.event_time);
-        if self.config.output == OutputMode::Update {
-            if self.immediate {
-                let w = Window { start: wkey.1, end: wkey.0 };
-                self.results.push(result(&self.agg, w, key, entry, false));
-            } else if !entry.dirty {
-                entry.dirty = true;
-                self.dirty_panes.push((*wkey, key));
-            }
-        }
+        let update = (self.config.output == OutputMode::Update).then_some((*wkey, key));
+        let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
+        add_to_entry(&self.agg, entry, value, meta, update, &mut self.results, dirty);
         None
     }
 
@@ -890,16 +884,8 @@ where
                 None => pane.keys.entry(key).or_insert_with(new),
             }
         };
-        self.agg.add(&mut entry.acc, value);
-        entry.max_event_time = entry.max_event_time.max(meta.event_time);
-        if let Some(key) = key_copy {
-            if self.immediate {
-                self.results.push(result(&self.agg, w, key, entry, false));
-            } else if !entry.dirty {
-                entry.dirty = true;
-                self.dirty_panes.push(((w.end, w.start), key));
-            }
-        }
+        let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
+        add_to_entry(&self.agg, entry, value, meta, key_copy.map(|k| ((w.end, w.start), k)), &mut self.results, dirty);
     }
 
     #[inline(never)]
@@ -1100,6 +1086,33 @@ pub(crate) fn advance_watermark(time: TimeDomain, watermarks: &mut Watermarks, c
     match time {
         TimeDomain::Processing => watermarks.raise(clock.to_wall(now)),
         TimeDomain::Event => watermarks.recompute(now),
+    }
+}
+
+/// Adds an item of the event `meta` to its key's entry. In update output
+/// (`update`: its pane and key) the change goes out: at once into
+/// `results` (per-event mode), or, when `dirty` is given (micro-batch
+/// mode), the key is marked there once, for the batch's end.
+#[inline(always)]
+fn add_to_entry<K, T, A: Aggregate<T>>(
+    agg: &A,
+    entry: &mut Entry<A::Acc>,
+    value: &T,
+    meta: &Meta,
+    update: Option<(PaneKey, K)>,
+    results: &mut Vec<WindowResult<K, A::Out>>,
+    dirty: Option<&mut Vec<(PaneKey, K)>>,
+) {
+    agg.add(&mut entry.acc, value);
+    entry.max_event_time = entry.max_event_time.max(meta.event_time);
+    let Some((wkey, key)) = update else { return };
+    match dirty {
+        None => results.push(result(agg, Window { start: wkey.1, end: wkey.0 }, key, entry, false)),
+        Some(dirty) if !entry.dirty => {
+            entry.dirty = true;
+            dirty.push((wkey, key));
+        }
+        Some(_) => {}
     }
 }
 
