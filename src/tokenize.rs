@@ -18,37 +18,6 @@ fn is_separator(c: char) -> bool {
     c.is_whitespace() || c == '\u{FEFF}'
 }
 
-/// Byte classes for the ASCII fast path.
-const SPACE: u8 = 1;
-/// ASCII letter or digit.
-const ALNUM: u8 = 2;
-/// ASCII capital letter.
-const UPPER: u8 = 4;
-/// Any byte of a non-ASCII character.
-const WIDE: u8 = 8;
-
-/// The class of every byte.
-const CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = if matches!(c, b'\t'..=b'\r' | b' ') {
-            SPACE
-        } else if c.is_ascii_uppercase() {
-            ALNUM | UPPER
-        } else if c.is_ascii_alphanumeric() {
-            ALNUM
-        } else if c >= 0x80 {
-            WIDE
-        } else {
-            0
-        };
-        b += 1;
-    }
-    t
-};
-
 /// The high bit of every byte of a `u64`.
 const HIGH: u64 = 0x8080_8080_8080_8080;
 /// One in every byte.
@@ -85,15 +54,6 @@ impl Lanes {
     fn space(self) -> u64 {
         self.within(b'\t', b'\r') | self.within(b' ', b' ')
     }
-
-    /// The classes (`ALNUM`, `UPPER`, `WIDE`) of the bytes `keep` selects.
-    #[inline(always)]
-    fn classes(self, keep: u64) -> u8 {
-        let upper = self.within(b'A', b'Z') & keep;
-        let alnum = upper | ((self.within(b'0', b'9') | self.within(b'a', b'z')) & keep);
-        let wide = self.x & HIGH & keep;
-        (if alnum != 0 { ALNUM } else { 0 }) | (if upper != 0 { UPPER } else { 0 }) | (if wide != 0 { WIDE } else { 0 })
-    }
 }
 
 /// The text of a line's bytes, as the engine reads it: invalid UTF-8 is
@@ -108,6 +68,82 @@ pub fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The classes of up to 64 bytes of text, one bit per byte (bit `i` for
+/// the `i`th byte): built eight bytes at a time from [`Lanes`], so that the
+/// tokenizer finds a word's ends and learns what is in it with a few bit
+/// operations per word instead of a loop over its bytes.
+#[derive(Clone, Copy)]
+struct Block {
+    /// ASCII whitespace, and every place past the end of the text.
+    space: u64,
+    /// ASCII letters and digits.
+    alnum: u64,
+    /// ASCII capitals.
+    upper: u64,
+    /// Bytes of non-ASCII characters.
+    wide: u64,
+}
+
+/// The high bits of the eight bytes of `high` (every other bit clear) as
+/// the low eight bits of the result, the first byte's lowest. The product
+/// puts byte `j`'s bit at bit 56 + `j`, and no two partial products meet.
+#[inline(always)]
+fn pack(high: u64) -> u64 {
+    ((high >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+impl Block {
+    /// The classes of `b[at..]`, at most 64 bytes of it.
+    #[inline(always)]
+    fn of(b: &[u8], at: usize) -> Block {
+        let len = (b.len() - at).min(64);
+        let mut m = Block { space: 0, alnum: 0, upper: 0, wide: 0 };
+        let mut k = 0;
+        while k + 8 <= len {
+            m.add(Lanes::of(b, at + k), k);
+            k += 8;
+        }
+        if k < len {
+            // The last 1 to 7 bytes, zero-padded: the eight bytes that end
+            // with them moved down, or a copy when the text is shorter.
+            let (from, r) = (at + k, len - k);
+            let x = if b.len() >= 8 {
+                u64::from_le_bytes(b[from + r - 8..from + r].try_into().expect("eight bytes")) >> (8 * (8 - r))
+            } else {
+                let mut t = [0u8; 8];
+                t[..r].copy_from_slice(&b[from..from + r]);
+                u64::from_le_bytes(t)
+            };
+            m.add(Lanes { x, low: x & !HIGH }, k);
+        }
+        if len < 64 {
+            m.space |= u64::MAX << len;
+        }
+        m
+    }
+
+    /// Adds the classes of eight bytes at bit `k`.
+    #[inline(always)]
+    fn add(&mut self, l: Lanes, k: usize) {
+        let upper = l.within(b'A', b'Z');
+        let alnum = upper | l.within(b'a', b'z') | l.within(b'0', b'9');
+        self.space |= pack(l.space()) << k;
+        self.alnum |= pack(alnum) << k;
+        self.upper |= pack(upper) << k;
+        self.wide |= pack(l.x & HIGH) << k;
+    }
+}
+
+/// What the tokenizer knows of the token it is in, which may have started
+/// in an earlier [`Block`].
+struct Token {
+    start: usize,
+    /// The first and the last ASCII letter or digit, if there is one.
+    alnum: Option<(usize, usize)>,
+    upper: bool,
+    wide: bool,
+}
+
 /// Calls `emit` with each word of `text`, in order.
 ///
 /// ```
@@ -117,67 +153,67 @@ pub fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 /// ```
 #[inline]
 pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
-    // The text is cut at ASCII whitespace byte by byte (in ASCII,
-    // `char::is_whitespace` is exactly tab, LF, VT, FF, CR and space).
-    // A piece with only ASCII in it is a token and is finished here; a piece
-    // with other characters goes to the general path, which also cuts at
-    // Unicode whitespace. Cutting at ASCII whitespace first and at the rest
-    // second gives the same maximal runs as cutting at all of it at once.
-    // Eight bytes at a time while eight are left (`Lanes`), then byte by
-    // byte.
+    // The text is cut at ASCII whitespace, 64 bytes at a time (`Block`).
+    // A piece with only ASCII in it is a token and is finished here: its
+    // first and last letter or digit, and whether it has capitals, come
+    // from the block's bits. A piece with other characters goes to the
+    // general path, which also cuts at Unicode whitespace. Cutting at ASCII
+    // whitespace first and at the rest second gives the same maximal runs
+    // as cutting at all of it at once (in ASCII, `char::is_whitespace` is
+    // exactly tab, LF, VT, FF, CR and space).
     let b = text.as_bytes();
-    let n = b.len();
-    let mut i = 0;
-    while i < n {
-        while i + 8 <= n {
-            let rest = Lanes::of(b, i).space() ^ HIGH;
-            if rest != 0 {
-                i += rest.trailing_zeros() as usize / 8;
-                break;
-            }
-            i += 8;
-        }
-        while i < n && CLASS[b[i] as usize] == SPACE {
-            i += 1;
-        }
-        let start = i;
-        let mut seen = 0u8;
-        while i + 8 <= n {
-            let lanes = Lanes::of(b, i);
-            let space = lanes.space();
-            // The bytes before the first space, if there is one here.
-            let (len, keep) = match space.trailing_zeros() as usize / 8 {
-                8 => (8, u64::MAX),
-                k => (k, (1u64 << (8 * k)) - 1),
+    let mut tok: Option<Token> = None;
+    let mut at = 0;
+    while at < b.len() {
+        let m = Block::of(b, at);
+        // The bits of this block not yet gone through.
+        let mut rest = u64::MAX;
+        loop {
+            let t = match &mut tok {
+                Some(t) => t,
+                None => {
+                    let starts = !m.space & rest;
+                    if starts == 0 {
+                        break;
+                    }
+                    let s = starts.trailing_zeros() as usize;
+                    rest &= u64::MAX << s;
+                    tok.insert(Token { start: at + s, alnum: None, upper: false, wide: false })
+                }
             };
-            seen |= lanes.classes(keep);
-            i += len;
-            if len < 8 {
+            // The token's bits in this block: up to the next space, or to
+            // the block's end when it goes on into the next one.
+            let ends = m.space & rest;
+            let mine = if ends == 0 { rest } else { rest & ((1u64 << ends.trailing_zeros()) - 1) };
+            t.wide |= m.wide & mine != 0;
+            t.upper |= m.upper & mine != 0;
+            let alnum = m.alnum & mine;
+            if alnum != 0 {
+                let last = at + 63 - alnum.leading_zeros() as usize;
+                let first = t.alnum.map_or(at + alnum.trailing_zeros() as usize, |(f, _)| f);
+                t.alnum = Some((first, last));
+            }
+            if ends == 0 {
                 break;
             }
-        }
-        while i < n && CLASS[b[i] as usize] != SPACE {
-            seen |= CLASS[b[i] as usize];
-            i += 1;
-        }
-        if start == i {
-            break;
-        }
-        // Both ends are at ASCII bytes or at the ends of `text`: char boundaries.
-        let piece = &text[start..i];
-        if seen & WIDE != 0 {
-            general(b, piece, &mut emit);
-        } else if seen & ALNUM != 0 {
-            let p = piece.as_bytes();
-            let (mut s, mut e) = (0, p.len());
-            while CLASS[p[s] as usize] & ALNUM == 0 {
-                s += 1;
+            let end = at + ends.trailing_zeros() as usize;
+            rest &= !mine;
+            let t = tok.take().expect("in a token");
+            if t.wide {
+                // Both ends are at ASCII bytes: char boundaries.
+                general(b, &text[t.start..end], &mut emit);
+            } else if let Some((first, last)) = t.alnum {
+                // Capitals are alphanumeric, so none was trimmed away.
+                emit(Word::ascii(b, first, last + 1, t.upper));
             }
-            while CLASS[p[e - 1] as usize] & ALNUM == 0 {
-                e -= 1;
-            }
-            // Capitals are alphanumeric, so none was trimmed away.
-            emit(Word::ascii(b, start + s, start + e, seen & UPPER != 0));
+        }
+        at += 64;
+    }
+    if let Some(t) = tok {
+        if t.wide {
+            general(b, &text[t.start..], &mut emit);
+        } else if let Some((first, last)) = t.alnum {
+            emit(Word::ascii(b, first, last + 1, t.upper));
         }
     }
 }
@@ -277,13 +313,31 @@ mod tests {
     }
 
     #[test]
-    fn eight_byte_steps_agree_with_the_contract_at_every_alignment() {
+    fn blocks_and_eight_byte_steps_agree_with_the_contract_at_every_alignment() {
         // Every kind of ASCII whitespace, capitals, digits, punctuation and a
-        // non-ASCII letter, shifted through all eight positions of a step,
-        // in words shorter and longer than a step.
-        let parts =
-            ["Ab", "\t", "x1", "\u{0B}", "ÉTÉ", "\u{0C}", "(q)", "\r\n", "LONGERTHANEIGHT", " ", "z", "  ", "9."];
-        for shift in 0..16 {
+        // non-ASCII letter, shifted through all eight positions of a step
+        // and across the end of a 64-byte block, in words shorter and longer
+        // than a step: a word that starts in one block and has its letters,
+        // capitals or wide characters only in the next one included.
+        let parts = [
+            "Ab",
+            "\t",
+            "x1",
+            "\u{0B}",
+            "ÉTÉ",
+            "\u{0C}",
+            "(q)",
+            "\r\n",
+            "LONGERTHANEIGHT",
+            " ",
+            "z",
+            "  ",
+            "9.",
+            "--Q",
+            "((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((aZ",
+            "é",
+        ];
+        for shift in 0..80 {
             for rot in 0..parts.len() {
                 let mut text = " ".repeat(shift);
                 for k in 0..parts.len() * 2 {

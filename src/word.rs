@@ -143,7 +143,7 @@ impl Word {
     /// The caller promises that the range is ASCII and ends in a letter or
     /// digit. A word of up to 23 bytes is read from `text` in whole 8-byte
     /// pieces (see the module's documentation).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ascii(text: &[u8], start: usize, end: usize, lower: bool) -> Self {
         debug_assert!(start < end && text[end - 1] != 0 && text[start..end].is_ascii());
         let n = end - start;
@@ -154,25 +154,16 @@ impl Word {
             }
             return Word(Repr::Heap(s.into_boxed_str()));
         }
-        let mut p = if start + 24 <= text.len() {
-            // The 24 bytes from the word's start: keep the word's.
-            [
-                keep(load8(text, start), n),
-                keep(load8(text, start + 8), n.saturating_sub(8)),
-                keep(load8(text, start + 16), n.saturating_sub(16)),
-            ]
-        } else if end >= 24 {
-            // Near the end of the text: the 24 bytes that end with the
-            // word, moved down by the bytes before it.
-            let w = [load8(text, end - 24), load8(text, end - 16), load8(text, end - 8)];
-            shift_down(w, 24 - n)
+        // Whole 8-byte pieces from the word's start; the last, partial one
+        // (if any) by [`piece`]. Short words, most of them, take one piece.
+        let lower = |x: u64| if lower { ascii_lower(x) } else { x };
+        let p = if n <= 8 {
+            [lower(piece(text, start, end)), 0, 0]
+        } else if n <= 16 {
+            [lower(load8(text, start)), lower(piece(text, start + 8, end)), 0]
         } else {
-            // A text shorter than 24 bytes.
-            padded(&text[start..end])
+            [lower(load8(text, start)), lower(load8(text, start + 8)), lower(piece(text, start + 16, end))]
         };
-        if lower {
-            p = [ascii_lower(p[0]), ascii_lower(p[1]), ascii_lower(p[2])];
-        }
         Word(Repr::Inline(Inline::new(p)))
     }
 
@@ -192,23 +183,20 @@ fn used(x: u64) -> usize {
     (64 - x.leading_zeros() as usize).div_ceil(8)
 }
 
-/// The 24 bytes `w` moved down by `by` bytes (0 ≤ by < 24), zero-filled.
+/// The bytes `text[from..end]` (1 to 8 of them) as a zero-padded piece:
+/// read whole when eight bytes follow `from`, else as the eight bytes that
+/// end at `end` moved down, else (a text shorter than eight bytes) copied.
 #[inline(always)]
-fn shift_down(w: [u64; 3], by: usize) -> [u64; 3] {
-    let (q, r) = (by / 8, (by % 8) * 8);
-    let src = match q {
-        0 => [w[0], w[1], w[2], 0],
-        1 => [w[1], w[2], 0, 0],
-        _ => [w[2], 0, 0, 0],
-    };
-    if r == 0 {
-        [src[0], src[1], src[2]]
+fn piece(text: &[u8], from: usize, end: usize) -> u64 {
+    let r = end - from;
+    if from + 8 <= text.len() {
+        keep(load8(text, from), r)
+    } else if end >= 8 {
+        load8(text, end - 8) >> (8 * (8 - r))
     } else {
-        [
-            (src[0] >> r) | (src[1] << (64 - r)),
-            (src[1] >> r) | (src[2] << (64 - r)),
-            (src[2] >> r) | (src[3] << (64 - r)),
-        ]
+        let mut t = [0u8; 8];
+        t[..r].copy_from_slice(&text[from..end]);
+        u64::from_le_bytes(t)
     }
 }
 
