@@ -219,16 +219,41 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
 }
 
 /// The general path for a piece of `text` between ASCII whitespace that
-/// has non-ASCII characters in it.
+/// has non-ASCII characters in it: in one pass over its characters, each
+/// token's first and last letter or digit.
 fn general(text: &[u8], piece: &str, emit: &mut impl FnMut(Word)) {
-    for token in piece.split(is_separator) {
-        let t = token.trim_matches(|c: char| !c.is_alphanumeric());
-        if !t.is_empty() {
-            // Where the token starts in the text: an ASCII word (one in
-            // quotation marks, say) is read from the text around it.
-            let at = t.as_ptr() as usize - text.as_ptr() as usize;
-            emit(lower(text, at, t));
+    // Where the piece starts in the text: an ASCII word (one in quotation
+    // marks, say) is read from the text around it.
+    let base = piece.as_ptr() as usize - text.as_ptr() as usize;
+    // The current token's trimmed extent in `piece`, once it has a letter
+    // or digit.
+    let mut span: Option<(usize, usize)> = None;
+    for (i, c) in piece.char_indices() {
+        let (separator, alnum) = classify(c);
+        if separator {
+            if let Some((s, e)) = span.take() {
+                emit(lower(text, base + s, &piece[s..e]));
+            }
+        } else if alnum {
+            span = Some((span.map_or(i, |(s, _)| s), i + c.len_utf8()));
         }
+    }
+    if let Some((s, e)) = span {
+        emit(lower(text, base + s, &piece[s..e]));
+    }
+}
+
+/// Whether `c` separates tokens, and whether it is a letter or digit. ASCII
+/// and General Punctuation (U+2000 to U+206F: dashes, curly quotes, the
+/// ellipsis; no letters or digits, some spaces) skip the Unicode tables.
+#[inline]
+fn classify(c: char) -> (bool, bool) {
+    if c.is_ascii() {
+        (matches!(c, '\t'..='\r' | ' '), c.is_ascii_alphanumeric())
+    } else if ('\u{2000}'..='\u{206F}').contains(&c) {
+        (c.is_whitespace(), false)
+    } else {
+        (is_separator(c), c.is_alphanumeric())
     }
 }
 
@@ -247,6 +272,14 @@ fn lower(text: &[u8], at: usize, t: &str) -> Word {
     let mut buf = [0u8; 24];
     let mut n = 0;
     for c in t.chars() {
+        if c.is_ascii() {
+            if n == buf.len() {
+                return Word::from(t.to_lowercase());
+            }
+            buf[n] = c.to_ascii_lowercase() as u8;
+            n += 1;
+            continue;
+        }
         for l in c.to_lowercase() {
             let len = l.len_utf8();
             if n + len > buf.len() {
@@ -345,6 +378,15 @@ mod tests {
                 }
                 assert_eq!(words(&text), reference(&text), "{text:?}");
             }
+        }
+    }
+
+    #[test]
+    fn general_punctuation_has_no_letters_or_digits() {
+        // What `classify` assumes of U+2000 to U+206F.
+        for c in '\u{2000}'..='\u{206F}' {
+            assert!(!c.is_alphanumeric(), "{c:?}");
+            assert_eq!(classify(c), (is_separator(c), false), "{c:?}");
         }
     }
 
