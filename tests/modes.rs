@@ -199,13 +199,23 @@ fn shards_give_the_results_of_one_shard() {
     let input = dir.path().join("timed.txt");
     let (data, _) = timestamped_book();
     std::fs::write(&input, data).unwrap();
-    for window in ["tumbling:1s", "sliding:2s,500ms", "session:40ms", "global"] {
+    // Update output too where the window operator has its inlined path
+    // for an event's later items (global and tumbling windows).
+    let runs = [
+        ("tumbling:1s", "final"),
+        ("sliding:2s,500ms", "final"),
+        ("session:40ms", "final"),
+        ("global", "final"),
+        ("tumbling:1s", "update"),
+        ("global", "update"),
+    ];
+    for (window, output) in runs {
         for mode in ["per-event", "micro-batch"] {
-            let (one, late_one, rep_one) = run_sharded(dir.path(), &input, mode, window, "final", 1);
+            let (one, late_one, rep_one) = run_sharded(dir.path(), &input, mode, window, output, 1);
             assert!(one.len() > 1000, "{window}: {} results", one.len());
             for shards in [2, 3] {
-                let what = format!("{mode}, {window}, {shards} shards");
-                let (many, late_many, rep) = run_sharded(dir.path(), &input, mode, window, "final", shards);
+                let what = format!("{mode}, {window}, {output}, {shards} shards");
+                let (many, late_many, rep) = run_sharded(dir.path(), &input, mode, window, output, shards);
                 assert_eq!(rep["parallelism"], shards, "{what}");
                 assert_eq!(many, one, "{what}: results differ from one shard's");
                 assert_eq!(late_many, late_one, "{what}: late items differ");

@@ -644,8 +644,8 @@ where
     }
 
     /// The common case, small enough to inline: a global or tumbling
-    /// window, one shard, and an item of an event whose first item was
-    /// placed already, into a key its window has. Every item of an event
+    /// window, and an item of an event whose first item (in this shard)
+    /// was placed already, into a key its window has. Every item of an event
     /// goes to the same pane of these windows, and nothing moves the
     /// watermark between them. So when the pane used last has noted this
     /// event (only [`Self::add_to_pane`] notes one, after the event's
@@ -657,7 +657,7 @@ where
     #[inline(always)]
     fn add_to_event_pane(&mut self, key: K, value: &T, meta: &Meta) -> Option<K> {
         let one_pane = matches!(self.config.spec, WindowSpec::Global | WindowSpec::Tumbling { .. });
-        if self.shard || !one_pane {
+        if !one_pane {
             return Some(key);
         }
         let Some((wkey, pane)) = self.panes.list.get_mut(self.panes.last) else {
