@@ -144,6 +144,23 @@ struct Token {
     wide: bool,
 }
 
+impl Token {
+    /// The token, which ends at `end` in `text`, as its word if it has
+    /// one (with non-ASCII characters, as its words).
+    #[inline(always)]
+    fn finish(self, text: &str, end: usize, emit: &mut impl FnMut(Word)) {
+        let b = text.as_bytes();
+        if self.wide {
+            // The token starts after ASCII whitespace (or at the text's
+            // start) and ends at it (or at its end): char boundaries.
+            general(b, &text[self.start..end], emit);
+        } else if let Some((first, last)) = self.alnum {
+            // Capitals are alphanumeric, so none was trimmed away.
+            emit(Word::ascii(b, first, last + 1, self.upper));
+        }
+    }
+}
+
 /// Calls `emit` with each word of `text`, in order.
 ///
 /// ```
@@ -198,24 +215,12 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
             }
             let end = at + ends.trailing_zeros() as usize;
             rest &= !mine;
-            let t = tok.take().expect("in a token");
-            if t.wide {
-                // The token starts after ASCII whitespace (or at the text's
-                // start) and ends at it: char boundaries.
-                general(b, &text[t.start..end], &mut emit);
-            } else if let Some((first, last)) = t.alnum {
-                // Capitals are alphanumeric, so none was trimmed away.
-                emit(Word::ascii(b, first, last + 1, t.upper));
-            }
+            tok.take().expect("in a token").finish(text, end, &mut emit);
         }
         at += 64;
     }
     if let Some(t) = tok {
-        if t.wide {
-            general(b, &text[t.start..], &mut emit);
-        } else if let Some((first, last)) = t.alnum {
-            emit(Word::ascii(b, first, last + 1, t.upper));
-        }
+        t.finish(text, b.len(), &mut emit);
     }
 }
 
