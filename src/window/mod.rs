@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::error::SpecError;
 use crate::time::{format_duration, parse_duration, EpochNanos};
 
+mod keys;
 pub mod operator;
 mod watermark;
 
