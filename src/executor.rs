@@ -64,6 +64,14 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 /// The default [`RunOptions::max_batch_bytes`]: 8 MiB.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 8 << 20;
 
+/// The default [`RunOptions::queue_chunks`]: 128 chunks, 8 MiB of a file's
+/// 64 KiB reads, so that a full micro-batch fits in the queue. Under a
+/// backlog the next batch is then queued already when one ends. With 64
+/// chunks (4 MiB), the executor took the queue's half of every full batch
+/// at once and then waited while the source read the other half (100 MB,
+/// one core, micro-batch: 583–761 ms, 583–653 ms with 128; BENCHMARKS.md).
+pub const DEFAULT_QUEUE_CHUNKS: usize = 128;
+
 /// How a run is carried out.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -139,7 +147,7 @@ impl RunOptions {
         RunOptions {
             mode,
             event_time: EventTimeFormat::None,
-            queue_chunks: 64,
+            queue_chunks: DEFAULT_QUEUE_CHUNKS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             interrupt: Arc::new(AtomicBool::new(false)),
             spin_wait: DEFAULT_SPIN,
@@ -744,8 +752,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// nothing, and with a source that sends a line at a time (the generator
 /// at 20,000 lines/s) cost the executor a quarter of a core in the
 /// channel's back-off and the source a futex wake-up per chunk. A source
-/// blocks only if it sends more than the queue holds (64 chunks by
-/// default) in a nap, and then its lines come in larger chunks.
+/// blocks only if it sends more than the queue holds
+/// ([`DEFAULT_QUEUE_CHUNKS`] by default) in a nap, and then its lines come in larger chunks.
 const COLLECT_NAP: Duration = Duration::from_millis(1);
 
 /// A chained source's next line is waited for by polling the clock for this
