@@ -209,7 +209,9 @@ impl<K, A> Panes<K, A> {
     /// Takes out every pane whose end is at or before `wm`, in order.
     fn close_until(&mut self, wm: EpochNanos) -> std::vec::Drain<'_, (PaneKey, Pane<K, A>)> {
         let n = self.list.partition_point(|(k, _)| k.0 <= wm);
-        self.last = 0;
+        if n > 0 {
+            self.last = 0;
+        }
         self.list.drain(..n)
     }
 
@@ -971,6 +973,13 @@ where
         if !final_output && !self.immediate {
             // Changes of this batch go out before their windows are dropped.
             self.emit_updates();
+        }
+        // Per-event mode asks with every event; almost always nothing is
+        // ripe, and then nothing else is done.
+        let ripe_pane = self.panes.first_end().is_some_and(|end| end <= wm);
+        let ripe_session = self.session_ends.first().is_some_and(|&(end, _)| end <= wm);
+        if !ripe_pane && !ripe_session {
+            return;
         }
         for ((end, start), pane) in self.panes.close_until(wm) {
             let window = Window { start, end };
