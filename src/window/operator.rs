@@ -869,12 +869,12 @@ where
                     .note(meta.ingest, meta.event_time);
             }
         }
-        // Only update output needs the key after it went into the map.
+        // Only update output needs the key after it went into the index.
         let key_copy = update.then(|| key.clone());
         let agg = &self.agg;
         let new = || Entry { acc: agg.init(), max_event_time: NO_TIME, dirty: false };
         // On one shard the key was built a moment ago, and copying it into
-        // the map's entry reads it with loads wider than the stores that
+        // the index reads it with loads wider than the stores that
         // wrote it, which stall: a key already in the window (almost every
         // one) is looked up by reference instead. A shard's keys come from
         // the router's buffers, long written, where the plain entry is
