@@ -753,7 +753,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// at 20,000 lines/s) cost the executor a quarter of a core in the
 /// channel's back-off and the source a futex wake-up per chunk. A source
 /// blocks only if it sends more than the queue holds
-/// ([`DEFAULT_QUEUE_CHUNKS`] by default) in a nap, and then its lines come in larger chunks.
+/// ([`DEFAULT_QUEUE_CHUNKS`] by default) in a nap, and then its lines come
+/// in larger chunks.
 const COLLECT_NAP: Duration = Duration::from_millis(1);
 
 /// A chained source's next line is waited for by polling the clock for this
