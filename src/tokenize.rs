@@ -13,6 +13,7 @@
 //! word costs no allocation.
 
 pub use crate::word::Word;
+use crate::word::{load8, piece};
 
 fn is_separator(c: char) -> bool {
     c.is_whitespace() || c == '\u{FEFF}'
@@ -36,8 +37,7 @@ struct Lanes {
 
 impl Lanes {
     #[inline(always)]
-    fn of(b: &[u8], at: usize) -> Self {
-        let x = u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
+    fn new(x: u64) -> Self {
         Lanes { x, low: x & !HIGH }
     }
 
@@ -100,21 +100,12 @@ impl Block {
         let mut m = Block { space: 0, alnum: 0, upper: 0, wide: 0 };
         let mut k = 0;
         while k + 8 <= len {
-            m.add(Lanes::of(b, at + k), k);
+            m.add(Lanes::new(load8(b, at + k)), k);
             k += 8;
         }
         if k < len {
-            // The last 1 to 7 bytes, zero-padded: the eight bytes that end
-            // with them moved down, or a copy when the text is shorter.
-            let (from, r) = (at + k, len - k);
-            let x = if b.len() >= 8 {
-                u64::from_le_bytes(b[from + r - 8..from + r].try_into().expect("eight bytes")) >> (8 * (8 - r))
-            } else {
-                let mut t = [0u8; 8];
-                t[..r].copy_from_slice(&b[from..from + r]);
-                u64::from_le_bytes(t)
-            };
-            m.add(Lanes { x, low: x & !HIGH }, k);
+            // The last 1 to 7 bytes of the text, zero-padded.
+            m.add(Lanes::new(piece(b, at + k, at + len)), k);
         }
         if len < 64 {
             m.space |= u64::MAX << len;

@@ -100,7 +100,7 @@ fn padded(text: &[u8]) -> [u64; 3] {
 
 /// Reads 8 bytes at `at` (which must have 8 bytes after it).
 #[inline(always)]
-fn load8(b: &[u8], at: usize) -> u64 {
+pub(crate) fn load8(b: &[u8], at: usize) -> u64 {
     let s = &b[at..at + 8];
     u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
 }
@@ -187,7 +187,7 @@ fn used(x: u64) -> usize {
 /// read whole when eight bytes follow `from`, else as the eight bytes that
 /// end at `end` moved down, else (a text shorter than eight bytes) copied.
 #[inline(always)]
-fn piece(text: &[u8], from: usize, end: usize) -> u64 {
+pub(crate) fn piece(text: &[u8], from: usize, end: usize) -> u64 {
     let r = end - from;
     if from + 8 <= text.len() {
         keep(load8(text, from), r)
