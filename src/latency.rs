@@ -32,19 +32,120 @@ use crate::time::{EpochNanos, NO_TIME};
 /// The largest recordable latency: one day, in ns.
 const MAX_NS: u64 = 86_400 * 1_000_000_000;
 
-/// One latency histogram with its clamp counter.
-#[derive(Debug, Clone)]
-pub struct LatencyHistogram {
-    /// Values in ns.
-    hist: Histogram<u64>,
-    /// How many values were out of range and clamped.
-    clamped: u64,
+/// A count in a slot: `u64` for run-wide histograms, `u32` where many
+/// small ones are kept (one per open window).
+trait Count: Copy + Default + Into<u64> {
+    /// `self + n`, saturating.
+    fn plus(self, n: Self) -> Self;
 }
 
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        Self::new()
+impl Count for u64 {
+    #[inline]
+    fn plus(self, n: Self) -> Self {
+        self.saturating_add(n)
     }
+}
+
+impl Count for u32 {
+    #[inline]
+    fn plus(self, n: Self) -> Self {
+        self.saturating_add(n)
+    }
+}
+
+/// Counts of values by slot, laid out exactly as HdrHistogram lays out a
+/// histogram of unit 1 with `2^BITS` sub-buckets (`BITS` = 11 for three
+/// significant digits, 8 for two): values below `2^BITS` have a slot each,
+/// and above, each power of two [2^k, 2^(k+1)) is split into `2^(BITS-1)`
+/// equal ranges. Reading the counts through HdrHistogram therefore gives
+/// the very same results as recording into it.
+///
+/// Counting only adds to a slot: a dozen instructions, where recording
+/// into an `hdrhistogram::Histogram` took about a hundred (it also keeps
+/// the least, greatest and total at every record). Per-event mode counts a
+/// few latencies per line, so this is most of what measuring costs
+/// (BENCHMARKS.md).
+#[derive(Debug, Clone, Default)]
+struct Slots<const BITS: u32, C> {
+    /// Count per slot; grows to the largest value counted, never shrinks.
+    counts: Vec<C>,
+}
+
+impl<const BITS: u32, C: Count> Slots<BITS, C> {
+    /// The slot counting `v`.
+    #[inline]
+    fn slot_of(v: u64) -> usize {
+        let shift = (64 - BITS) - (v | ((1 << BITS) - 1)).leading_zeros();
+        ((shift as usize) << (BITS - 1)) + (v >> shift) as usize
+    }
+
+    /// The lowest value counted in `slot`, and how many values share it.
+    #[inline]
+    fn range_of(slot: usize) -> (u64, u64) {
+        let shift = ((slot >> (BITS - 1)) as u32).saturating_sub(1);
+        let sub = (slot - ((shift as usize) << (BITS - 1))) as u64;
+        (sub << shift, 1 << shift)
+    }
+
+    /// Counts `n` values of `v`.
+    #[inline]
+    fn add_n(&mut self, v: u64, n: C) {
+        let slot = Self::slot_of(v);
+        match self.counts.get_mut(slot) {
+            Some(c) => *c = c.plus(n),
+            None => self.grow(slot, n),
+        }
+    }
+
+    /// Counts reach `slot` (to the end of its power of two), with `n` in it.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, slot: usize, n: C) {
+        self.counts.resize((slot | ((1 << (BITS - 1)) - 1)) + 1, C::default());
+        self.counts[slot] = n;
+    }
+
+    /// Each slot counted in, from the least: (lowest value, how many values
+    /// share the slot, count).
+    fn each(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.counts.iter().enumerate().filter_map(|(slot, &n)| {
+            let n: u64 = n.into();
+            (n > 0).then(|| {
+                let (low, width) = Self::range_of(slot);
+                (low, width, n)
+            })
+        })
+    }
+
+    /// How many values were counted.
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|&n| n.into()).sum()
+    }
+
+    /// How many values were counted in the slots up to `v`'s, inclusive.
+    fn at_most(&self, v: u64) -> u64 {
+        self.counts.iter().take(Self::slot_of(v) + 1).map(|&n| n.into()).sum()
+    }
+
+    /// Adds another's counts.
+    fn add(&mut self, other: &Self) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), C::default());
+        }
+        for (to, &from) in self.counts.iter_mut().zip(&other.counts) {
+            *to = to.plus(from);
+        }
+    }
+}
+
+/// One latency histogram (ns, three significant digits) with its clamp
+/// counter. It counts into [`Slots`]; reading builds an HdrHistogram.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram {
+    /// Values in ns.
+    slots: Slots<11, u64>,
+    /// How many values were out of range and clamped.
+    clamped: u64,
 }
 
 impl LatencyHistogram {
@@ -55,25 +156,27 @@ impl LatencyHistogram {
     /// zeroing 300 KiB for each cost every run some 10 ms before its first
     /// line (BENCHMARKS.md).
     pub fn new() -> Self {
-        LatencyHistogram { hist: Histogram::new(3).expect("static histogram precision is valid"), clamped: 0 }
+        LatencyHistogram::default()
     }
 
     /// Records `n` occurrences of a latency of `ns`.
     #[inline]
     pub fn record_n(&mut self, ns: i64, n: u64) {
-        let v = if ns < 0 {
-            self.clamped += n;
+        // A negative value is huge as u64: one test catches both ends.
+        let v = if ns as u64 > MAX_NS { self.clamp(ns, n) } else { ns as u64 };
+        self.slots.add_n(v, n);
+    }
+
+    /// The value an out-of-range `ns` is counted as.
+    #[cold]
+    #[inline(never)]
+    fn clamp(&mut self, ns: i64, n: u64) -> u64 {
+        self.clamped += n;
+        if ns < 0 {
             0
-        } else if ns as u64 > MAX_NS {
-            self.clamped += n;
-            MAX_NS
         } else {
-            ns as u64
-        };
-        // In range by construction, so the only failure is the counts
-        // failing to grow, which cannot happen on 64 bits (counts
-        // saturate silently).
-        let _ = self.hist.record_n(v, n);
+            MAX_NS
+        }
     }
 
     /// Records one latency.
@@ -82,32 +185,47 @@ impl LatencyHistogram {
         self.record_n(ns, 1)
     }
 
+    /// The counts as an HdrHistogram (ns).
+    fn hdr(&self) -> Histogram<u64> {
+        let mut h = Histogram::new(3).expect("static histogram precision is valid");
+        for (low, _, n) in self.slots.each() {
+            // In range by construction, so the only failure would be the
+            // counts failing to grow, which cannot happen on 64 bits.
+            let _ = h.record_n(low, n);
+        }
+        h
+    }
+
     /// How many values were recorded.
     pub fn count(&self) -> u64 {
-        self.hist.len()
+        self.slots.total()
     }
 
-    /// How many values were at most `ns` (to the histogram's precision).
+    /// How many values were at most `ns` (to the histogram's precision:
+    /// the whole slot `ns` falls in counts).
     pub fn count_at_most(&self, ns: u64) -> u64 {
-        self.hist.count_between(0, ns)
+        self.slots.at_most(ns.min(MAX_NS))
     }
 
-    /// The sum of the values, ns.
+    /// The sum of the values, ns (each at the middle of its slot).
     pub fn sum_ns(&self) -> f64 {
-        self.hist.mean() * self.hist.len() as f64
+        let mut sum = 0.0;
+        self.each_value(|v, n| sum += v as f64 * n as f64);
+        sum
     }
 
     /// Calls `f` with each recorded value (ns, to the histogram's
-    /// precision: the middle of its bucket) and its count.
+    /// precision: the middle of its slot, as HdrHistogram's
+    /// `median_equivalent`) and its count, from the least.
     pub fn each_value(&self, mut f: impl FnMut(i64, u64)) {
-        for v in self.hist.iter_recorded() {
-            f(self.hist.median_equivalent(v.value_iterated_to()) as i64, v.count_at_value());
+        for (low, width, n) in self.slots.each() {
+            f((low + width / 2) as i64, n);
         }
     }
 
     /// Adds another histogram's values.
     pub fn add(&mut self, other: &LatencyHistogram) {
-        let _ = self.hist.add(&other.hist);
+        self.slots.add(&other.slots);
         self.clamped += other.clamped;
     }
 
@@ -115,8 +233,8 @@ impl LatencyHistogram {
     /// the last one below 1, closer together towards the tail: the
     /// percentile spectrum that HdrHistogram plots draw.
     pub fn spectrum(&self) -> Vec<(f64, f64)> {
-        self.hist
-            .iter_quantiles(5)
+        let h = self.hdr();
+        h.iter_quantiles(5)
             .map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1e3))
             .take_while(|&(q, _)| q < 1.0)
             .collect()
@@ -125,7 +243,7 @@ impl LatencyHistogram {
     /// The percentiles the report shows, in µs.
     pub fn summary(&self) -> LatencySummary {
         let us = |ns: u64| ns as f64 / 1000.0;
-        let h = &self.hist;
+        let h = &self.hdr();
         let empty = h.is_empty();
         let q = |p: f64| {
             if empty {
@@ -442,7 +560,7 @@ impl IntervalLog {
                         if k > 0 && h.count() == 0 {
                             continue;
                         }
-                        log.write_histogram(&h.hist, iv.start, iv.length, Tag::new(TAGS[k])).map_err(|e| fail(&e))?;
+                        log.write_histogram(&h.hdr(), iv.start, iv.length, Tag::new(TAGS[k])).map_err(|e| fail(&e))?;
                     }
                 }
                 drop(log);
@@ -495,7 +613,9 @@ impl IntervalLog {
 }
 
 /// The per-window summary of event times that final output replays at emit.
-/// It serializes as its recorded (value, count) pairs.
+/// It serializes as its recorded (value, count) pairs, each value the
+/// highest its slot holds (as HdrHistogram's recorded iteration gives
+/// them, which earlier checkpoints hold).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(into = "WindowLatencyState", from = "WindowLatencyState")]
 pub struct WindowLatency {
@@ -503,10 +623,11 @@ pub struct WindowLatency {
     first_ingest: u64,
     /// The event time the `event` offsets count from.
     base_time: EpochNanos,
-    /// Ingest offsets from `first_ingest`, µs.
-    ingest: Histogram<u32>,
-    /// Event-time offsets from `base_time`, µs; empty without event times.
-    event: Histogram<u32>,
+    /// Ingest offsets from `first_ingest`, µs, two significant digits.
+    ingest: Slots<8, u32>,
+    /// Event-time offsets from `base_time`, µs, two significant digits;
+    /// empty without event times.
+    event: Slots<8, u32>,
 }
 
 /// The serialized form of a [`WindowLatency`].
@@ -522,8 +643,18 @@ struct WindowLatencyState {
     event: Vec<(u64, u64)>,
 }
 
-fn pairs(h: &Histogram<u32>) -> Vec<(u64, u64)> {
-    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value() as u64)).collect()
+/// Each slot's highest value with its count.
+fn pairs(s: &Slots<8, u32>) -> Vec<(u64, u64)> {
+    s.each().map(|(low, width, n)| (low + width - 1, n)).collect()
+}
+
+/// Counts the pairs into slots.
+fn unpair(pairs: Vec<(u64, u64)>) -> Slots<8, u32> {
+    let mut s = Slots::default();
+    for (v, n) in pairs {
+        s.add_n(v, n.min(u32::MAX as u64) as u32);
+    }
+    s
 }
 
 impl From<WindowLatency> for WindowLatencyState {
@@ -539,14 +670,12 @@ impl From<WindowLatency> for WindowLatencyState {
 
 impl From<WindowLatencyState> for WindowLatency {
     fn from(s: WindowLatencyState) -> Self {
-        let mut w = WindowLatency::new(s.first_ingest, s.base_time);
-        for (v, n) in s.ingest {
-            let _ = w.ingest.record_n(v, n.min(u32::MAX as u64) as u32);
+        WindowLatency {
+            first_ingest: s.first_ingest,
+            base_time: s.base_time,
+            ingest: unpair(s.ingest),
+            event: unpair(s.event),
         }
-        for (v, n) in s.event {
-            let _ = w.event.record_n(v, n.min(u32::MAX as u64) as u32);
-        }
-        w
     }
 }
 
@@ -555,46 +684,44 @@ impl WindowLatency {
     /// offsets count from `base_time` (the window start, or for windows
     /// without a fixed start the first event's time).
     pub fn new(first_ingest: u64, base_time: EpochNanos) -> Self {
-        let small = || Histogram::<u32>::new(2).expect("static histogram precision is valid");
-        WindowLatency { first_ingest, base_time, ingest: small(), event: small() }
+        WindowLatency { first_ingest, base_time, ingest: Slots::default(), event: Slots::default() }
     }
 
     /// Notes one event of the window.
     #[inline]
     pub fn note(&mut self, ingest: u64, event_time: EpochNanos) {
-        let rel = ingest.saturating_sub(self.first_ingest) / 1000;
-        let _ = self.ingest.record(rel);
+        self.ingest.add_n(ingest.saturating_sub(self.first_ingest) / 1000, 1);
         if event_time != NO_TIME {
-            let rel = event_time.saturating_sub(self.base_time).max(0) as u64 / 1000;
-            let _ = self.event.record(rel);
+            self.event.add_n(event_time.saturating_sub(self.base_time).max(0) as u64 / 1000, 1);
         }
     }
 
     /// Folds another window's summary into this one (sessions merging).
     pub fn merge(&mut self, other: WindowLatency) {
         let shift_ingest = other.first_ingest.saturating_sub(self.first_ingest) / 1000;
-        for v in other.ingest.iter_recorded() {
-            let _ = self.ingest.record_n(v.value_iterated_to() + shift_ingest, v.count_at_value());
+        for (low, width, n) in other.ingest.each() {
+            self.ingest.add_n(low + width - 1 + shift_ingest, n as u32);
         }
         let shift_event = other.base_time.saturating_sub(self.base_time).max(0) as u64 / 1000;
-        for v in other.event.iter_recorded() {
-            let _ = self.event.record_n(v.value_iterated_to() + shift_event, v.count_at_value());
+        for (low, width, n) in other.event.each() {
+            self.event.add_n(low + width - 1 + shift_event, n as u32);
         }
         self.first_ingest = self.first_ingest.min(other.first_ingest);
     }
 
     /// Replays the window's events into `rec` as emitted at the given
-    /// times, the window having closed at monotonic `ready`.
+    /// times, the window having closed at monotonic `ready`. Each slot's
+    /// events are taken at the middle of the slot.
     pub fn replay(&self, rec: &mut LatencyRecorder, ready: u64, emit_mono: u64, emit_wall: EpochNanos) {
-        for v in self.ingest.iter_recorded() {
-            let ingest = self.first_ingest + self.ingest.median_equivalent(v.value_iterated_to()) * 1000;
-            rec.processing_n(emit_mono as i64 - ingest as i64, v.count_at_value() as u64);
-            rec.stages.window_hold.record_n(ready as i64 - ingest as i64, v.count_at_value() as u64);
+        for (low, width, n) in self.ingest.each() {
+            let ingest = self.first_ingest + (low + width / 2) * 1000;
+            rec.processing_n(emit_mono as i64 - ingest as i64, n);
+            rec.stages.window_hold.record_n(ready as i64 - ingest as i64, n);
         }
-        for v in self.event.iter_recorded() {
-            let t = self.base_time + (self.event.median_equivalent(v.value_iterated_to()) * 1000) as i64;
-            rec.end_to_end_n(emit_wall.saturating_sub(t), v.count_at_value() as u64);
-            rec.pending_n(t, v.count_at_value() as u64);
+        for (low, width, n) in self.event.each() {
+            let t = self.base_time + ((low + width / 2) * 1000) as i64;
+            rec.end_to_end_n(emit_wall.saturating_sub(t), n);
+            rec.pending_n(t, n);
         }
     }
 }
@@ -602,6 +729,74 @@ impl WindowLatency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The counts read back exactly as an HdrHistogram that had the
+        /// same values recorded into it directly: every percentile, the
+        /// least and greatest value, the cumulative counts, and each value
+        /// with its count.
+        #[test]
+        fn reads_as_hdrhistogram_recording_directly(
+            values in proptest::collection::vec((0u32..48, proptest::num::u64::ANY, 1u64..4), 1..200),
+        ) {
+            let mut ours = LatencyHistogram::new();
+            let mut theirs = Histogram::<u64>::new(3).unwrap();
+            let mut all = Vec::new();
+            for (bits, raw, n) in values {
+                // Spread over every magnitude up to a day, plus some out of
+                // range on either side.
+                let v = match bits {
+                    0 => -((raw % 1_000) as i64) - 1,
+                    47 => MAX_NS as i64 + 1 + (raw % 1_000) as i64,
+                    b => (raw % (1u64 << b)).min(MAX_NS) as i64,
+                };
+                ours.record_n(v, n);
+                theirs.record_n(v.clamp(0, MAX_NS as i64) as u64, n).unwrap();
+                all.push(v.clamp(0, MAX_NS as i64) as u64);
+            }
+            let s = ours.summary();
+            let us = |ns: u64| ns as f64 / 1000.0;
+            proptest::prop_assert_eq!(s.count, theirs.len());
+            proptest::prop_assert_eq!(ours.count(), theirs.len());
+            proptest::prop_assert_eq!(s.min_us, us(theirs.min()));
+            proptest::prop_assert_eq!(s.max_us, us(theirs.max()));
+            for (got, q) in [(s.p50_us, 0.5), (s.p90_us, 0.9), (s.p99_us, 0.99), (s.p999_us, 0.999)] {
+                proptest::prop_assert_eq!(got, us(theirs.value_at_quantile(q)));
+            }
+            for v in all.iter().flat_map(|&v| [v, v.saturating_sub(1), v + 1]).chain([0, u64::MAX]) {
+                proptest::prop_assert_eq!(ours.count_at_most(v), theirs.count_between(0, v), "at {}", v);
+            }
+            let mut got = Vec::new();
+            ours.each_value(|v, n| got.push((v as u64, n)));
+            let want: Vec<_> = theirs
+                .iter_recorded()
+                .map(|v| (theirs.median_equivalent(v.value_iterated_to()), v.count_at_value()))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+            let sum = theirs.mean() * theirs.len() as f64;
+            proptest::prop_assert!((ours.sum_ns() - sum).abs() <= sum * 1e-9 + 1e-6);
+
+            // The windows' two-digit slots, against HdrHistogram's
+            // two-digit histogram: the pairs a checkpoint holds, and the
+            // values replay takes.
+            let mut window = Slots::<8, u32>::default();
+            let mut hdr2 = Histogram::<u32>::new(2).unwrap();
+            for &v in &all {
+                window.add_n(v, 1);
+                hdr2.record(v).unwrap();
+            }
+            let want: Vec<_> = hdr2
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), hdr2.median_equivalent(v.value_iterated_to()), v.count_at_value() as u64))
+                .collect();
+            let got: Vec<_> = window.each().map(|(low, width, n)| (low + width - 1, low + width / 2, n)).collect();
+            proptest::prop_assert_eq!(got, want);
+            let back = unpair(pairs(&window));
+            proptest::prop_assert_eq!(back.counts, window.counts);
+        }
+    }
 
     #[test]
     fn clamps_and_counts_out_of_range() {
