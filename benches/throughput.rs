@@ -82,6 +82,10 @@ fn latency_recording(c: &mut Criterion) {
             rec.record_event(1_000, 1_700_000_000_000_000_000, 1_000 + (i % 100_000), 1_700_000_000_000_500_000);
         })
     });
+    // The other half of what per-event mode pays to measure: one reading
+    // of the run's monotonic clock, one or two a line.
+    let clock = sluice::time::Clock::new();
+    c.bench_function("latency/clock_now", |b| b.iter(|| clock.now()));
 }
 
 criterion_group!(benches, tokenizer, pipeline, latency_recording);
