@@ -1429,6 +1429,64 @@ mod tests {
         }
     }
 
+    /// Per-event mode asks whether anything is ripe with every event and
+    /// stops at once when nothing is: each window and session still goes
+    /// out with the very event whose watermark reaches its end, never
+    /// before, and the panes and sessions left open keep counting.
+    #[test]
+    fn each_window_closes_with_the_event_that_reaches_its_end() {
+        // (key, event time ms, results out after it: (start, end, key, count))
+        type Step = (&'static str, i64, &'static [(i64, i64, &'static str, u64)]);
+        let tumbling: &[Step] = &[
+            ("a", 10, &[]),
+            ("b", 50, &[]),
+            ("a", 99, &[]),
+            ("a", 100, &[(0, 100, "a", 2), (0, 100, "b", 1)]),
+            ("a", 150, &[]),
+            ("b", 120, &[]),
+            ("a", 199, &[]),
+            ("c", 350, &[(100, 200, "a", 3), (100, 200, "b", 1)]),
+            ("c", 360, &[]),
+        ];
+        let session: &[Step] = &[
+            ("k", 0, &[]),
+            ("k", 5, &[]),
+            ("j", 12, &[]),
+            ("k", 14, &[]),
+            // The watermark reaches 24: both sessions end by then, and this
+            // event starts a session of its own (one gap after the last).
+            ("k", 24, &[(0, 24, "k", 3), (12, 22, "j", 1)]),
+            ("j", 30, &[]),
+            ("x", 34, &[(24, 34, "k", 1)]),
+            ("k", 40, &[(30, 40, "j", 1)]),
+        ];
+        let cases = [
+            (WindowSpec::Tumbling { size: Duration::from_millis(100) }, tumbling, vec![(300, 400, "c".to_string(), 2)]),
+            (
+                WindowSpec::Session { gap: Duration::from_millis(10) },
+                session,
+                vec![(34, 44, "x".to_string(), 1), (40, 50, "k".to_string(), 1)],
+            ),
+        ];
+        for (spec, steps, at_end) in cases {
+            let mut f = Feeder::new(spec, 0);
+            for (i, (key, t, want)) in steps.iter().enumerate() {
+                f.push(key, *t);
+                let mut got: Vec<_> = f
+                    .out
+                    .drain(..)
+                    .map(|r| (r.window.start / 1_000_000, r.window.end / 1_000_000, r.key, r.value))
+                    .collect();
+                got.sort();
+                let want: Vec<_> = want.iter().map(|&(s, e, k, n)| (s, e, k.to_string(), n)).collect();
+                assert_eq!(got, want, "{spec:?}, after event {i} ({key} at {t} ms)");
+            }
+            let (rest, counters) = f.finish();
+            assert_eq!(rest, at_end, "{spec:?}: flushed at the end");
+            assert_eq!(counters.late_items, 0, "{spec:?}");
+        }
+    }
+
     #[test]
     fn out_of_order_event_inside_an_open_session_joins_it() {
         let mut f = Feeder::new(WindowSpec::Session { gap: Duration::from_millis(10) }, 5);
