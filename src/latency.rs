@@ -62,9 +62,8 @@ impl Count for u32 {
 ///
 /// Counting only adds to a slot: a dozen instructions, where recording
 /// into an `hdrhistogram::Histogram` took about a hundred (it also keeps
-/// the least, greatest and total at every record). Per-event mode counts a
-/// few latencies per line, so this is most of what measuring costs
-/// (BENCHMARKS.md).
+/// the least, greatest and total at every record). Per-event mode counts
+/// four to six latencies per line (BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 struct Slots<const BITS: u32, C> {
     /// Count per slot; grows to the largest value counted, never shrinks.
@@ -697,16 +696,25 @@ impl WindowLatency {
     }
 
     /// Folds another window's summary into this one (sessions merging).
-    pub fn merge(&mut self, other: WindowLatency) {
-        let shift_ingest = other.first_ingest.saturating_sub(self.first_ingest) / 1000;
+    /// Each kind of offset is rebased on the earlier of the two bases, so
+    /// that neither side's events move.
+    pub fn merge(&mut self, mut other: WindowLatency) {
+        if other.first_ingest < self.first_ingest {
+            std::mem::swap(&mut self.first_ingest, &mut other.first_ingest);
+            std::mem::swap(&mut self.ingest, &mut other.ingest);
+        }
+        let shift_ingest = (other.first_ingest - self.first_ingest) / 1000;
         for (low, width, n) in other.ingest.each() {
             self.ingest.add_n(low + width - 1 + shift_ingest, n as u32);
         }
-        let shift_event = other.base_time.saturating_sub(self.base_time).max(0) as u64 / 1000;
+        if other.base_time < self.base_time {
+            std::mem::swap(&mut self.base_time, &mut other.base_time);
+            std::mem::swap(&mut self.event, &mut other.event);
+        }
+        let shift_event = other.base_time.saturating_sub(self.base_time) as u64 / 1000;
         for (low, width, n) in other.event.each() {
             self.event.add_n(low + width - 1 + shift_event, n as u32);
         }
-        self.first_ingest = self.first_ingest.min(other.first_ingest);
     }
 
     /// Replays the window's events into `rec` as emitted at the given
@@ -837,6 +845,42 @@ mod tests {
         for ((got, n), (value, count)) in points.iter().zip(want) {
             assert!(close(*got, value) && *n == count, "{points:?}");
         }
+    }
+
+    /// Sessions merge in whatever order their list holds: a summary whose
+    /// events came earlier, in ingest and in event time, folded into a
+    /// later one keeps every event where it was.
+    #[test]
+    fn merging_an_earlier_window_keeps_every_event_in_place() {
+        const MS: u64 = 1_000_000;
+        let (ingest_base, event_base) = (1_000 * MS, 5_000_000 * MS as i64);
+        // (ingest, event time) of the later window's events, then the
+        // earlier one's.
+        let later = [(300 * MS, 300 * MS as i64), (350 * MS, 380 * MS as i64)];
+        let earlier = [(100 * MS, 50 * MS as i64), (120 * MS, 90 * MS as i64)];
+        let summary = |events: &[(u64, i64)]| {
+            let mut w = WindowLatency::new(ingest_base + events[0].0, event_base + events[0].1);
+            for &(i, t) in events {
+                w.note(ingest_base + i, event_base + t);
+            }
+            w
+        };
+        let mut merged = summary(&later);
+        merged.merge(summary(&earlier));
+        let (emit_mono, emit_wall) = (ingest_base + 1_000 * MS, event_base + 1_000 * MS as i64);
+        let mut rec = LatencyRecorder::default();
+        merged.replay(&mut rec, emit_mono, emit_mono, emit_wall);
+        let mut processing = Vec::new();
+        rec.processing.each_value(|v, n| processing.extend(std::iter::repeat_n(v as u64 / MS, n as usize)));
+        let mut end_to_end = Vec::new();
+        rec.end_to_end.each_value(|v, n| end_to_end.extend(std::iter::repeat_n(v as u64 / MS, n as usize)));
+        // Exact: 1000 ms less each ingest, and less each event time; the
+        // summaries keep two significant digits of each offset from the
+        // earliest event.
+        let near =
+            |got: &[u64], want: [u64; 4]| got.len() == 4 && got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 3);
+        assert!(near(&processing, [650, 700, 880, 900]), "{processing:?}");
+        assert!(near(&end_to_end, [620, 700, 910, 950]), "{end_to_end:?}");
     }
 
     #[test]
