@@ -182,18 +182,17 @@ impl<K, A> Panes<K, A> {
         found
     }
 
-    /// The pane with this key, opened empty if need be.
+    /// The index of the pane with this key, opened empty if need be.
     #[inline]
-    fn get_or_open(&mut self, key: PaneKey) -> &mut Pane<K, A> {
-        let i = match self.find(key) {
+    fn open(&mut self, key: PaneKey) -> usize {
+        match self.find(key) {
             Ok(i) => i,
             Err(i) => {
                 self.list.insert(i, (key, Pane::new()));
                 self.last = i;
                 i
             }
-        };
-        &mut self.list[i].1
+        }
     }
 
     fn get_mut(&mut self, key: PaneKey) -> Option<&mut Pane<K, A>> {
@@ -627,10 +626,7 @@ where
             WindowSpec::Global => self.add_to_pane(Window::GLOBAL, key, &value, meta),
             WindowSpec::Tumbling { size } => {
                 let (t, wm) = (self.event_time, self.watermarks.get());
-                let size = size.as_nanos() as i64;
-                let off = self.config.origin.rem_euclid(size);
-                let start = (t - off).div_euclid(size) * size + off;
-                let w = Window { start, end: start.saturating_add(size) };
+                let w = self.tumbling(size);
                 if w.end <= wm {
                     self.late(key, t, w, wm, meta);
                 } else {
@@ -692,6 +688,27 @@ where
             // before adding them gives the same results.
             self.close_ripe();
         }
+        // A global or tumbling window puts every item of the event in one
+        // pane: enter it now, so that the first item, like the others,
+        // takes the short way in (`add_to_event_pane`). A late event
+        // enters nothing; its items go the general way, to `late`.
+        let w = match self.config.spec {
+            WindowSpec::Global => Window::GLOBAL,
+            WindowSpec::Tumbling { size } => self.tumbling(size),
+            WindowSpec::Sliding { .. } | WindowSpec::Session { .. } => return,
+        };
+        if w.is_global() || w.end > self.watermarks.get() {
+            self.enter_pane(w, meta);
+        }
+    }
+
+    /// The tumbling window of `size` that holds the current event.
+    #[inline]
+    fn tumbling(&self, size: std::time::Duration) -> Window {
+        let size = size.as_nanos() as i64;
+        let off = self.config.origin.rem_euclid(size);
+        let start = (self.event_time - off).div_euclid(size) * size + off;
+        Window { start, end: start.saturating_add(size) }
     }
 
     /// An item into each of its sliding windows that is still open, and
@@ -850,11 +867,15 @@ where
         }
     }
 
+    /// The pane of `w`, opened if need be, with the event `meta` noted in
+    /// it: its source place, and its latency when this is its first effect.
+    /// Noting an event again in the same pane changes nothing.
     #[inline]
-    fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
+    fn enter_pane(&mut self, w: Window, meta: &Meta) -> usize {
         let first = self.first_effect(meta);
         let update = self.config.output == OutputMode::Update;
-        let pane = self.panes.get_or_open((w.end, w.start));
+        let i = self.panes.open((w.end, w.start));
+        let pane = &mut self.panes.list[i].1;
         if pane.noted != meta.seq {
             pane.noted = meta.seq;
             pane.oldest.note(&meta.pos);
@@ -869,6 +890,14 @@ where
                     .note(meta.ingest, meta.event_time);
             }
         }
+        i
+    }
+
+    #[inline]
+    fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
+        let update = self.config.output == OutputMode::Update;
+        let i = self.enter_pane(w, meta);
+        let pane = &mut self.panes.list[i].1;
         // Only update output needs the key after it went into the index.
         let key_copy = update.then(|| key.clone());
         let agg = &self.agg;
