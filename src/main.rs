@@ -195,10 +195,10 @@ struct ReplayArgs {
 /// `sluice compare`.
 #[derive(Args, Default)]
 struct CompareArgs {
-    /// gen:RATE | demo:RATE | file:PATH (with --rate)  [default: gen:20000]
+    /// gen:RATE | demo:RATE | file:PATH or kafka:BROKERS/TOPIC (recorded once, replayed with --rate)  [default: gen:20000]
     #[arg(long)]
     source: Option<String>,
-    /// Lines per second to replay a file at.
+    /// Lines per second to replay a file or topic at.
     #[arg(long)]
     rate: Option<f64>,
     /// Write an HdrHistogram interval log per mode into this directory.
