@@ -37,6 +37,8 @@ const MAX_NS: u64 = 86_400 * 1_000_000_000;
 trait Count: Copy + Default + Into<u64> {
     /// `self + n`, saturating.
     fn plus(self, n: Self) -> Self;
+    /// `n`, or the largest count when it does not fit.
+    fn saturating(n: u64) -> Self;
 }
 
 impl Count for u64 {
@@ -44,12 +46,20 @@ impl Count for u64 {
     fn plus(self, n: Self) -> Self {
         self.saturating_add(n)
     }
+
+    fn saturating(n: u64) -> Self {
+        n
+    }
 }
 
 impl Count for u32 {
     #[inline]
     fn plus(self, n: Self) -> Self {
         self.saturating_add(n)
+    }
+
+    fn saturating(n: u64) -> Self {
+        n.min(u32::MAX as u64) as u32
     }
 }
 
@@ -124,6 +134,14 @@ impl<const BITS: u32, C: Count> Slots<BITS, C> {
     /// How many values were counted in the slots up to `v`'s, inclusive.
     fn at_most(&self, v: u64) -> u64 {
         self.counts.iter().take(Self::slot_of(v) + 1).map(|&n| n.into()).sum()
+    }
+
+    /// Adds another's counts, each as the highest value of its slot plus
+    /// `shift` (a summary rebased on an earlier base).
+    fn add_shifted(&mut self, other: &Self, shift: u64) {
+        for (low, width, n) in other.each() {
+            self.add_n(low + width - 1 + shift, C::saturating(n));
+        }
     }
 
     /// Adds another's counts.
@@ -651,7 +669,7 @@ fn pairs(s: &Slots<8, u32>) -> Vec<(u64, u64)> {
 fn unpair(pairs: Vec<(u64, u64)>) -> Slots<8, u32> {
     let mut s = Slots::default();
     for (v, n) in pairs {
-        s.add_n(v, n.min(u32::MAX as u64) as u32);
+        s.add_n(v, u32::saturating(n));
     }
     s
 }
@@ -703,18 +721,12 @@ impl WindowLatency {
             std::mem::swap(&mut self.first_ingest, &mut other.first_ingest);
             std::mem::swap(&mut self.ingest, &mut other.ingest);
         }
-        let shift_ingest = (other.first_ingest - self.first_ingest) / 1000;
-        for (low, width, n) in other.ingest.each() {
-            self.ingest.add_n(low + width - 1 + shift_ingest, n as u32);
-        }
+        self.ingest.add_shifted(&other.ingest, (other.first_ingest - self.first_ingest) / 1000);
         if other.base_time < self.base_time {
             std::mem::swap(&mut self.base_time, &mut other.base_time);
             std::mem::swap(&mut self.event, &mut other.event);
         }
-        let shift_event = other.base_time.saturating_sub(self.base_time) as u64 / 1000;
-        for (low, width, n) in other.event.each() {
-            self.event.add_n(low + width - 1 + shift_event, n as u32);
-        }
+        self.event.add_shifted(&other.event, other.base_time.saturating_sub(self.base_time) as u64 / 1000);
     }
 
     /// Replays the window's events into `rec` as emitted at the given
