@@ -218,7 +218,7 @@ impl Tally {
                 lat.stages.source_wait.record(ingest_wall.saturating_sub(l.event_time));
             }
             out.push(Record {
-                value: Line::new(chunk.data.slice(l.start as usize..l.end as usize)),
+                value: chunk.data.line(l.start as usize, l.end as usize),
                 meta: Meta {
                     seq: self.seq,
                     ingest: chunk.ingest,

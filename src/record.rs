@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use crate::time::{EpochNanos, NO_TIME};
 
@@ -64,32 +65,69 @@ pub struct Record<T> {
 
 /// One input line, without its line ending. It shares the buffer it was read
 /// into, so making one costs no copy.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone)]
 pub struct Line {
-    /// The raw bytes, not necessarily valid UTF-8.
-    bytes: Bytes,
+    repr: Repr,
+}
+
+/// What a [`Line`] holds.
+#[derive(Debug, Clone)]
+enum Repr {
+    /// Raw bytes, not necessarily valid UTF-8.
+    Bytes(Bytes),
+    /// Text its source already checked (see [`crate::source::Buffer`]).
+    Text(ByteString),
 }
 
 impl Line {
     /// A line over these bytes.
     pub fn new(bytes: Bytes) -> Self {
-        Line { bytes }
+        Line { repr: Repr::Bytes(bytes) }
     }
 
     /// The raw bytes of the line.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        match &self.repr {
+            Repr::Bytes(bytes) => bytes,
+            Repr::Text(text) => text.as_bytes(),
+        }
     }
 
     /// The text; invalid UTF-8 is replaced by U+FFFD (which allocates only
-    /// for such lines).
+    /// for such lines). Text its source checked is not checked again.
+    #[inline]
     pub fn text(&self) -> Cow<'_, str> {
-        crate::tokenize::text_of(&self.bytes)
+        match &self.repr {
+            Repr::Bytes(bytes) => crate::tokenize::text_of(bytes),
+            Repr::Text(text) => Cow::Borrowed(text),
+        }
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Line::new(Bytes::new())
+    }
+}
+
+/// Lines are equal when their bytes are, checked or not.
+impl PartialEq for Line {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Line {}
+
+impl From<ByteString> for Line {
+    /// A line over text known to be valid.
+    fn from(text: ByteString) -> Self {
+        Line { repr: Repr::Text(text) }
     }
 }
 
 impl From<&'static str> for Line {
     fn from(s: &'static str) -> Self {
-        Line::new(Bytes::from_static(s.as_bytes()))
+        Line::from(ByteString::from_static(s))
     }
 }

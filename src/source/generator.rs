@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{Chained, Feed, InputChunk, InputLine, Poll, Source};
+use super::{Buffer, Chained, Feed, InputChunk, InputLine, Poll, Source};
 use crate::error::RunError;
 use crate::time::{Clock, EpochNanos};
 
@@ -534,7 +534,7 @@ impl Chained for Pacer {
             input: self.input,
             ingest: if self.chained { last_due.min(self.clock.now()) } else { self.clock.now() },
             bytes: data.len() as u64,
-            data,
+            data: Buffer::check(data),
             lines,
             truncated: 0,
             time_fallbacks: 0,

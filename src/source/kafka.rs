@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use sluice_kafka::{Batch, Consumer, ConsumerSettings, Delivery, Handler, Notice, PartitionAck, PartitionId};
 
-use super::{Acker, EventTimeFormat, Feed, InputChunk, InputLine, KafkaSpec, Source, SourceOptions, TrySend};
+use super::{Acker, Buffer, EventTimeFormat, Feed, InputChunk, InputLine, KafkaSpec, Source, SourceOptions, TrySend};
 use crate::checkpoint::CheckpointDir;
 use crate::config::KafkaOptions;
 use crate::error::RunError;
@@ -200,7 +200,7 @@ impl Handler for ToEngine<'_> {
             input: f.input(),
             ingest,
             bytes: data.len() as u64,
-            data,
+            data: Buffer::check(data),
             lines,
             truncated: batch.cut,
             time_fallbacks: fallbacks,
@@ -210,7 +210,7 @@ impl Handler for ToEngine<'_> {
         match f.try_send(chunk) {
             TrySend::Sent => Delivery::Taken,
             TrySend::Full(c) => {
-                batch.data = Vec::from(c.data);
+                batch.data = Vec::from(c.data.into_bytes());
                 Delivery::Full(batch)
             }
             TrySend::Closed => Delivery::Closed,
