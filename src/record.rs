@@ -67,39 +67,27 @@ pub struct Record<T> {
 /// into, so making one costs no copy.
 #[derive(Debug, Clone)]
 pub struct Line {
-    repr: Repr,
-}
-
-/// What a [`Line`] holds.
-#[derive(Debug, Clone)]
-enum Repr {
-    /// Raw bytes, not necessarily valid UTF-8.
-    Bytes(Bytes),
-    /// Text its source already checked (see [`crate::source::Buffer`]).
-    Text(ByteString),
+    data: Buffer,
 }
 
 impl Line {
     /// A line over these bytes.
     pub fn new(bytes: Bytes) -> Self {
-        Line { repr: Repr::Bytes(bytes) }
+        Line { data: Buffer::Bytes(bytes) }
     }
 
     /// The raw bytes of the line.
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.repr {
-            Repr::Bytes(bytes) => bytes,
-            Repr::Text(text) => text.as_bytes(),
-        }
+        &self.data
     }
 
     /// The text; invalid UTF-8 is replaced by U+FFFD (which allocates only
     /// for such lines). Text its source checked is not checked again.
     #[inline]
     pub fn text(&self) -> Cow<'_, str> {
-        match &self.repr {
-            Repr::Bytes(bytes) => crate::tokenize::text_of(bytes),
-            Repr::Text(text) => Cow::Borrowed(text),
+        match &self.data {
+            Buffer::Bytes(bytes) => crate::tokenize::text_of(bytes),
+            Buffer::Text(text) => Cow::Borrowed(text),
         }
     }
 }
@@ -122,12 +110,104 @@ impl Eq for Line {}
 impl From<ByteString> for Line {
     /// A line over text known to be valid.
     fn from(text: ByteString) -> Self {
-        Line { repr: Repr::Text(text) }
+        Line { data: Buffer::Text(text) }
     }
 }
 
 impl From<&'static str> for Line {
     fn from(s: &'static str) -> Self {
         Line::from(ByteString::from_static(s))
+    }
+}
+
+/// A chunk's buffer (or a line's part of it), checked for UTF-8 once, on the
+/// source's thread, so that the executor takes its lines' text without
+/// checking each line again (on a word count the check was about 5% of the
+/// executor's time, BENCHMARKS.md). A buffer that is not valid UTF-8
+/// throughout keeps its bytes, and each of its lines is checked, and
+/// repaired, by itself.
+#[derive(Debug, Clone)]
+pub enum Buffer {
+    /// Valid UTF-8 throughout.
+    Text(ByteString),
+    /// Not valid UTF-8 somewhere.
+    Bytes(Bytes),
+}
+
+impl Buffer {
+    /// Checks `bytes`.
+    pub fn check(bytes: Bytes) -> Self {
+        match ByteString::try_from(bytes.clone()) {
+            Ok(text) => Buffer::Text(text),
+            Err(_) => Buffer::Bytes(bytes),
+        }
+    }
+
+    /// The bytes.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Buffer::Text(text) => text.into_bytes(),
+            Buffer::Bytes(bytes) => bytes,
+        }
+    }
+
+    /// The line at `start..end`: known text if the buffer is text and the
+    /// range falls on character boundaries (an overlong line cut in the
+    /// middle of a character does not), bytes otherwise.
+    #[inline]
+    pub fn line(&self, start: usize, end: usize) -> Line {
+        match self {
+            Buffer::Text(text) => match text.get(start..end) {
+                Some(part) => Line::from(text.slice_ref(part)),
+                None => Line::new(text.as_bytes().slice(start..end)),
+            },
+            Buffer::Bytes(bytes) => Line::new(bytes.slice(start..end)),
+        }
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buffer::Text(text) => text.as_bytes(),
+            Buffer::Bytes(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer checked once gives its lines the same bytes and text as
+    /// checking each line by itself, for valid text, for a buffer with an
+    /// invalid byte, and for a range that cuts a character in two.
+    #[test]
+    fn a_checked_buffer_gives_lines_the_text_each_would_have_alone() {
+        let valid = Bytes::from("caf\u{e9} \u{201c}Quoted\u{201d}\r\nplain\n\u{feff}BOM".to_string());
+        let invalid = Bytes::from_static(b"caf\xe9 latin-1\nfine line\n");
+        assert!(matches!(Buffer::check(valid.clone()), Buffer::Text(_)));
+        assert!(matches!(Buffer::check(invalid.clone()), Buffer::Bytes(_)));
+        for bytes in [valid, invalid] {
+            let buffer = Buffer::check(bytes.clone());
+            assert_eq!(&buffer[..], &bytes[..]);
+            // Every range, including those inside a character.
+            for start in 0..=bytes.len() {
+                for end in start..=bytes.len() {
+                    let line = buffer.line(start, end);
+                    let alone = Line::new(bytes.slice(start..end));
+                    assert_eq!(line.as_bytes(), &bytes[start..end]);
+                    assert_eq!(line.text(), alone.text(), "{start}..{end}");
+                    assert_eq!(line, alone);
+                }
+            }
+            assert_eq!(buffer.into_bytes(), bytes);
+        }
+        // The text of a checked line is borrowed, not checked and copied.
+        let buffer = Buffer::check(Bytes::from_static("\u{201c}a\u{201d}".as_bytes()));
+        assert!(matches!(buffer.line(0, 7).text(), std::borrow::Cow::Borrowed("\u{201c}a\u{201d}")));
+        assert!(matches!(buffer.line(0, 2).text(), std::borrow::Cow::Owned(_)), "cut inside a character");
     }
 }

@@ -11,13 +11,11 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use bytestring::ByteString;
 use crossbeam_channel::Sender;
 
 use crate::checkpoint::{CheckpointDir, CheckpointError};
 use crate::error::{RunError, SpecError};
-use crate::record::Line;
+pub use crate::record::Buffer;
 use crate::time::{Clock, EpochNanos, NO_TIME};
 
 mod event_time;
@@ -153,62 +151,6 @@ pub struct InputLine {
     pub offset: u64,
     /// Event time, or [`NO_TIME`].
     pub event_time: EpochNanos,
-}
-
-/// A chunk's buffer, checked for UTF-8 once, on the source's thread, so that
-/// the executor takes its lines' text without checking each line again (on
-/// a word count the check was about 5% of the executor's time,
-/// BENCHMARKS.md). A buffer that is not valid UTF-8 throughout keeps its
-/// bytes, and each of its lines is checked, and repaired, by itself.
-#[derive(Debug, Clone)]
-pub enum Buffer {
-    /// Valid UTF-8 throughout.
-    Text(ByteString),
-    /// Not valid UTF-8 somewhere.
-    Bytes(Bytes),
-}
-
-impl Buffer {
-    /// Checks `bytes`.
-    pub fn check(bytes: Bytes) -> Self {
-        match ByteString::try_from(bytes.clone()) {
-            Ok(text) => Buffer::Text(text),
-            Err(_) => Buffer::Bytes(bytes),
-        }
-    }
-
-    /// The bytes.
-    pub fn into_bytes(self) -> Bytes {
-        match self {
-            Buffer::Text(text) => text.into_bytes(),
-            Buffer::Bytes(bytes) => bytes,
-        }
-    }
-
-    /// The line at `start..end`: known text if the buffer is text and the
-    /// range falls on character boundaries (an overlong line cut in the
-    /// middle of a character does not), bytes otherwise.
-    #[inline]
-    pub fn line(&self, start: usize, end: usize) -> Line {
-        match self {
-            Buffer::Text(text) => match text.get(start..end) {
-                Some(part) => Line::from(text.slice_ref(part)),
-                None => Line::new(text.as_bytes().slice(start..end)),
-            },
-            Buffer::Bytes(bytes) => Line::new(bytes.slice(start..end)),
-        }
-    }
-}
-
-impl std::ops::Deref for Buffer {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Buffer::Text(text) => text.as_bytes(),
-            Buffer::Bytes(bytes) => bytes,
-        }
-    }
 }
 
 /// Lines that arrived together from one input.
@@ -612,36 +554,6 @@ pub fn record(spec: &SourceSpec, opts: &SourceOptions) -> Result<bytes::Bytes, R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A buffer checked once gives its lines the same bytes and text as
-    /// checking each line by itself, for valid text, for a buffer with an
-    /// invalid byte, and for a range that cuts a character in two.
-    #[test]
-    fn a_checked_buffer_gives_lines_the_text_each_would_have_alone() {
-        let valid = Bytes::from("caf\u{e9} \u{201c}Quoted\u{201d}\r\nplain\n\u{feff}BOM".to_string());
-        let invalid = Bytes::from_static(b"caf\xe9 latin-1\nfine line\n");
-        assert!(matches!(Buffer::check(valid.clone()), Buffer::Text(_)));
-        assert!(matches!(Buffer::check(invalid.clone()), Buffer::Bytes(_)));
-        for bytes in [valid, invalid] {
-            let buffer = Buffer::check(bytes.clone());
-            assert_eq!(&buffer[..], &bytes[..]);
-            // Every range, including those inside a character.
-            for start in 0..=bytes.len() {
-                for end in start..=bytes.len() {
-                    let line = buffer.line(start, end);
-                    let alone = Line::new(bytes.slice(start..end));
-                    assert_eq!(line.as_bytes(), &bytes[start..end]);
-                    assert_eq!(line.text(), alone.text(), "{start}..{end}");
-                    assert_eq!(line, alone);
-                }
-            }
-            assert_eq!(buffer.into_bytes(), bytes);
-        }
-        // The text of a checked line is borrowed, not checked and copied.
-        let buffer = Buffer::check(Bytes::from_static("\u{201c}a\u{201d}".as_bytes()));
-        assert!(matches!(buffer.line(0, 7).text(), std::borrow::Cow::Borrowed("\u{201c}a\u{201d}")));
-        assert!(matches!(buffer.line(0, 2).text(), std::borrow::Cow::Owned(_)), "cut inside a character");
-    }
 
     #[test]
     fn source_specs() {
