@@ -136,18 +136,51 @@ struct Token {
 }
 
 impl Token {
-    /// The token, which ends at `end` in `text`, as its word if it has
-    /// one (with non-ASCII characters, as its words).
+    /// The token, which ends at `end` in `text`: its word if it has one,
+    /// or, with non-ASCII characters in it, its words one at a time.
     #[inline(always)]
-    fn finish(self, text: &str, end: usize, emit: &mut impl FnMut(Word)) {
-        let b = text.as_bytes();
+    fn finish(self, text: &str, end: usize) -> Finished {
         if self.wide {
             // The token starts after ASCII whitespace (or at the text's
             // start) and ends at it (or at its end): char boundaries.
-            general(b, &text[self.start..end], emit);
+            Finished::General { start: self.start, end }
         } else if let Some((first, last)) = self.alnum {
             // Capitals are alphanumeric, so none was trimmed away.
-            emit(Word::ascii(b, first, last + 1, self.upper));
+            Finished::Word(Word::ascii(text.as_bytes(), first, last + 1, self.upper))
+        } else {
+            Finished::Nothing
+        }
+    }
+}
+
+/// The words of a finished token, handed out one at a time so that the
+/// tokenizer calls its `emit` from one place only: the compiler then
+/// inlines the caller's closure (in the engine, the whole way into the
+/// window) into the tokenizer's loop, instead of calling it for every word
+/// (BENCHMARKS.md).
+enum Finished {
+    /// No letter or digit in it.
+    Nothing,
+    /// An ASCII token's word.
+    Word(Word),
+    /// The part of a token with non-ASCII characters not yet gone through:
+    /// `text[start..end]`, on char boundaries.
+    General { start: usize, end: usize },
+}
+
+impl Finished {
+    #[inline(always)]
+    fn next(&mut self, text: &str) -> Option<Word> {
+        match std::mem::replace(self, Finished::Nothing) {
+            Finished::Nothing => None,
+            Finished::Word(word) => Some(word),
+            Finished::General { start, end } => {
+                let (word, rest) = general(text, start, end);
+                if rest < end {
+                    *self = Finished::General { start: rest, end };
+                }
+                word
+            }
         }
     }
 }
@@ -172,7 +205,9 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
     let b = text.as_bytes();
     let mut tok: Option<Token> = None;
     let mut at = 0;
-    while at < b.len() {
+    // A token still open after the last full block ends in the empty
+    // block at the text's end, so that every word leaves by one `emit`.
+    while at < b.len() || tok.is_some() {
         let m = Block::of(b, at);
         // The bits of this block not yet gone through.
         let mut rest = u64::MAX;
@@ -206,22 +241,22 @@ pub fn tokenize(text: &str, mut emit: impl FnMut(Word)) {
             }
             let end = at + ends.trailing_zeros() as usize;
             rest &= !mine;
-            tok.take().expect("in a token").finish(text, end, &mut emit);
+            let mut words = tok.take().expect("in a token").finish(text, end);
+            while let Some(word) = words.next(text) {
+                emit(word);
+            }
         }
         at += 64;
-    }
-    if let Some(t) = tok {
-        t.finish(text, b.len(), &mut emit);
     }
 }
 
 /// The general path for a piece of `text` between ASCII whitespace that
-/// has non-ASCII characters in it: in one pass over its characters, each
-/// token's first and last letter or digit.
-fn general(text: &[u8], piece: &str, emit: &mut impl FnMut(Word)) {
-    // Where the piece starts in the text: an ASCII word (one in quotation
-    // marks, say) is read from the text around it.
-    let base = piece.as_ptr() as usize - text.as_ptr() as usize;
+/// has non-ASCII characters in it (`text[start..end]`): in one pass over
+/// its characters, its next word, by its first and last letter or digit,
+/// and where the rest of the piece starts (`end` when nothing is left).
+#[inline(never)]
+fn general(text: &str, start: usize, end: usize) -> (Option<Word>, usize) {
+    let piece = &text[start..end];
     // The current token's trimmed extent in `piece`, once it has a letter
     // or digit.
     let mut span: Option<(usize, usize)> = None;
@@ -229,15 +264,15 @@ fn general(text: &[u8], piece: &str, emit: &mut impl FnMut(Word)) {
         let (separator, alnum) = classify(c);
         if separator {
             if let Some((s, e)) = span.take() {
-                emit(lower(text, base + s, &piece[s..e]));
+                // An ASCII word (one in quotation marks, say) is read from
+                // the text around it.
+                return (Some(lower(text.as_bytes(), start + s, &piece[s..e])), start + i + c.len_utf8());
             }
         } else if alnum {
             span = Some((span.map_or(i, |(s, _)| s), i + c.len_utf8()));
         }
     }
-    if let Some((s, e)) = span {
-        emit(lower(text, base + s, &piece[s..e]));
-    }
+    (span.map(|(s, e)| lower(text.as_bytes(), start + s, &piece[s..e])), end)
 }
 
 /// Whether `c` separates tokens, and whether it is a letter or digit. ASCII
@@ -376,6 +411,26 @@ mod tests {
                 assert_eq!(words(&text), reference(&text), "{text:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_word_that_runs_to_the_end_of_a_full_block_is_emitted() {
+        // Text that ends exactly at a 64-byte block's end, inside a token:
+        // the token ends in the empty block after it. Every text length
+        // from 1 to 200 with the last token ASCII, wide, or a piece of
+        // several words joined by non-ASCII separators.
+        for last in ["end", "fin,", "Été", "«a\u{2003}b\u{3000}c»", "x\u{FEFF}"] {
+            for len in 1..=200 {
+                let mut text = "ab ".repeat(len / 3);
+                while text.len() + last.len() < len {
+                    text.push('z');
+                }
+                text.push_str(last);
+                assert_eq!(words(&text), reference(&text), "{text:?}");
+            }
+        }
+        assert_eq!(words(&"a".repeat(64)), ["a".repeat(64)]);
+        assert_eq!(words(&"b".repeat(128)), ["b".repeat(128)]);
     }
 
     #[test]
