@@ -340,6 +340,12 @@ pub struct WindowOperator<K, T, A: Aggregate<T>> {
     clock: Clock,
     /// Per-event mode: emit as soon as there is something to emit.
     immediate: bool,
+    /// A global or tumbling window: every item of an event goes to one pane
+    /// (see [`Self::add_to_event_pane`]). Read from `config` once: matching
+    /// the window's shape for every item cost eight instructions an item.
+    one_pane: bool,
+    /// Update output (`config.output`), read once too.
+    update: bool,
     /// Event-time (or processing-time) progress.
     watermarks: Watermarks,
     /// Open tumbling, sliding and global windows, by (end, start).
@@ -406,6 +412,8 @@ where
     pub fn new(config: WindowConfig, agg: A, clock: Clock, immediate: bool, keep_late: bool) -> Self {
         WindowOperator {
             watermarks: watermarks_for(&config),
+            one_pane: matches!(config.spec, WindowSpec::Global | WindowSpec::Tumbling { .. }),
+            update: config.output == OutputMode::Update,
             config,
             agg,
             clock,
@@ -655,8 +663,7 @@ where
     /// general path.
     #[inline(always)]
     fn add_to_event_pane(&mut self, key: K, value: &T, meta: &Meta) -> Option<K> {
-        let one_pane = matches!(self.config.spec, WindowSpec::Global | WindowSpec::Tumbling { .. });
-        if !one_pane {
+        if !self.one_pane {
             return Some(key);
         }
         let Some((wkey, pane)) = self.panes.list.get_mut(self.panes.last) else {
@@ -668,7 +675,7 @@ where
         let Some(entry) = pane.keys.get_mut(&key) else {
             return Some(key);
         };
-        let update = (self.config.output == OutputMode::Update).then_some((*wkey, key));
+        let update = self.update.then_some((*wkey, key));
         let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
         add_to_entry(&self.agg, entry, value, meta, update, &mut self.results, dirty);
         None
@@ -873,7 +880,7 @@ where
     #[inline]
     fn enter_pane(&mut self, w: Window, meta: &Meta) -> usize {
         let first = self.first_effect(meta);
-        let update = self.config.output == OutputMode::Update;
+        let update = self.update;
         let i = self.panes.open((w.end, w.start));
         let pane = &mut self.panes.list[i].1;
         if pane.noted != meta.seq {
@@ -895,7 +902,7 @@ where
 
     #[inline]
     fn add_to_pane(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
-        let update = self.config.output == OutputMode::Update;
+        let update = self.update;
         let i = self.enter_pane(w, meta);
         let pane = &mut self.panes.list[i].1;
         // Only update output needs the key after it went into the index.
@@ -924,7 +931,7 @@ where
 
     #[inline(never)]
     fn add_to_session(&mut self, w: Window, key: K, value: &T, meta: &Meta) {
-        let update = self.config.output == OutputMode::Update;
+        let update = self.update;
         let wm = self.watermarks.get();
         // An event is late when neither its own session nor any open session
         // it joins ends after the watermark.
