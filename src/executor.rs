@@ -1114,10 +1114,8 @@ impl Runner<'_> {
             lat.stages.batch_wait.record_n(0, lines);
         }
         // Each line starts as the one before it was handed over.
-        let mut at = self.clock.now();
-        for rec in records.drain(..) {
-            at = self.graph.push(rec, at)?;
-        }
+        let at = self.clock.now();
+        self.graph.push(records, at)?;
         self.graph.chunk_done();
         Ok(())
     }

@@ -185,10 +185,13 @@ impl Pipeline {
 pub(crate) trait Graph: Send {
     /// Opens the sinks; `immediate` is per-event mode.
     fn open(&mut self, info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError>;
-    /// Per-event mode: one event through the whole graph, and its effects
-    /// to the sinks, starting at monotonic `start`; returns when its effects
-    /// were handed over.
-    fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError>;
+    /// Per-event mode: a chunk's events (`recs`, emptied), one at a time
+    /// through the whole graph, each one's effects to the sinks before the
+    /// next is looked at. The first starts at monotonic `start`, each next
+    /// one when the one before was handed over; returns the last handover.
+    /// (One call a chunk, not an event: the loop over its events is then
+    /// compiled with the pipeline's own types.)
+    fn push(&mut self, recs: &mut Vec<Record<Line>>, start: u64) -> Result<u64, RunError>;
     /// Micro-batch mode: a batch's lines (all of them, or a slice) through
     /// the operators into the window; results wait for [`Graph::advance`]
     /// at the batch boundary.
@@ -370,6 +373,30 @@ where
     A: Aggregate<T>,
     S: Stage<Line, Out = Keyed<K, T>> + Send + 'static,
 {
+    /// Per-event mode: one event through the whole graph, and its effects
+    /// to the sinks, starting at monotonic `start`; returns when its effects
+    /// were handed over.
+    #[inline]
+    fn push_event(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
+        let Some(window) = self.window.as_mut() else {
+            return Ok(start);
+        };
+        let Record { value, meta } = rec;
+        if self.latency.off {
+            self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
+            return self.deliver(start);
+        }
+        let ingest = meta.ingest;
+        self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
+        let ready = self.clock.now();
+        let emit = self.deliver(ready)?;
+        let st = &mut self.latency.stages;
+        st.queueing.record(start.saturating_sub(ingest) as i64);
+        st.compute.record(ready.saturating_sub(start) as i64);
+        st.sink_write.record(emit.saturating_sub(ready) as i64);
+        Ok(emit)
+    }
+
     /// Hands ready results and late items to the sinks, then accounts the
     /// latency of the events they carry, as emitted now. `ready` is when
     /// the results were ready (monotonic); returns when they were handed
@@ -408,24 +435,11 @@ where
         Ok(())
     }
 
-    fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
-        let Some(window) = self.window.as_mut() else {
-            return Ok(start);
-        };
-        let Record { value, meta } = rec;
-        if self.latency.off {
-            self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
-            return self.deliver(start);
+    fn push(&mut self, recs: &mut Vec<Record<Line>>, mut at: u64) -> Result<u64, RunError> {
+        for rec in recs.drain(..) {
+            at = self.push_event(rec, at)?;
         }
-        let ingest = meta.ingest;
-        self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
-        let ready = self.clock.now();
-        let emit = self.deliver(ready)?;
-        let st = &mut self.latency.stages;
-        st.queueing.record(start.saturating_sub(ingest) as i64);
-        st.compute.record(ready.saturating_sub(start) as i64);
-        st.sink_write.record(emit.saturating_sub(ready) as i64);
-        Ok(emit)
+        Ok(at)
     }
 
     fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {

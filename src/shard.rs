@@ -812,6 +812,28 @@ where
         }
     }
 
+    /// Per-event mode: one event through the operators to its shards'
+    /// buffers, starting at monotonic `start`; returns when it was routed.
+    #[inline]
+    fn push_event(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
+        let Some(run) = self.running.as_mut() else { return Ok(start) };
+        let ingest = rec.meta.ingest;
+        let router = &mut run.router;
+        self.stages.push(rec.value, &rec.meta, &mut |kv, meta| router.route(kv, meta));
+        run.unacked_fresh = false;
+        run.routed = true;
+        if !self.track {
+            self.check()?;
+            return Ok(start);
+        }
+        let ready = run.clock.now();
+        let st = &mut self.latency.stages;
+        st.queueing.record(start.saturating_sub(ingest) as i64);
+        st.compute.record(ready.saturating_sub(start) as i64);
+        self.check()?;
+        Ok(ready)
+    }
+
     /// The first failure, if there was one: a deferred one, or one a shard
     /// reported since.
     fn check(&mut self) -> Result<(), RunError> {
@@ -945,23 +967,11 @@ where
         Ok(())
     }
 
-    fn push(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
-        let Some(run) = self.running.as_mut() else { return Ok(start) };
-        let ingest = rec.meta.ingest;
-        let router = &mut run.router;
-        self.stages.push(rec.value, &rec.meta, &mut |kv, meta| router.route(kv, meta));
-        run.unacked_fresh = false;
-        run.routed = true;
-        if !self.track {
-            self.check()?;
-            return Ok(start);
+    fn push(&mut self, recs: &mut Vec<Record<Line>>, mut at: u64) -> Result<u64, RunError> {
+        for rec in recs.drain(..) {
+            at = self.push_event(rec, at)?;
         }
-        let ready = run.clock.now();
-        let st = &mut self.latency.stages;
-        st.queueing.record(start.saturating_sub(ingest) as i64);
-        st.compute.record(ready.saturating_sub(start) as i64);
-        self.check()?;
-        Ok(ready)
+        Ok(at)
     }
 
     fn chunk_done(&mut self) {
