@@ -12,7 +12,9 @@
 #      worker, on the other core;
 #   2. per-event processing latency at half the highest rate per-event mode
 #      keeps up with (found by `sluice sweep`), generator in process;
-#   3. micro-batch end-to-end latency at 10 ms, 100 ms and 1 s;
+#   3. micro-batch end-to-end latency at 10 ms, 100 ms and 1 s, each
+#      batch's wait and compute, and the one-thread floor for the 1 s
+#      batch's compute (the counter over a second of the generator's words);
 #   4. peak RSS of the word count as the input grows from 10 MB to 1 GB.
 #
 # Usage: benches/targets.sh [ROUNDS]   (default 3; the best round counts)
@@ -101,7 +103,25 @@ for r in json.load(open(sys.argv[1])):
     l = r["latency"]["end_to_end"]
     p50, p99 = l["p50_us"] / 1e3, l["p99_us"] / 1e3
     print(f"B = {b:g} ms: p50 {p50:.2f} ms (target ≤ {b / 2 + 1:g}), p99 {p99:.2f} ms (target ≤ {b + 2:g})")
+    s = r["latency"]["stages"]
+    print(f"  B = {b:g} ms: batch wait p50 {s['batch_wait']['p50_us'] / 1e3:.2f} ms, compute p50 {s['compute']['p50_us'] / 1e3:.2f} ms")
 PY
+# The floor for the 1 s batch: the one-thread counter over one second of
+# the generator's words (20,000 lines of 8, drawn from its vocabulary with
+# its Zipf weights; the timestamps, which the source strips, left out).
+python3 - "$work/genwords.txt" <<'PY'
+import random, re, sys
+src = open("src/source/generator.rs").read()
+start = src.index("const VOCABULARY")
+vocab = re.findall(r'"([^"]*)"', src[start:src.index("];", start)])
+weights = [1 / r**1.07 for r in range(1, len(vocab) + 1)]
+rng = random.Random(42)
+with open(sys.argv[1], "w") as f:
+    for _ in range(1_000_000):
+        f.write(" ".join(rng.choices(vocab, weights, k=8)) + "\n")
+PY
+for _ in $(seq "$rounds"); do try "counter gen" target/release/examples/cost_counter "$work/genwords.txt"; done
+awk -v us="${best[counter gen]}" 'BEGIN { printf "the one-thread counter over 20,000 generator lines: %.2f ms (1,000,000 lines in %.3f s)\n", us / 50000, us / 1e6 }'
 echo
 
 echo "## 4. peak RSS of the global word count as the input grows"
