@@ -382,12 +382,11 @@ where
             return Ok(start);
         };
         let Record { value, meta } = rec;
+        self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
         if self.latency.off {
-            self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
             return self.deliver(start);
         }
         let ingest = meta.ingest;
-        self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
         let ready = self.clock.now();
         let emit = self.deliver(ready)?;
         let st = &mut self.latency.stages;
