@@ -192,3 +192,34 @@ fn lines_without_a_time_never_move_the_watermark() {
     assert_eq!(ab.len(), 2);
     assert!(ab.iter().all(|r| r.window_start.as_deref() == Some("2023-11-14T22:13:30.000Z")));
 }
+
+/// A source that tells what its feed says of pacing, then ends.
+struct AsksPacing(Sender<bool>);
+
+impl Source for AsksPacing {
+    fn name(&self) -> String {
+        "asks-pacing".into()
+    }
+    fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
+        let _ = self.0.send(feed.precise_pacing());
+        Ok(())
+    }
+}
+
+#[test]
+fn only_per_event_mode_asks_paced_sources_to_poll_the_clock() {
+    for (mode, precise) in [(Mode::PerEvent, true), (Mode::MicroBatch { interval: Duration::from_millis(100) }, false)]
+    {
+        let (tx, rx) = channel();
+        let pipeline = lines()
+            .flat_map(|line, emit| tokenize(&line.text(), emit))
+            .key_by(|w: &Word| w.clone())
+            .window(WindowConfig::new(WindowSpec::Global))
+            .count()
+            .sink(sluice::sink::from_fn(|_: &WindowResult<Word, u64>| Ok(())))
+            .build();
+        let outcome = run(pipeline, vec![Box::new(AsksPacing(tx))], &RunOptions::new(mode));
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(precise), "{mode:?}");
+    }
+}
