@@ -258,9 +258,8 @@ pub struct Feed {
     next_input: Arc<AtomicU32>,
     /// How to find event times.
     event_time: EventTimeFormat,
-    /// The executor takes each line as it comes (per-event mode), so a
-    /// paced source should send it on time to the microsecond, at the cost
-    /// of polling the clock; see [`Feed::precise_pacing`].
+    /// True when the executor takes each line as it comes (per-event
+    /// mode): see [`Feed::precise_pacing`].
     precise: bool,
 }
 
