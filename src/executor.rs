@@ -32,7 +32,7 @@ use crate::report::CheckpointReport;
 use crate::report::{LatencyReport, RunReport};
 use crate::sink::RunInfo;
 use crate::source::{Acker, Chained, EventTimeFormat, Feed, InputChunk, Message, Poll, Source};
-use crate::time::{Clock, NO_TIME};
+use crate::time::{Clock, NO_TIME, PRECISE_SPIN};
 use crate::window::{OutputMode, TimeDomain};
 
 /// How the graph is driven.
@@ -765,11 +765,6 @@ const COLLECT_NAP: Duration = Duration::from_millis(1);
 /// 10 ms batches.
 const BOUNDARY_SPIN: u64 = 100_000;
 
-/// A chained source's next line is waited for by polling the clock for this
-/// long before it is due, and by sleeping before that: a sleeping thread
-/// wakes some 50 µs late here.
-const CHAINED_SPIN: u64 = 100_000;
-
 impl Runner<'_> {
     /// Flushes the sinks, and acknowledges what they now hold (at most
     /// every [`ACK_EVERY`]); with checkpoints, takes one when due instead.
@@ -1050,7 +1045,7 @@ impl Runner<'_> {
     /// Per-event mode with a chained source: between events, the executor
     /// asks the source for what is due, and waits for it as the source's
     /// own thread would (sleeping while it is far, polling the clock for
-    /// its last [`CHAINED_SPIN`]). Sinks are flushed when nothing more is
+    /// its last [`PRECISE_SPIN`]). Sinks are flushed when nothing more is
     /// due, as when the input queue runs empty; windows close on time and
     /// every [`POLL`] without input, as when the queue stays empty.
     fn per_event_chained(
@@ -1103,13 +1098,7 @@ impl Runner<'_> {
                 quiet_since = now;
                 continue;
             }
-            if wake > now + CHAINED_SPIN {
-                std::thread::sleep(Duration::from_nanos(wake - now - CHAINED_SPIN));
-            } else {
-                while self.clock.now() < wake {
-                    std::hint::spin_loop();
-                }
-            }
+            self.clock.wait_until(wake, PRECISE_SPIN);
         }
     }
 

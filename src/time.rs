@@ -69,7 +69,28 @@ impl Clock {
     pub fn to_mono(&self, wall: EpochNanos) -> u64 {
         wall.saturating_sub(self.anchor_wall).max(0) as u64
     }
+
+    /// Waits towards monotonic `at`: sleeps while it is more than `spin` ns
+    /// away (50 ms at most, so that a stop is noticed; the caller asks
+    /// again), and polls the clock until `at` for the last `spin` ns.
+    /// [`PRECISE_SPIN`] is on time to the microsecond; 0 only sleeps.
+    pub(crate) fn wait_until(&self, at: u64, spin: u64) {
+        let now = self.now();
+        if at > now + spin {
+            std::thread::sleep(Duration::from_nanos(at - now - spin).min(Duration::from_millis(50)));
+            return;
+        }
+        while self.now() < at {
+            std::hint::spin_loop();
+        }
+    }
 }
+
+/// How long before a time [`Clock::wait_until`] stops sleeping and polls
+/// the clock, to be on time to the microsecond: a sleeping thread wakes up
+/// some 50 µs late here, which would send a paced source's lines in bursts
+/// and make the input, not the engine, the source of latency.
+pub(crate) const PRECISE_SPIN: u64 = 100_000;
 
 /// The wall clock now, in ns since the Unix epoch.
 pub fn wall_now() -> EpochNanos {

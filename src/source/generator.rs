@@ -11,32 +11,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Buffer, Chained, Feed, InputChunk, InputLine, Poll, Source};
 use crate::error::RunError;
-use crate::time::{Clock, EpochNanos};
+use crate::time::{Clock, EpochNanos, PRECISE_SPIN};
 
 /// The book `sluice run` replays when given no source: Moby Dick, from
 /// Project Gutenberg (public domain in the USA; its licence is inside).
 pub const DEMO_TEXT: &str = include_str!("../../tests/fixtures/moby-dick.txt");
-
-/// How far ahead of a line's due time the generator stops sleeping and
-/// polls the clock instead, when lines must be sent on time to the
-/// microsecond ([`Feed::precise_pacing`]): a sleeping thread wakes up some
-/// 50 µs late here, which would send lines in bursts and make the input,
-/// not the engine, the source of latency.
-const PACE_SPIN: u64 = 100_000;
-
-/// Waits towards monotonic `at`: sleeps while it is more than `spin` ns
-/// away (50 ms at most, so that a stop is noticed), and polls the clock for
-/// the last `spin` ns.
-fn wait_until(clock: &Clock, at: u64, spin: u64) {
-    let now = clock.now();
-    if at > now + spin {
-        std::thread::sleep(Duration::from_nanos(at - now - spin).min(Duration::from_millis(50)));
-        return;
-    }
-    while clock.now() < at {
-        std::hint::spin_loop();
-    }
-}
 
 /// Most lines in one chunk when running flat out.
 const MAX_CHUNK_LINES: u64 = 1024;
@@ -393,7 +372,7 @@ impl Source for Generator {
         // In micro-batch mode a line waits for the boundary anyway: polling
         // the clock would take a core from the engine (at 20,000 lines/s,
         // all of one) and change nothing but the line's source wait.
-        let spin = if feed.precise_pacing() { PACE_SPIN } else { 0 };
+        let spin = if feed.precise_pacing() { PRECISE_SPIN } else { 0 };
         while !feed.stopping() {
             match pacer.poll(clock.now()) {
                 Poll::Lines(chunk) => {
@@ -401,7 +380,7 @@ impl Source for Generator {
                         break;
                     }
                 }
-                Poll::Until(at) => wait_until(&clock, at, spin),
+                Poll::Until(at) => clock.wait_until(at, spin),
                 Poll::End => break,
             }
         }
