@@ -17,7 +17,7 @@ use crate::operator::{Keyed, KeyedStream, Stage};
 use crate::record::{Line, Record};
 use crate::shard::{Sharded, SinkSet};
 use crate::sink::{RunInfo, Sink};
-use crate::time::Clock;
+use crate::time::{Clock, Stopwatch};
 use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
 use crate::window::WindowConfig;
 
@@ -187,10 +187,12 @@ pub(crate) trait Graph: Send {
     fn open(&mut self, info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError>;
     /// Per-event mode: a chunk's events (`recs`, emptied), one at a time
     /// through the whole graph, each one's effects to the sinks before the
-    /// next is looked at. The first starts at monotonic `start`, each next
-    /// one when the one before was handed over; returns the last handover.
-    /// (One call a chunk, not an event: the loop over its events is then
-    /// compiled with the pipeline's own types.)
+    /// next is looked at. The first starts at monotonic `start`, a reading
+    /// just taken, each next one when the one before was handed over;
+    /// returns the last handover. The times in between are read with a
+    /// [`Stopwatch`] started at `start`. (One call a chunk, not an event:
+    /// the loop over its events is then compiled with the pipeline's own
+    /// types.)
     fn push(&mut self, recs: &mut Vec<Record<Line>>, start: u64) -> Result<u64, RunError>;
     /// Micro-batch mode: a batch's lines (all of them, or a slice) through
     /// the operators into the window; results wait for [`Graph::advance`]
@@ -314,16 +316,19 @@ impl<K, O> Default for Outbox<K, O> {
 
 impl<K, O> Outbox<K, O> {
     /// Hands what `window` has ready to `write`, then accounts the latency
-    /// of the events it carries as emitted now. `ready` is when it was ready
-    /// (monotonic); `track` is false with `--no-latency`. Returns when it
-    /// was handed over (`ready` when there was nothing to hand over); on a
-    /// failed write, the error, and nothing is accounted.
+    /// of the events it carries as emitted at `now()` (monotonic, of
+    /// `clock`). `ready` is when it was ready; `track` is false with
+    /// `--no-latency`. Returns when it was handed over (`ready` when there
+    /// was nothing to hand over); on a failed write, the error, and nothing
+    /// is accounted.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn deliver<T, A: Aggregate<T, Out = O>>(
         &mut self,
         window: &mut WindowOperator<K, T, A>,
         write: impl FnOnce(&[WindowResult<K, O>], &[LateEvent<K>]) -> Result<(), RunError>,
         latency: &mut LatencyRecorder,
         clock: &Clock,
+        now: impl FnOnce() -> u64,
         ready: u64,
         track: bool,
     ) -> Result<u64, RunError>
@@ -345,7 +350,7 @@ impl<K, O> Outbox<K, O> {
         self.late.clear();
         written?;
         let pending = window.has_pending_latency();
-        let emit = if (wrote && track) || pending { clock.now() } else { ready };
+        let emit = if (wrote && track) || pending { now() } else { ready };
         if pending {
             window.account_emitted(latency, ready, emit, clock.to_wall(emit));
         }
@@ -377,18 +382,18 @@ where
     /// to the sinks, starting at monotonic `start`; returns when its effects
     /// were handed over.
     #[inline]
-    fn push_event(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
+    fn push_event(&mut self, rec: Record<Line>, start: u64, watch: &mut Stopwatch) -> Result<u64, RunError> {
         let Some(window) = self.window.as_mut() else {
             return Ok(start);
         };
         let Record { value, meta } = rec;
         self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
         if self.latency.off {
-            return self.deliver(start);
+            return self.deliver_timed(start, || watch.now());
         }
         let ingest = meta.ingest;
-        let ready = self.clock.now();
-        let emit = self.deliver(ready)?;
+        let ready = watch.now();
+        let emit = self.deliver_timed(ready, || watch.now())?;
         let st = &mut self.latency.stages;
         st.queueing.record(start.saturating_sub(ingest) as i64);
         st.compute.record(ready.saturating_sub(start) as i64);
@@ -401,12 +406,19 @@ where
     /// the results were ready (monotonic); returns when they were handed
     /// over (`ready` when there was nothing to hand over).
     fn deliver(&mut self, ready: u64) -> Result<u64, RunError> {
+        let clock = self.clock;
+        self.deliver_timed(ready, || clock.now())
+    }
+
+    /// [`Job::deliver`], reading the time of the handover with `now`.
+    #[inline]
+    fn deliver_timed(&mut self, ready: u64, now: impl FnOnce() -> u64) -> Result<u64, RunError> {
         let Some(window) = self.window.as_mut() else {
             return Ok(ready);
         };
         let sinks = &mut self.sinks;
         let track = !self.latency.off;
-        self.outbox.deliver(window, |r, l| sinks.write(r, l), &mut self.latency, &self.clock, ready, track)
+        self.outbox.deliver(window, |r, l| sinks.write(r, l), &mut self.latency, &self.clock, now, ready, track)
     }
 }
 
@@ -435,8 +447,9 @@ where
     }
 
     fn push(&mut self, recs: &mut Vec<Record<Line>>, mut at: u64) -> Result<u64, RunError> {
+        let mut watch = Stopwatch::new(&self.clock, at);
         for rec in recs.drain(..) {
-            at = self.push_event(rec, at)?;
+            at = self.push_event(rec, at, &mut watch)?;
         }
         Ok(at)
     }

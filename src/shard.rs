@@ -52,7 +52,7 @@ use crate::operator::{Keyed, Stage};
 use crate::pipeline::{write_all, Graph, Key, Outbox, ResultSinks};
 use crate::record::{Line, Meta, Record};
 use crate::sink::{RunInfo, Sink};
-use crate::time::{Clock, EpochNanos, NO_TIME};
+use crate::time::{Clock, EpochNanos, Stopwatch, NO_TIME};
 use crate::window::operator::{
     advance_watermark, event_progress, split_states, watermarks_for, LateEvent, WindowCounters, WindowOperator,
     WindowResult,
@@ -422,13 +422,15 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
     fn apply(&mut self, buffer: &mut Buffer<K, T>) {
         let mut items = buffer.items.drain(..);
         let mut events = 0usize;
+        // Per-event mode reads the time twice an event that has output.
+        let mut watch = Stopwatch::new(&self.clock, if self.immediate && self.track { self.clock.now() } else { 0 });
         for step in &buffer.steps {
             match *step {
                 Step::Event { meta, first, count, watermark } => {
                     // Per-event mode: an event's effects leave before the
                     // next event is looked at.
                     if self.immediate && events > 0 {
-                        self.deliver_if_any();
+                        self.deliver_if_any(&mut watch);
                     }
                     events += 1;
                     self.firsts += u64::from(first);
@@ -443,7 +445,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             }
         }
         if self.immediate {
-            self.deliver_if_any();
+            self.deliver_if_any(&mut watch);
         }
     }
 
@@ -451,12 +453,12 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
     /// records the sink-write stage of the events whose first item came
     /// here (each event once, wherever its other items went).
     #[inline]
-    fn deliver_if_any(&mut self) {
+    fn deliver_if_any(&mut self, watch: &mut Stopwatch) {
         let took = if !self.window.has_output() {
             0
         } else if self.track {
-            let ready = self.clock.now();
-            self.deliver(ready) - ready
+            let ready = watch.now();
+            self.deliver_timed(ready, || watch.now()) - ready
         } else {
             self.deliver(0);
             0
@@ -470,9 +472,15 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
     /// Hands ready results to the sinks and accounts the latency of the
     /// events they carry; returns when they were handed over.
     fn deliver(&mut self, ready: u64) -> u64 {
+        let clock = self.clock;
+        self.deliver_timed(ready, || clock.now())
+    }
+
+    /// [`Shard::deliver`], reading the time of the handover with `now`.
+    fn deliver_timed(&mut self, ready: u64, now: impl FnOnce() -> u64) -> u64 {
         let sinks = &self.sinks;
         let write = |r: &[_], l: &[_]| lock(sinks).write(r, l);
-        match self.outbox.deliver(&mut self.window, write, &mut self.latency, &self.clock, ready, self.track) {
+        match self.outbox.deliver(&mut self.window, write, &mut self.latency, &self.clock, now, ready, self.track) {
             Ok(emit) => emit,
             Err(e) => {
                 self.failed = true;
@@ -815,7 +823,7 @@ where
     /// Per-event mode: one event through the operators to its shards'
     /// buffers, starting at monotonic `start`; returns when it was routed.
     #[inline]
-    fn push_event(&mut self, rec: Record<Line>, start: u64) -> Result<u64, RunError> {
+    fn push_event(&mut self, rec: Record<Line>, start: u64, watch: &mut Stopwatch) -> Result<u64, RunError> {
         let Some(run) = self.running.as_mut() else { return Ok(start) };
         let ingest = rec.meta.ingest;
         let router = &mut run.router;
@@ -826,7 +834,7 @@ where
             self.check()?;
             return Ok(start);
         }
-        let ready = run.clock.now();
+        let ready = watch.now();
         let st = &mut self.latency.stages;
         st.queueing.record(start.saturating_sub(ingest) as i64);
         st.compute.record(ready.saturating_sub(start) as i64);
@@ -968,8 +976,13 @@ where
     }
 
     fn push(&mut self, recs: &mut Vec<Record<Line>>, mut at: u64) -> Result<u64, RunError> {
+        let Some(clock) = self.running.as_ref().map(|r| r.clock) else {
+            recs.clear();
+            return Ok(at);
+        };
+        let mut watch = Stopwatch::new(&clock, at);
         for rec in recs.drain(..) {
-            at = self.push_event(rec, at)?;
+            at = self.push_event(rec, at, &mut watch)?;
         }
         Ok(at)
     }
