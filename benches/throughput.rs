@@ -86,6 +86,10 @@ fn latency_recording(c: &mut Criterion) {
     // of the run's monotonic clock, one or two a line.
     let clock = sluice::time::Clock::new();
     c.bench_function("latency/clock_now", |b| b.iter(|| clock.now()));
+    // What per-event mode reads instead within a chunk: the time-stamp
+    // counter, from one reading of that clock.
+    let mut watch = sluice::time::Stopwatch::new(&clock, clock.now());
+    c.bench_function("latency/stopwatch_now", |b| b.iter(|| watch.now()));
 }
 
 criterion_group!(benches, tokenizer, pipeline, latency_recording);

@@ -111,7 +111,7 @@ const RESYNC: u64 = 1_000_000;
 /// counter's calibration error over one millisecond (about a nanosecond).
 /// Its readings never go back.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Stopwatch {
+pub struct Stopwatch {
     clock: Clock,
     /// The monotonic reading it counts from.
     base: u64,
@@ -122,14 +122,14 @@ pub(crate) struct Stopwatch {
 impl Stopwatch {
     /// A stopwatch counting from `now`, a reading of `clock` just taken.
     #[inline]
-    pub(crate) fn new(clock: &Clock, now: u64) -> Self {
+    pub fn new(clock: &Clock, now: u64) -> Self {
         Stopwatch { clock: *clock, base: now, ticks: TICKS.raw() }
     }
 
     /// Monotonic nanoseconds since the clock was made, as
     /// [`Clock::now`].
     #[inline]
-    pub(crate) fn now(&mut self) -> u64 {
+    pub fn now(&mut self) -> u64 {
         let since = TICKS.delta_as_nanos(self.ticks, TICKS.raw());
         if since < RESYNC {
             return self.base + since;
