@@ -90,10 +90,15 @@ impl Clock {
 }
 
 /// The CPU's time-stamp counter, calibrated against the monotonic clock
-/// once per process (about half a millisecond here; quanta's own reading
-/// of the monotonic clock stands in where the CPU has no invariant
-/// counter).
-static TICKS: LazyLock<quanta::Clock> = LazyLock::new(quanta::Clock::new);
+/// once per process (about half a millisecond here), when the kernel keeps
+/// its own time with that counter: it then checked that the counter runs
+/// at a constant rate and in step on every core. Otherwise (another
+/// clocksource, or no `/sys` to ask) stopwatches read the monotonic clock.
+static TICKS: LazyLock<Option<quanta::Clock>> = LazyLock::new(|| {
+    let path = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+    let source = std::fs::read_to_string(path).unwrap_or_default();
+    matches!(source.trim(), "tsc" | "arch_sys_counter").then(quanta::Clock::new)
+});
 
 /// The longest a [`Stopwatch`] goes on its counter alone before it reads
 /// the monotonic clock again (ns).
@@ -101,15 +106,15 @@ const RESYNC: u64 = 1_000_000;
 
 /// Monotonic readings taken one after another on one thread, for a
 /// fraction of the cost: per-event mode reads the time twice for every
-/// event, and a read of the monotonic clock costs 26 ns here (a virtual
+/// event, and a read of the monotonic clock costs 25 ns here (a virtual
 /// machine's `clock_gettime`), against 10 ns for the time-stamp counter
 /// (BENCHMARKS.md).
 ///
 /// It starts from a reading of the monotonic clock and adds the counter's
-/// time since. Every millisecond ([`RESYNC`]) it reads the monotonic clock
-/// again, so a figure never drifts from that clock by more than the
-/// counter's calibration error over one millisecond (about a nanosecond).
-/// Its readings never go back.
+/// time since. Once that is a millisecond ([`RESYNC`]) it reads the
+/// monotonic clock again and goes on from there, so a reading is never
+/// further from that clock than the counter's calibration error over one
+/// millisecond (about a nanosecond). Its readings never go back.
 #[derive(Debug, Clone, Copy)]
 pub struct Stopwatch {
     clock: Clock,
@@ -117,26 +122,36 @@ pub struct Stopwatch {
     base: u64,
     /// The counter at `base`.
     ticks: u64,
+    /// The latest reading it gave.
+    last: u64,
 }
 
 impl Stopwatch {
     /// A stopwatch counting from `now`, a reading of `clock` just taken.
     #[inline]
     pub fn new(clock: &Clock, now: u64) -> Self {
-        Stopwatch { clock: *clock, base: now, ticks: TICKS.raw() }
+        Stopwatch { clock: *clock, base: now, ticks: TICKS.as_ref().map_or(0, |t| t.raw()), last: now }
     }
 
     /// Monotonic nanoseconds since the clock was made, as
     /// [`Clock::now`].
     #[inline]
     pub fn now(&mut self) -> u64 {
-        let since = TICKS.delta_as_nanos(self.ticks, TICKS.raw());
-        if since < RESYNC {
-            return self.base + since;
-        }
-        self.base = self.clock.now().max(self.base + since);
-        self.ticks = TICKS.raw();
-        self.base
+        let t = match TICKS.as_ref() {
+            None => self.clock.now(),
+            Some(ticks) => {
+                let since = ticks.delta_as_nanos(self.ticks, ticks.raw());
+                if since < RESYNC {
+                    self.base + since
+                } else {
+                    self.base = self.clock.now();
+                    self.ticks = ticks.raw();
+                    self.base
+                }
+            }
+        };
+        self.last = self.last.max(t);
+        self.last
     }
 }
 
