@@ -8,7 +8,9 @@
 //!   times written by other machines are wall-clock times.
 //!
 //! A [`Clock`] reads both once at start; converting a monotonic reading to wall
-//! time is then an addition, with no second clock read per event.
+//! time is then an addition, with no second clock read per event. Per-event
+//! mode reads the monotonic clock through a [`Stopwatch`], which fills in
+//! between readings of it with the CPU's time-stamp counter.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
