@@ -405,6 +405,9 @@ fn run_mode(
     ro.event_time = opts.settings.event_time.clone();
     ro.spin_wait = opts.settings.spin_wait;
     ro.chain_source = !opts.settings.source_thread;
+    // Batches on the generator's grid: a run of whole intervals is whole
+    // batches, the steady state the targets speak of.
+    ro.batch_origin = Some(start_at);
     ro.parallelism = opts.settings.parallelism;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));

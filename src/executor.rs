@@ -120,6 +120,12 @@ pub struct RunOptions {
     /// other core to everything else, which is what takes a busy thread
     /// off its core for milliseconds (BENCHMARKS.md).
     pub chain_source: bool,
+    /// Micro-batch mode: where the batch grid starts (wall time), if not
+    /// when the run does. `sluice compare` starts it with the generator's
+    /// first line, so that a run of whole intervals is whole batches: a
+    /// short last batch (input that ends just after a boundary) would
+    /// shorten its lines' waits and flatter the percentiles.
+    pub batch_origin: Option<crate::time::EpochNanos>,
 }
 
 /// Where and how often checkpoints are taken.
@@ -158,6 +164,7 @@ impl RunOptions {
             interval_log: None,
             checkpoint: None,
             chain_source: true,
+            batch_origin: None,
         }
     }
 }
@@ -1119,7 +1126,10 @@ impl Runner<'_> {
 
     fn micro_batch(&mut self, interval: Duration) -> Result<(), RunError> {
         let step = interval.as_nanos().max(1) as u64;
-        let origin = self.clock.now();
+        let origin = match self.opts.batch_origin {
+            Some(wall) => self.clock.to_mono(wall),
+            None => self.clock.now(),
+        };
         let mut boundary = origin + step;
         let mut pending: Vec<InputChunk> = Vec::new();
         let mut pending_bytes = 0usize;
@@ -1227,9 +1237,9 @@ impl Runner<'_> {
         }
     }
 
-    /// Runs a batch now. Boundaries lie on the grid `origin + k·step`; a
-    /// line's batch wait lasts until the first boundary at or after its
-    /// ingest, and any time from there to the batch's start is queueing (an
+    /// Runs a batch now. Boundaries lie on the grid `origin + k·step`,
+    /// k ≥ 1; a line's batch wait lasts until the first boundary at or
+    /// after its ingest, and any time from there to the batch's start is queueing (an
     /// earlier batch overran).
     fn run_batch(
         &mut self,
@@ -1248,7 +1258,7 @@ impl Runner<'_> {
         for chunk in pending.drain(..) {
             let (n, ingest) = (chunk.lines.len() as u64, chunk.ingest);
             lines += n;
-            let due = (origin + ingest.saturating_sub(origin).div_ceil(step) * step).min(start);
+            let due = due_at(origin, step, ingest).min(start);
             let lat = self.graph.latency_mut();
             if !lat.off {
                 lat.stages.batch_wait.record_n(due.saturating_sub(ingest) as i64, n);
@@ -1267,9 +1277,27 @@ impl Runner<'_> {
     }
 }
 
+/// The boundary a line ingested at `ingest` waits for: the first on the
+/// grid `origin + k·step` at or after it, k ≥ 1 (no batch runs at the
+/// origin itself, so a line ingested there waits for the first).
+fn due_at(origin: u64, step: u64, ingest: u64) -> u64 {
+    origin + ingest.saturating_sub(origin).div_ceil(step).max(1) * step
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_waits_for_the_first_boundary_at_or_after_it() {
+        let (origin, step) = (1_000, 100);
+        for (ingest, due) in [(1_000, 1_100), (1_001, 1_100), (1_100, 1_100), (1_101, 1_200), (1_250, 1_300)] {
+            assert_eq!(due_at(origin, step, ingest), due, "ingest {ingest}");
+        }
+        // Input queued before a grid that starts later waits for its first
+        // boundary too.
+        assert_eq!(due_at(origin, step, 10), 1_100);
+    }
 
     /// A checkpoint write that failed on a sink's sync, found after a
     /// source failed, decides how the run ends: no final checkpoint.

@@ -232,14 +232,27 @@ fn answer(mut conn: TcpStream, latest: &Mutex<Snapshot>) {
 }
 
 /// Parses `--metrics-addr`: `HOST:PORT`, or a bare port, which listens on
-/// loopback only.
+/// loopback only. A host name (`localhost:9898`) is resolved, IPv4 first.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
-    s.parse::<SocketAddr>().map_err(|_| {
-        format!("invalid metrics address {s:?}: write HOST:PORT, like 127.0.0.1:9898, or a port for loopback")
-    })
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let named = s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !named {
+        return Err(format!(
+            "invalid metrics address {s:?}: write HOST:PORT, like 127.0.0.1:9898, or a port for loopback"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s).map(Iterator::collect).unwrap_or_default();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("cannot resolve the metrics address {s:?}: give an IP address, like 127.0.0.1:9898"))
 }
 
 /// The progress line for a bounded input on a terminal, on stderr.
@@ -287,6 +300,23 @@ impl Progress {
             eprint!("\r{:80}\r", "");
             let _ = std::io::stderr().flush();
             self.drawn = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_addresses_take_ports_ips_and_host_names() {
+        assert_eq!(parse_addr("9898"), Ok(SocketAddr::from(([127, 0, 0, 1], 9898))));
+        assert_eq!(parse_addr("0.0.0.0:9898"), Ok(SocketAddr::from(([0, 0, 0, 0], 9898))));
+        let local = parse_addr("localhost:9898").expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 9898, "{local}");
+        for bad in ["localhost", "localhost:", ":9898", "localhost:99999", "no such host"] {
+            let err = parse_addr(bad).expect_err(bad);
+            assert!(err.contains("invalid metrics address") && err.contains("HOST:PORT"), "{bad}: {err}");
         }
     }
 }

@@ -233,9 +233,15 @@ enum ToShard<K, T> {
     Entries(Buffer<K, T>),
     /// An input opened (the router moved the watermark for it).
     Register(u32),
-    /// Time passed without events, and the watermark is this now: close
-    /// what can close, deliver, reply.
-    Advance(EpochNanos),
+    /// Time passed without events (or a batch ended), and the watermark
+    /// is this now: close what can close, deliver, reply (with the latency
+    /// histograms when `latency`).
+    Advance {
+        /// The router's watermark.
+        watermark: EpochNanos,
+        /// Reply with the latency histograms.
+        latency: bool,
+    },
     /// Reply once everything sent before is processed.
     Sync {
         /// With the latency histograms.
@@ -371,12 +377,12 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
                 // The router holds the watermark back for a new input; the
                 // shard only needs to ask about its held places.
                 ToShard::Register(input) => self.inputs = self.inputs.max(input as usize + 1),
-                ToShard::Advance(watermark) => {
+                ToShard::Advance { watermark, latency } => {
                     self.window.raise_watermark(watermark);
                     self.window.advance(self.clock.now());
                     let ready = self.clock.now();
                     let emit = self.deliver(ready);
-                    let _ = replies.send(self.reply(false, true, ready, emit));
+                    let _ = replies.send(self.reply(latency, true, ready, emit));
                 }
                 ToShard::Sync { latency, unacked } => {
                     let now = self.clock.now();
@@ -795,12 +801,7 @@ where
     /// A sync barrier; collects the latency histograms when they are due,
     /// and the held places when `unacked`.
     fn sync(&mut self, unacked: bool) -> Result<(), RunError> {
-        let latency = self.running.as_ref().is_some_and(|r| r.latency_at.elapsed() >= LATENCY_EVERY);
-        if latency {
-            if let Some(r) = self.running.as_mut() {
-                r.latency_at = Instant::now();
-            }
-        }
+        let latency = self.latency_due();
         self.barrier(|| ToShard::Sync { latency, unacked })?;
         if unacked {
             if let Some(r) = self.running.as_mut() {
@@ -808,6 +809,18 @@ where
             }
         }
         Ok(())
+    }
+
+    /// Whether a barrier now collects the shards' latency histograms: at
+    /// most every [`LATENCY_EVERY`], so that the metrics endpoint and the
+    /// interval log see them while the run goes on.
+    fn latency_due(&mut self) -> bool {
+        let Some(r) = self.running.as_mut() else { return false };
+        let due = self.track && r.latency_at.elapsed() >= LATENCY_EVERY;
+        if due {
+            r.latency_at = Instant::now();
+        }
+        due
     }
 
     /// Something reached the shards: the held places they last told are
@@ -1010,7 +1023,8 @@ where
     fn advance(&mut self, now: u64, batch: Option<(u64, u64)>) -> Result<(), RunError> {
         self.check()?;
         let Some(watermark) = self.running.as_mut().map(|r| r.router.advance(now)) else { return Ok(()) };
-        let (ready, emit) = self.barrier(|| ToShard::Advance(watermark))?;
+        let latency = self.latency_due();
+        let (ready, emit) = self.barrier(|| ToShard::Advance { watermark, latency })?;
         // The replies carried where the windows stand now.
         if let Some(r) = self.running.as_mut() {
             r.unacked_fresh = true;

@@ -95,6 +95,46 @@ fn metrics_endpoint_serves_growing_counters_and_sound_histograms() {
     assert!(stderr.contains("events"), "the run report follows: {stderr}");
 }
 
+/// Micro-batch mode on two shards: the shards' latency histograms reach
+/// the endpoint while the run goes on, not only at its end.
+#[test]
+fn sharded_micro_batch_latency_is_served_while_the_run_goes_on() {
+    let port = free_port();
+    let addr = port.to_string();
+    let mut child = sluice()
+        .args([
+            "run",
+            "--source",
+            "gen:2000",
+            "--duration",
+            "20s",
+            "--mode",
+            "micro-batch",
+            "--batch-interval",
+            "100ms",
+        ])
+        .args(["--parallelism", "2", "--output", "update", "--sink", "null", "--metrics-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let labels = "mode=\"micro-batch\",kind=\"end_to_end\",clock=\"wall\"";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let served = loop {
+        assert!(Instant::now() < deadline, "no end-to-end latency served within 15s of a 20s run");
+        if let Some((_, body)) = get(port, "/metrics") {
+            let s = samples(&body);
+            if let Some(&n) = s.get(&format!("sluice_latency_seconds_count{{{labels}}}")).filter(|&&n| n > 0.0) {
+                break n;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(child.try_wait().unwrap().is_none(), "served while running ({served} latencies)");
+    let stderr = stop(child);
+    assert!(stderr.contains("events"), "the run report follows: {stderr}");
+}
+
 #[test]
 fn a_bad_metrics_address_is_a_usage_error() {
     let out = sluice().args(["run", "--source", "gen", "--metrics-addr", "localhost"]).output().unwrap();
