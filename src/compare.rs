@@ -528,17 +528,28 @@ fn p99_us(report: &RunReport) -> f64 {
     report.latency.end_to_end.as_ref().unwrap_or(&report.latency.processing).p99_us
 }
 
-/// For each mode, the highest rate it kept up with, and that run's p99.
-pub fn knees(points: &[SweepPoint]) -> Vec<(String, Option<(f64, f64)>)> {
-    let mut out: Vec<(String, Option<(f64, f64)>)> = Vec::new();
+/// Where a mode's sweep ended.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Knee {
+    /// The highest rate it kept up with, and that run's p99 (µs).
+    pub kept_up: Option<(f64, f64)>,
+    /// The first rate above that one it fell behind at; `None` when every
+    /// rate above was kept up with (or none was tried): the limit is higher.
+    pub fell_behind: Option<f64>,
+}
+
+/// For each mode, in the points' order, where its sweep ended.
+pub fn knees(points: &[SweepPoint]) -> Vec<(String, Knee)> {
+    let mut out: Vec<(String, Knee)> = Vec::new();
     for p in points {
         if out.last().is_none_or(|(l, _)| *l != p.run.label) {
-            out.push((p.run.label.clone(), None));
+            out.push((p.run.label.clone(), Knee::default()));
         }
+        let Some((_, knee)) = out.last_mut() else { continue };
         if p.keeps_up {
-            if let Some(last) = out.last_mut() {
-                last.1 = Some((p.rate, p99_us(&p.run.report)));
-            }
+            *knee = Knee { kept_up: Some((p.rate, p99_us(&p.run.report))), fell_behind: None };
+        } else if knee.fell_behind.is_none() {
+            knee.fell_behind = Some(p.rate);
         }
     }
     out
@@ -916,9 +927,12 @@ mod tests {
         ];
         let k = knees(&points);
         let knee = |label: &str| k.iter().find(|(l, _)| l == label).unwrap().1;
-        assert_eq!(knee("per-event").map(|(r, _)| r), Some(1e4));
-        assert_eq!(knee("micro-batch:100ms").map(|(r, _)| r), Some(1e5));
-        assert_eq!(knee("micro-batch:1s"), None, "a mode that never kept up has no knee");
+        assert_eq!(knee("per-event").kept_up.map(|(r, _)| r), Some(1e4));
+        assert_eq!(knee("per-event").fell_behind, Some(1e5), "bounded by the rate it fell behind at");
+        assert_eq!(knee("micro-batch:100ms").kept_up.map(|(r, _)| r), Some(1e5));
+        assert_eq!(knee("micro-batch:100ms").fell_behind, None, "kept up with every rate: its limit is higher");
+        assert_eq!(knee("micro-batch:1s").kept_up, None, "a mode that never kept up has no knee");
+        assert_eq!(knee("micro-batch:1s").fell_behind, Some(1e3));
         // A tight target only per-event meets; a loose one micro-batch meets
         // at a higher rate; one nothing meets.
         let (label, rate, _) = recommend(&points, 1_000.0).unwrap();

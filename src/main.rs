@@ -187,7 +187,7 @@ struct ReplayArgs {
     /// Write the run reports as a JSON array to this path.
     #[arg(long)]
     report: Option<String>,
-    /// Draw the latency plot to this SVG file.
+    /// Draw the latency plot to this SVG file (a path ending in .svg).
     #[arg(long)]
     plot: Option<String>,
 }
@@ -263,6 +263,14 @@ impl ReplayArgs {
             self.time.as_deref().unwrap_or("event").parse().map_err(|e| usage_error(&format!("--time: {e}")))?;
         let modes = compare::parse_modes(self.modes.as_deref().unwrap_or(compare::DEFAULT_MODES))
             .map_err(|e| usage_error(&format!("--modes: {e}")))?;
+        if let Some(path) = &self.plot {
+            let svg = std::path::Path::new(path).extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+            if !svg {
+                return Err(usage_error(&format!(
+                    "--plot {path:?}: the plot is drawn as SVG: give a path ending in .svg"
+                )));
+            }
+        }
         compare::CompareOptions::new(settings, modes, rate, duration).map_err(|e| match e {
             compare::CompareError::Usage(e) => usage_error(&e),
             compare::CompareError::Input(message) => {
@@ -504,9 +512,17 @@ fn sweep(args: SweepArgs) -> ExitCode {
         }
     }
     for (label, knee) in compare::knees(&points) {
-        match knee {
-            Some((rate, p99)) => println!("{label}: keeps up to {rate:.0} lines/s (p99 {:.3} ms there)", p99 / 1e3),
-            None => println!("{label}: kept up with none of the rates tried"),
+        match (knee.kept_up, knee.fell_behind) {
+            (Some((rate, p99)), Some(behind)) => println!(
+                "{label}: keeps up to {rate:.0} lines/s (p99 {:.3} ms there), falls behind at {behind:.0}",
+                p99 / 1e3
+            ),
+            (Some((rate, p99)), None) => println!(
+                "{label}: keeps up with every rate tried, up to {rate:.0} lines/s (p99 {:.3} ms there): \
+                 its limit is higher; try higher --rates",
+                p99 / 1e3
+            ),
+            (None, _) => println!("{label}: kept up with none of the rates tried"),
         }
     }
     if let Some(target) = target {

@@ -92,8 +92,8 @@ pub struct Clocks {
 pub struct RunReport {
     /// `micro-batch` or `per-event`.
     pub mode: String,
-    /// The batch interval, in micro-batch mode.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    /// The batch interval in micro-batch mode; null in per-event mode.
+    #[serde(default)]
     pub batch_interval_ms: Option<f64>,
     /// Shards of the keyed window (`--parallelism`).
     #[serde(default = "one")]

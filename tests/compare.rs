@@ -167,6 +167,7 @@ fn compare_refuses_input_it_cannot_replay() {
         (&["--modes", "per-event,storm"][..], "invalid mode \"storm\""),
         (&["--modes", "micro-batch:0ms"][..], "at least 1ms"),
         (&["--window", "tumbling:0s"][..], "window"),
+        (&["--plot", "latency.png"][..], "ending in .svg"),
     ] {
         let out = sluice().arg("compare").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -217,9 +218,15 @@ fn sweep_finds_what_each_mode_keeps_up_with() {
     }
     for mode in ["per-event", "micro-batch:50ms"] {
         assert!(
-            stdout.contains(&format!("{mode}: keeps up to")) || stdout.contains(&format!("{mode}: kept up with none")),
+            ["keeps up to", "keeps up with every rate tried", "kept up with none"]
+                .iter()
+                .any(|how| stdout.contains(&format!("{mode}: {how}"))),
             "{stdout}"
         );
+        // Kept up at 1k, the highest rate tried: the limit is not known.
+        let kind = mode.split(':').next().unwrap();
+        let top = points.iter().any(|p| p["mode"] == kind && p["rate"] == 1000.0 && p["keeps_up"] == true);
+        assert_eq!(stdout.contains(&format!("{mode}: keeps up with every rate tried, up to 1000")), top, "{stdout}");
     }
     // A 10 s target is met by any mode that keeps up at all.
     let any = points.iter().any(|p| p["keeps_up"] == true);
@@ -234,6 +241,7 @@ fn sweep_refuses_bad_options() {
         (&["--source", "gen:100"][..], "chooses the rates"),
         (&["--rates", "10k,5k"][..], "rates must increase"),
         (&["--target-p99", "soon"][..], "--target-p99"),
+        (&["--plot", "knee"][..], "ending in .svg"),
     ] {
         let out = sluice().arg("sweep").args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
