@@ -741,6 +741,10 @@ pub fn render_table(runs: &[ModeRun]) -> String {
         if let Some(l) = &r.latency.committed {
             rows.push(("committed [wall]".into(), l));
         }
+        // Final output: window end → emit, what a result's reader waits.
+        if let Some(l) = &r.latency.result {
+            rows.push(("result [wall]".into(), l));
+        }
         rows.push(("processing [mono]".into(), &r.latency.processing));
         // The stages of processing, marked as its parts.
         for (name, l) in r.latency.stages.rows() {

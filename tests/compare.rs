@@ -273,6 +273,8 @@ fn compare_with_checkpoints_measures_when_results_become_committed() {
     ]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("committed [wall]"), "{table}");
+    // Final output has results' latency from their window's end: a row too.
+    assert_eq!(table.matches("result [wall]").count(), 2, "one per mode: {table}");
     let runs = read_report(&report);
     for r in runs.as_array().unwrap() {
         let (e2e, committed) = (&r["latency"]["end_to_end"], &r["latency"]["committed"]);
