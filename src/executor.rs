@@ -1239,8 +1239,8 @@ impl Runner<'_> {
 
     /// Runs a batch now. Boundaries lie on the grid `origin + k·step`,
     /// k ≥ 1; a line's batch wait lasts until the first boundary at or
-    /// after its ingest, and any time from there to the batch's start is queueing (an
-    /// earlier batch overran).
+    /// after its ingest, and any time from there to the batch's start is
+    /// queueing (an earlier batch overran).
     fn run_batch(
         &mut self,
         pending: &mut Vec<InputChunk>,
