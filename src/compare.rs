@@ -126,9 +126,23 @@ pub struct CompareOptions {
     /// after each run), and measure when results become committed, as an
     /// exactly-once sink sees them (the `committed` latency, on one shard).
     pub checkpoint: Option<Duration>,
+    /// The metrics endpoint every run publishes to (`--metrics-addr`), its
+    /// samples labelled with the run's mode; see
+    /// [`CompareOptions::serve_metrics`].
+    pub metrics: Option<Arc<crate::metrics::MetricsServer>>,
 }
 
 impl CompareOptions {
+    /// Starts the metrics endpoint at the settings' `metrics_addr`, if
+    /// they have one: one for all the runs, so that a scrape sees the
+    /// running mode live and the finished ones as they ended.
+    pub fn serve_metrics(&mut self) -> Result<(), String> {
+        if let Some(addr) = self.settings.metrics_addr {
+            self.metrics = Some(Arc::new(crate::metrics::MetricsServer::start(addr)?));
+        }
+        Ok(())
+    }
+
     /// Checks that `settings` describe input that can be replayed the same
     /// way for every mode, at a fixed rate, and reads a recorded file.
     /// `rate` is `--rate`, needed for files.
@@ -206,7 +220,7 @@ impl CompareOptions {
         if matches!(input, Input::Words) && g.count.is_none() && g.duration.is_none() {
             g.duration = Some(default_duration);
         }
-        Ok(CompareOptions { settings, modes, input, rate, checkpoint: None })
+        Ok(CompareOptions { settings, modes, input, rate, checkpoint: None, metrics: None })
     }
 
     /// The source of one run, starting at `start_at`, sending at `rate`.
@@ -411,6 +425,9 @@ fn run_mode(
     ro.parallelism = opts.settings.parallelism;
     ro.interrupt = interrupt;
     ro.interval_log = hdr_log.map(|path| (path, Duration::from_secs(1)));
+    ro.metrics_server = opts.metrics.clone();
+    ro.metrics_label = Some(mode_label(&mode));
+    ro.offered_rate = Some(rate);
     let mut setup_error = None;
     let scratch = opts.checkpoint.map(|interval| {
         let nanos = wall_now();

@@ -104,6 +104,17 @@ pub struct RunOptions {
     pub latency: bool,
     /// Serve Prometheus metrics here while the run goes on.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Publish metrics to this endpoint, already serving (`sluice compare`
+    /// and `sweep` keep one for all their runs), instead of starting one
+    /// at `metrics_addr`.
+    pub metrics_server: Option<Arc<crate::metrics::MetricsServer>>,
+    /// The `mode` label of the run's metrics, if not the mode's name
+    /// (`compare` tells its runs apart by their spelling, like
+    /// `micro-batch:100ms`).
+    pub metrics_label: Option<String>,
+    /// The rate the input is offered at, lines/s, when known (`compare`,
+    /// `sweep`), for metrics.
+    pub offered_rate: Option<f64>,
     /// Draw a progress line on stderr when it is a terminal and the input's
     /// size is known.
     pub progress: bool,
@@ -160,6 +171,9 @@ impl RunOptions {
             parallelism: 1,
             latency: true,
             metrics_addr: None,
+            metrics_server: None,
+            metrics_label: None,
+            offered_rate: None,
             progress: false,
             interval_log: None,
             checkpoint: None,
@@ -295,14 +309,14 @@ pub fn run(pipeline: Pipeline, mut sources: Vec<Box<dyn Source>>, opts: &RunOpti
     }
     let next_input = Arc::new(AtomicU32::new(sources.len() as u32));
     let event_clocks: Vec<_> = sources.iter().filter_map(|s| s.event_time_clock()).collect();
-    let size: Option<u64> = sources.iter().map(|s| s.size_hint()).sum();
+    let extent = crate::metrics::Extent::of_all(sources.iter().map(|s| s.extent()));
     if opts.checkpoint.is_some() && parallelism == 1 && opts.latency {
         // When effects become committed is measured on one shard.
         graph.latency_mut().measure_commits(clock.to_wall(clock.now()));
     }
     let mut live = Live {
         metrics: None,
-        progress: if opts.progress { crate::metrics::Progress::on_terminal(size) } else { None },
+        progress: if opts.progress { crate::metrics::Progress::on_terminal(extent) } else { None },
         last: Instant::now(),
         parallelism,
     };
@@ -315,9 +329,11 @@ pub fn run(pipeline: Pipeline, mut sources: Vec<Box<dyn Source>>, opts: &RunOpti
             message: "cannot be resumed from a checkpoint; checkpoints work with followed files and Kafka topics, without --no-follow; drop --checkpoint-dir".into(),
         });
     }
-    if let Some(addr) = opts.metrics_addr {
+    if let Some(server) = &opts.metrics_server {
+        live.metrics = Some(server.clone());
+    } else if let Some(addr) = opts.metrics_addr {
         match crate::metrics::MetricsServer::start(addr) {
-            Ok(m) => live.metrics = Some(m),
+            Ok(m) => live.metrics = Some(Arc::new(m)),
             Err(message) => {
                 error = Some(RunError::Sink { sink: "metrics".into(), err: std::io::Error::other(message) })
             }
@@ -440,6 +456,11 @@ pub fn run(pipeline: Pipeline, mut sources: Vec<Box<dyn Source>>, opts: &RunOpti
             error.get_or_insert(RunError::Sink { sink: "hdr-log".into(), err: std::io::Error::other(message) });
         }
     }
+    // The run as it ended: a shared endpoint (`compare`) keeps serving it
+    // while the next runs go on.
+    if let Some(m) = &live.metrics {
+        m.publish(live.snapshot(&*graph, &tally, opts, &rx, 0));
+    }
     // Every window was emitted and flushed: all processed lines are
     // acknowledged, unless a sink failed on the way (a source failing does
     // not make what was delivered less delivered).
@@ -503,7 +524,7 @@ pub fn run(pipeline: Pipeline, mut sources: Vec<Box<dyn Source>>, opts: &RunOpti
 /// [`crate::metrics::PUBLISH_EVERY`].
 struct Live {
     /// The Prometheus endpoint, if asked for.
-    metrics: Option<crate::metrics::MetricsServer>,
+    metrics: Option<Arc<crate::metrics::MetricsServer>>,
     /// The progress line, if drawn.
     progress: Option<crate::metrics::Progress>,
     /// When they were last fed.
@@ -523,7 +544,7 @@ impl Live {
     ) -> crate::metrics::Snapshot {
         let c = graph.counters();
         crate::metrics::Snapshot {
-            mode: opts.mode.name(),
+            mode: opts.metrics_label.clone().unwrap_or_else(|| opts.mode.name().to_string()),
             parallelism: self.parallelism,
             events: tally.seq,
             bytes: tally.bytes,
@@ -536,7 +557,9 @@ impl Live {
             at: crate::time::wall_now(),
             queued: rx.len(),
             queue_capacity: rx.capacity().unwrap_or(0),
+            shard_queues: graph.shard_queues(),
             batch_bytes,
+            offered_rate: opts.offered_rate,
             latency: graph.latency().clone(),
         }
     }
@@ -943,7 +966,7 @@ impl Runner<'_> {
                 m.publish(self.live.snapshot(&*self.graph, self.tally, self.opts, self.rx, self.pending_bytes));
             }
             if let Some(p) = self.live.progress.as_mut() {
-                p.draw(self.tally.bytes);
+                p.draw(self.tally.bytes, self.tally.seq);
             }
         }
     }

@@ -190,6 +190,9 @@ struct ReplayArgs {
     /// Draw the latency plot to this SVG file (a path ending in .svg).
     #[arg(long)]
     plot: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the runs go on, each run's labelled with its mode; a bare port listens on loopback only
+    #[arg(long)]
+    metrics_addr: Option<String>,
 }
 
 /// `sluice compare`.
@@ -244,6 +247,7 @@ impl ReplayArgs {
             parallelism: Some(Val::from(self.parallelism.unwrap_or(1))),
             sink: Some(Val::from(vec!["null".to_string()])),
             no_follow: Some(Val::from(true)),
+            metrics_addr: s(&self.metrics_addr),
             ..Default::default()
         }
     }
@@ -271,13 +275,18 @@ impl ReplayArgs {
                 )));
             }
         }
-        compare::CompareOptions::new(settings, modes, rate, duration).map_err(|e| match e {
+        let mut opts = compare::CompareOptions::new(settings, modes, rate, duration).map_err(|e| match e {
             compare::CompareError::Usage(e) => usage_error(&e),
             compare::CompareError::Input(message) => {
                 eprintln!("error: {message}");
                 ExitCode::from(FAILURE)
             }
-        })
+        })?;
+        if let Err(message) = opts.serve_metrics() {
+            eprintln!("error: {message}");
+            return Err(ExitCode::from(FAILURE));
+        }
+        Ok(opts)
     }
 
     /// Writes the reports, if asked to; false when that failed.

@@ -22,8 +22,10 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// The state of a run at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// `per-event` or `micro-batch`.
-    pub mode: &'static str,
+    /// The run's mode as its samples are labelled: `per-event` or
+    /// `micro-batch` for `run`, the mode as spelled in `--modes` (like
+    /// `micro-batch:100ms`) for `compare` and `sweep`.
+    pub mode: String,
     /// Shards of the keyed window.
     pub parallelism: usize,
     /// Input events (lines) taken in.
@@ -48,8 +50,14 @@ pub struct Snapshot {
     pub queued: usize,
     /// What the input queue holds at most.
     pub queue_capacity: usize,
+    /// With shards: per shard, the messages (buffers of words, barriers)
+    /// waiting in its queue from the router, and what that queue holds at
+    /// most.
+    pub shard_queues: Vec<(usize, usize)>,
     /// Micro-batch mode: bytes collected for the next batch.
     pub batch_bytes: usize,
+    /// `compare` and `sweep`: the rate the input is offered at, lines/s.
+    pub offered_rate: Option<f64>,
     /// The latency histograms so far.
     pub latency: LatencyRecorder,
 }
@@ -61,53 +69,100 @@ const BUCKETS: [f64; 22] = [
     1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A counter family: name (after `sluice_`), help, and its value in a snapshot.
+type Counter = (&'static str, &'static str, fn(&Snapshot) -> u64);
+
+/// A gauge family: name, help, and its value in a snapshot if it has one.
+type Gauge = (&'static str, &'static str, fn(&Snapshot) -> Option<String>);
+
+const COUNTERS: [Counter; 7] = [
+    ("events_in_total", "Input events (lines) taken in.", |s| s.events),
+    ("input_bytes_total", "Input bytes taken in.", |s| s.bytes),
+    ("items_total", "Items (words) that reached the window operator.", |s| s.items),
+    ("events_out_total", "Window results handed to the sinks.", |s| s.results),
+    ("late_events_total", "Input events with at least one late item.", |s| s.late_events),
+    ("late_items_total", "Items that came after their window closed.", |s| s.late_items),
+    ("truncated_lines_total", "Lines cut at the maximum line length.", |s| s.truncated),
+];
+
+const GAUGES: [Gauge; 6] = [
+    ("parallelism", "Shards of the keyed window.", |s| Some(s.parallelism.to_string())),
+    ("input_queue_chunks", "Chunks waiting in the queue from the sources.", |s| Some(s.queued.to_string())),
+    ("input_queue_capacity_chunks", "Chunks the input queue holds at most.", |s| Some(s.queue_capacity.to_string())),
+    ("batch_pending_bytes", "Micro-batch mode: bytes collected for the next batch.", |s| {
+        Some(s.batch_bytes.to_string())
+    }),
+    ("watermark_lag_seconds", "Wall clock minus the event-time watermark.", |s| {
+        s.watermark.map(|wm| format!("{:.6}", s.at.saturating_sub(wm) as f64 / 1e9))
+    }),
+    ("offered_rate_lines_per_second", "compare and sweep: the rate the input is offered at.", |s| {
+        s.offered_rate.map(|r| format!("{r}"))
+    }),
+];
+
 impl Snapshot {
     /// The snapshot in the Prometheus text format (version 0.0.4).
     pub fn prometheus(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        let mode = self.mode;
-        let mut counter = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP sluice_{name} {help}\n# TYPE sluice_{name} counter\nsluice_{name}{{mode=\"{mode}\"}} {v}\n"
-            ));
-        };
-        counter("events_in_total", "Input events (lines) taken in.", self.events);
-        counter("input_bytes_total", "Input bytes taken in.", self.bytes);
-        counter("items_total", "Items (words) that reached the window operator.", self.items);
-        counter("events_out_total", "Window results handed to the sinks.", self.results);
-        counter("late_events_total", "Input events with at least one late item.", self.late_events);
-        counter("late_items_total", "Items that came after their window closed.", self.late_items);
-        counter("truncated_lines_total", "Lines cut at the maximum line length.", self.truncated);
-        let mut gauge = |name: &str, help: &str, v: String| {
-            out.push_str(&format!(
-                "# HELP sluice_{name} {help}\n# TYPE sluice_{name} gauge\nsluice_{name}{{mode=\"{mode}\"}} {v}\n"
-            ));
-        };
-        gauge("parallelism", "Shards of the keyed window.", self.parallelism.to_string());
-        gauge("input_queue_chunks", "Chunks waiting in the queue from the sources.", self.queued.to_string());
-        gauge("input_queue_capacity_chunks", "Chunks the input queue holds at most.", self.queue_capacity.to_string());
-        gauge(
-            "batch_pending_bytes",
-            "Micro-batch mode: bytes collected for the next batch.",
-            self.batch_bytes.to_string(),
-        );
-        if let Some(wm) = self.watermark {
-            gauge(
-                "watermark_lag_seconds",
-                "Wall clock minus the event-time watermark.",
-                format!("{:.6}", (self.at.saturating_sub(wm)) as f64 / 1e9),
-            );
+        prometheus(std::slice::from_ref(self))
+    }
+}
+
+/// Snapshots of several runs (one per mode) in the Prometheus text format
+/// (version 0.0.4): each family once, with a sample per run, labelled by
+/// its mode.
+pub fn prometheus(snaps: &[Snapshot]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(16 * 1024 * snaps.len().max(1));
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = write!(out, "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}\n");
+    };
+    for (name, help, value) in COUNTERS {
+        head(&mut out, name, "counter", help);
+        for s in snaps {
+            let _ = writeln!(out, "sluice_{name}{{mode=\"{}\"}} {}", s.mode, value(s));
         }
-        out.push_str(
-            "# HELP sluice_latency_seconds Latency of each kind and stage; clock says which clock measured it.\n\
-             # TYPE sluice_latency_seconds histogram\n",
-        );
-        let l = &self.latency;
+    }
+    for (name, help, value) in GAUGES {
+        let values: Vec<(&str, String)> = snaps.iter().filter_map(|s| Some((s.mode.as_str(), value(s)?))).collect();
+        if values.is_empty() {
+            continue;
+        }
+        head(&mut out, name, "gauge", help);
+        for (mode, v) in values {
+            let _ = writeln!(out, "sluice_{name}{{mode=\"{mode}\"}} {v}");
+        }
+    }
+    if snaps.iter().any(|s| !s.shard_queues.is_empty()) {
+        for (name, help, pick) in [
+            (
+                "shard_queue_messages",
+                "Messages (buffers of words, barriers) waiting in each shard's queue from the router.",
+                (|q: &(usize, usize)| q.0) as fn(&(usize, usize)) -> usize,
+            ),
+            ("shard_queue_capacity_messages", "Messages each shard's queue holds at most.", |q| q.1),
+        ] {
+            head(&mut out, name, "gauge", help);
+            for s in snaps {
+                for (k, q) in s.shard_queues.iter().enumerate() {
+                    let _ = writeln!(out, "sluice_{name}{{mode=\"{}\",shard=\"{k}\"}} {}", s.mode, pick(q));
+                }
+            }
+        }
+    }
+    head(
+        &mut out,
+        "latency_seconds",
+        "histogram",
+        "Latency of each kind and stage; clock says which clock measured it.",
+    );
+    for snap in snaps {
+        let l = &snap.latency;
         let s = &*l.stages;
         for (kind, clock, h) in [
             ("processing", "monotonic", &l.processing),
             ("end_to_end", "wall", &l.end_to_end),
             ("result", "wall", &l.result),
+            ("committed", "wall", &l.committed),
             ("source_wait", "wall", &s.source_wait),
             ("batch_wait", "monotonic", &s.batch_wait),
             ("queueing", "monotonic", &s.queueing),
@@ -115,10 +170,10 @@ impl Snapshot {
             ("window_hold", "monotonic", &s.window_hold),
             ("sink_write", "monotonic", &s.sink_write),
         ] {
-            histogram(&mut out, mode, kind, clock, h);
+            histogram(&mut out, &snap.mode, kind, clock, h);
         }
-        out
     }
+    out
 }
 
 /// One latency histogram as Prometheus buckets, cumulative.
@@ -137,8 +192,8 @@ fn histogram(out: &mut String, mode: &str, kind: &str, clock: &str, h: &LatencyH
 /// The Prometheus endpoint: a thread answering `GET /metrics` with the
 /// latest snapshot. It stops when dropped.
 pub struct MetricsServer {
-    /// The latest snapshot.
-    latest: Arc<Mutex<Snapshot>>,
+    /// The latest snapshot of each run (mode) published.
+    latest: Arc<Mutex<Vec<Snapshot>>>,
     /// Tells the thread to stop.
     stop: Arc<AtomicBool>,
     /// The thread.
@@ -155,7 +210,7 @@ impl MetricsServer {
         let addr = listener.local_addr().unwrap_or(addr);
         // Polled, so that the thread notices when to stop.
         listener.set_nonblocking(true).map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
-        let latest = Arc::new(Mutex::new(Snapshot::default()));
+        let latest = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (snap, halt) = (latest.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -184,9 +239,20 @@ impl MetricsServer {
         self.addr
     }
 
-    /// Replaces the snapshot scrapes see.
+    /// Replaces the snapshot scrapes see of `snap`'s mode; the other
+    /// modes' (earlier runs of `compare` and `sweep`) stay as they were.
     pub fn publish(&self, snap: Snapshot) {
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = snap;
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        match latest.iter_mut().find(|s| s.mode == snap.mode) {
+            Some(old) => *old = snap,
+            None => latest.push(snap),
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 
@@ -200,7 +266,7 @@ impl Drop for MetricsServer {
 }
 
 /// Answers one HTTP request.
-fn answer(mut conn: TcpStream, latest: &Mutex<Snapshot>) {
+fn answer(mut conn: TcpStream, latest: &Mutex<Vec<Snapshot>>) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
@@ -217,7 +283,7 @@ fn answer(mut conn: TcpStream, latest: &Mutex<Snapshot>) {
     }
     let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, body) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-        let text = latest.lock().unwrap_or_else(|p| p.into_inner()).prometheus();
+        let text = prometheus(&latest.lock().unwrap_or_else(|p| p.into_inner()));
         ("200 OK", text)
     } else if line.starts_with(b"GET ") {
         ("404 Not Found", "not found: the metrics are at /metrics\n".to_string())
@@ -255,10 +321,38 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("cannot resolve the metrics address {s:?}: give an IP address, like 127.0.0.1:9898"))
 }
 
+/// How much a bounded input holds, for the progress line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Extent {
+    /// Bytes (a file read to its end).
+    Bytes(u64),
+    /// Lines (a generator with `--count`, or a paced one with `--duration`).
+    Lines(u64),
+    /// A length of time (an unpaced generator with `--duration`).
+    Time(Duration),
+}
+
+impl Extent {
+    /// The extent of several inputs read together: bytes add up; any other
+    /// kind is known only for a lone input.
+    pub fn of_all(extents: impl IntoIterator<Item = Option<Extent>>) -> Option<Extent> {
+        let all: Vec<Option<Extent>> = extents.into_iter().collect();
+        match all.as_slice() {
+            [] => return None,
+            [only] => return *only,
+            _ => {}
+        }
+        all.into_iter().try_fold(Extent::Bytes(0), |sum, e| match (sum, e?) {
+            (Extent::Bytes(a), Extent::Bytes(b)) => Some(Extent::Bytes(a + b)),
+            _ => None,
+        })
+    }
+}
+
 /// The progress line for a bounded input on a terminal, on stderr.
 pub struct Progress {
-    /// Bytes the input holds in all.
-    total: u64,
+    /// What the input holds in all.
+    total: Extent,
     /// When the run started.
     started: Instant,
     /// Whether a line was drawn (and must be cleared).
@@ -266,38 +360,64 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A progress line when stderr is a terminal and the input's size is known.
-    pub fn on_terminal(total: Option<u64>) -> Option<Progress> {
+    /// A progress line when stderr is a terminal and the input's extent is
+    /// known.
+    pub fn on_terminal(total: Option<Extent>) -> Option<Progress> {
         use std::io::IsTerminal;
-        let total = total.filter(|&t| t > 0)?;
+        let total = total.filter(|t| match *t {
+            Extent::Bytes(n) | Extent::Lines(n) => n > 0,
+            Extent::Time(d) => !d.is_zero(),
+        })?;
         std::io::stderr().is_terminal().then(|| Progress { total, started: Instant::now(), drawn: false })
     }
 
-    /// Redraws the line for `bytes` read so far.
-    pub fn draw(&mut self, bytes: u64) {
-        let frac = (bytes as f64 / self.total as f64).clamp(0.0, 1.0);
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
-        let eta = if rate > 0.0 { (self.total.saturating_sub(bytes)) as f64 / rate } else { f64::NAN };
+    /// Redraws the line for `bytes` and `lines` taken in so far.
+    pub fn draw(&mut self, bytes: u64, lines: u64) {
+        eprint!("\r{}   ", self.line(bytes, lines, self.started.elapsed()));
+        let _ = std::io::stderr().flush();
+        self.drawn = true;
+    }
+
+    /// The line for `bytes` and `lines` taken in `elapsed` after the start.
+    fn line(&self, bytes: u64, lines: u64, elapsed: Duration) -> String {
+        let secs = elapsed.as_secs_f64();
+        let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        // How far, what is shown of it, and the time left at this pace.
+        let (frac, amount, left) = match self.total {
+            Extent::Bytes(total) => {
+                let rate = per_s(bytes);
+                (
+                    bytes as f64 / total as f64,
+                    format!("{:.1}/{:.1} MB  {:.1} MB/s", bytes as f64 / 1e6, total as f64 / 1e6, rate / 1e6),
+                    total.saturating_sub(bytes) as f64 / rate,
+                )
+            }
+            Extent::Lines(total) => {
+                let rate = per_s(lines);
+                (
+                    lines as f64 / total as f64,
+                    format!("{lines}/{total} lines  {rate:.0} lines/s"),
+                    total.saturating_sub(lines) as f64 / rate,
+                )
+            }
+            Extent::Time(total) => (
+                secs / total.as_secs_f64(),
+                format!("{secs:.1}/{:.1} s  {lines} lines  {:.0} lines/s", total.as_secs_f64(), per_s(lines)),
+                (total.as_secs_f64() - secs).max(0.0),
+            ),
+        };
+        let frac = frac.clamp(0.0, 1.0);
         const WIDTH: usize = 30;
         let full = (frac * WIDTH as f64) as usize;
         let bar: String = (0..WIDTH).map(|i| if i < full { '#' } else { '.' }).collect();
-        let eta = if eta.is_finite() { format!("{eta:.0}s left") } else { "…".to_string() };
-        eprint!(
-            "\r[{bar}] {:5.1}%  {:.1}/{:.1} MB  {:.1} MB/s  {eta}   ",
-            frac * 100.0,
-            bytes as f64 / 1e6,
-            self.total as f64 / 1e6,
-            rate / 1e6
-        );
-        let _ = std::io::stderr().flush();
-        self.drawn = true;
+        let left = if left.is_finite() { format!("{left:.0}s left") } else { "…".to_string() };
+        format!("[{bar}] {:5.1}%  {amount}  {left}", frac * 100.0)
     }
 
     /// Clears the line, before the report is printed.
     pub fn clear(&mut self) {
         if self.drawn {
-            eprint!("\r{:80}\r", "");
+            eprint!("\r{:100}\r", "");
             let _ = std::io::stderr().flush();
             self.drawn = false;
         }
@@ -307,6 +427,34 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The progress line shows how far a bounded input is, in its own
+    /// unit: bytes of a file, lines of a counted generator, seconds of a
+    /// timed one; and what is left at the pace so far.
+    #[test]
+    fn progress_is_drawn_in_the_inputs_own_unit() {
+        let at = |total| Progress { total, started: Instant::now(), drawn: false };
+        let half = Duration::from_secs(2);
+        let bytes = at(Extent::Bytes(4_000_000)).line(2_000_000, 10, half);
+        assert!(bytes.starts_with("[###############...............]  50.0%"), "{bytes}");
+        assert!(bytes.contains("2.0/4.0 MB  1.0 MB/s  2s left"), "{bytes}");
+        let lines = at(Extent::Lines(1000)).line(99, 250, half);
+        assert!(lines.contains(" 25.0%  250/1000 lines  125 lines/s  6s left"), "{lines}");
+        let time = at(Extent::Time(Duration::from_secs(8))).line(0, 500, half);
+        assert!(time.contains(" 25.0%  2.0/8.0 s  500 lines  250 lines/s  6s left"), "{time}");
+        // Nothing taken in yet: no pace, so no estimate; past the end, full.
+        assert!(at(Extent::Lines(10)).line(0, 0, Duration::ZERO).ends_with("…"));
+        assert!(at(Extent::Lines(10)).line(0, 20, half).contains("100.0%"));
+    }
+
+    #[test]
+    fn extents_of_several_inputs_add_up_only_in_bytes() {
+        assert_eq!(Extent::of_all([Some(Extent::Bytes(3)), Some(Extent::Bytes(4))]), Some(Extent::Bytes(7)));
+        assert_eq!(Extent::of_all([Some(Extent::Lines(5))]), Some(Extent::Lines(5)));
+        assert_eq!(Extent::of_all([Some(Extent::Lines(5)), Some(Extent::Bytes(4))]), None);
+        assert_eq!(Extent::of_all([Some(Extent::Bytes(3)), None]), None);
+        assert_eq!(Extent::of_all([]), None, "no input, nothing to show");
+    }
 
     #[test]
     fn metrics_addresses_take_ports_ips_and_host_names() {

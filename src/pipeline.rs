@@ -247,6 +247,11 @@ pub(crate) trait Graph: Send {
     /// Ends the run keeping the open windows for the checkpoint: results
     /// ready are delivered, sinks close, open windows are not emitted.
     fn suspend(&mut self) -> Result<(), RunError>;
+    /// With shards: per shard, the messages waiting in its queue from the
+    /// router, and what the queue holds at most.
+    fn shard_queues(&self) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
     /// The same graph with its window in `n` shards (see [`crate::shard`]);
     /// `spin` is how long its waiting threads poll before sleeping in
     /// per-event mode. Call it before [`Graph::open`].

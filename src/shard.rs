@@ -1111,6 +1111,11 @@ where
         run.watermarks.iter().copied().min().filter(|&w| w != NO_TIME && w != i64::MAX)
     }
 
+    fn shard_queues(&self) -> Vec<(usize, usize)> {
+        let Some(run) = self.running.as_ref() else { return Vec::new() };
+        run.router.to.iter().map(|q| (q.len(), q.capacity().unwrap_or(0))).collect()
+    }
+
     fn unacked(&self, input: u32) -> Option<(u64, u64)> {
         let run = self.running.as_ref()?;
         run.unacked.iter().filter_map(|u| u.get(input as usize).copied().flatten()).min()

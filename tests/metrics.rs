@@ -120,25 +120,81 @@ fn sharded_micro_batch_latency_is_served_while_the_run_goes_on() {
         .unwrap();
     let labels = "mode=\"micro-batch\",kind=\"end_to_end\",clock=\"wall\"";
     let deadline = Instant::now() + Duration::from_secs(15);
-    let served = loop {
+    let (served, s) = loop {
         assert!(Instant::now() < deadline, "no end-to-end latency served within 15s of a 20s run");
         if let Some((_, body)) = get(port, "/metrics") {
             let s = samples(&body);
             if let Some(&n) = s.get(&format!("sluice_latency_seconds_count{{{labels}}}")).filter(|&&n| n > 0.0) {
-                break n;
+                break (n, s);
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(child.try_wait().unwrap().is_none(), "served while running ({served} latencies)");
+    // Each shard's queue from the router: its depth, within its capacity.
+    for shard in 0..2 {
+        let key = |name: &str| format!("sluice_{name}{{mode=\"micro-batch\",shard=\"{shard}\"}}");
+        let capacity = s[&key("shard_queue_capacity_messages")];
+        let depth = s[&key("shard_queue_messages")];
+        assert!(capacity > 0.0 && (0.0..=capacity).contains(&depth), "shard {shard}: {depth} of {capacity}");
+    }
+    assert!(!s.keys().any(|k| k.contains("shard=\"2\"")), "two shards, no third");
     let stderr = stop(child);
     assert!(stderr.contains("events"), "the run report follows: {stderr}");
 }
 
+/// `compare --metrics-addr`: one endpoint for all the runs. While the
+/// second mode runs, the first one's samples stay, as it ended, beside the
+/// second's, each family declared once and every sample labelled with its
+/// mode as `--modes` spells it.
+#[test]
+fn compare_serves_every_mode_under_its_own_label() {
+    let port = free_port();
+    let addr = port.to_string();
+    let mut child = sluice()
+        .args(["compare", "--source", "gen:2000", "--duration", "4s", "--modes", "per-event,micro-batch:100ms"])
+        .args(["--metrics-addr", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = |mode: &str| format!("sluice_events_in_total{{mode=\"{mode}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (body, s) = loop {
+        assert!(Instant::now() < deadline, "no scrape showed both modes within 40s");
+        assert!(child.try_wait().unwrap().is_none(), "compare ended before a scrape showed both modes");
+        if let Some((_, body)) = get(port, "/metrics") {
+            let s = samples(&body);
+            if s.get(&events("micro-batch:100ms")).is_some_and(|&v| v > 0.0) {
+                break (body, s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The first run ended: its count is the whole of its 4 s at 2000/s.
+    assert_eq!(s[&events("per-event")], 8000.0, "{body}");
+    for mode in ["per-event", "micro-batch:100ms"] {
+        assert_eq!(s[&format!("sluice_offered_rate_lines_per_second{{mode=\"{mode}\"}}")], 2000.0);
+        let labels = format!("mode=\"{mode}\",kind=\"end_to_end\",clock=\"wall\"");
+        assert!(s.contains_key(&format!("sluice_latency_seconds_count{{{labels}}}")), "{mode}: latency");
+    }
+    let mut types: Vec<&str> = body.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let all = types.len();
+    types.sort();
+    types.dedup();
+    assert_eq!(types.len(), all, "a family is declared once: {body}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("results: equal in every mode"));
+}
+
 #[test]
 fn a_bad_metrics_address_is_a_usage_error() {
-    let out = sluice().args(["run", "--source", "gen", "--metrics-addr", "localhost"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid metrics address") && err.contains("HOST:PORT"), "{err}");
+    for (command, source) in [("run", "gen"), ("compare", "gen:1000"), ("sweep", "gen")] {
+        let out = sluice().args([command, "--source", source, "--metrics-addr", "localhost"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid metrics address") && err.contains("HOST:PORT"), "{command}: {err}");
+        assert_eq!(err.lines().count(), 1, "{command}: one line: {err}");
+    }
 }

@@ -74,15 +74,14 @@ impl Source for FileSource {
         format!("file:{}", self.path.display())
     }
 
-    fn size_hint(&self) -> Option<u64> {
+    fn extent(&self) -> Option<crate::metrics::Extent> {
         if sluice_file::is_glob(&self.path) {
             let pattern = self.path.to_string_lossy().into_owned();
             let files = glob::glob(&pattern).ok()?.flatten();
-            return Some(
-                files.filter_map(|p| std::fs::metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len()).sum(),
-            );
+            let bytes = files.filter_map(|p| std::fs::metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
+            return Some(crate::metrics::Extent::Bytes(bytes));
         }
-        std::fs::metadata(&self.path).ok().filter(|m| m.is_file()).map(|m| m.len())
+        std::fs::metadata(&self.path).ok().filter(|m| m.is_file()).map(|m| crate::metrics::Extent::Bytes(m.len()))
     }
 
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {

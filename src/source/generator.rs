@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Buffer, Chained, Feed, InputChunk, InputLine, Poll, Source};
 use crate::error::RunError;
+use crate::metrics::Extent;
 use crate::time::{Clock, EpochNanos, PRECISE_SPIN};
 
 /// The book `sluice run` replays when given no source: Moby Dick, from
@@ -366,6 +367,21 @@ impl Source for Generator {
         }
     }
 
+    fn extent(&self) -> Option<Extent> {
+        let c = &self.config;
+        // A paced generator sends `rate` lines a second until its duration
+        // ends, unless its count ends it first.
+        let timed = c.duration.map(|d| match c.rate {
+            Some(r) => Extent::Lines((r * d.as_secs_f64()).ceil() as u64),
+            None => Extent::Time(d),
+        });
+        match (c.count, timed) {
+            (Some(n), Some(Extent::Lines(m))) => Some(Extent::Lines(n.min(m))),
+            (Some(n), _) => Some(Extent::Lines(n)),
+            (None, timed) => timed,
+        }
+    }
+
     fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
         let clock = *feed.clock();
         let mut pacer = Pacer::new(*self, clock, feed.input(), false);
@@ -532,6 +548,28 @@ impl Chained for Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the progress line counts to: lines when a count or a pace
+    /// bounds them, the duration of an unpaced generator, nothing for an
+    /// endless one.
+    #[test]
+    fn a_bounded_generator_says_how_much_it_will_send() {
+        let extent = |rate, count, secs: Option<u64>| {
+            Generator::words(GeneratorConfig {
+                rate,
+                count,
+                duration: secs.map(Duration::from_secs),
+                ..Default::default()
+            })
+            .extent()
+        };
+        assert_eq!(extent(None, Some(500), None), Some(Extent::Lines(500)));
+        assert_eq!(extent(Some(1000.0), None, Some(3)), Some(Extent::Lines(3000)));
+        assert_eq!(extent(Some(1000.0), Some(500), Some(3)), Some(Extent::Lines(500)), "the count ends it first");
+        assert_eq!(extent(Some(100.0), Some(500), Some(3)), Some(Extent::Lines(300)), "the duration ends it first");
+        assert_eq!(extent(None, None, Some(3)), Some(Extent::Time(Duration::from_secs(3))));
+        assert_eq!(extent(Some(1000.0), None, None), None);
+    }
 
     #[test]
     fn the_pacer_hands_over_what_is_due_and_says_when_the_next_line_is() {

@@ -434,9 +434,9 @@ pub trait Source: Send + 'static {
         false
     }
 
-    /// The bytes it will deliver in all, when known in advance (a file read
-    /// to its end), for the progress line.
-    fn size_hint(&self) -> Option<u64> {
+    /// How much it will deliver in all, when known in advance (a file read
+    /// to its end, a bounded generator), for the progress line.
+    fn extent(&self) -> Option<crate::metrics::Extent> {
         None
     }
 
