@@ -25,7 +25,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::checkpoint::CheckpointDir;
 use crate::error::RunError;
-use crate::latency::{IntervalLog, LatencyRecorder};
+use crate::latency::{IntervalLog, LatencyRecorder, LatencyStage};
 use crate::pipeline::Pipeline;
 use crate::record::{Line, Meta, Position, Record};
 use crate::report::CheckpointReport;
@@ -236,7 +236,7 @@ impl Tally {
         for l in &chunk.lines {
             *frontier = (*frontier).max(l.event_time);
             if l.event_time != NO_TIME && !lat.off {
-                lat.stages.source_wait.record(ingest_wall.saturating_sub(l.event_time));
+                lat.stage_n(LatencyStage::SourceWait, ingest_wall.saturating_sub(l.event_time), 1);
             }
             out.push(Record {
                 value: chunk.data.line(l.start as usize, l.end as usize),
@@ -1138,7 +1138,7 @@ impl Runner<'_> {
         // No batches here: every line's batch wait is zero.
         let lat = self.graph.latency_mut();
         if !lat.off {
-            lat.stages.batch_wait.record_n(0, lines);
+            lat.stage_n(LatencyStage::BatchWait, 0, lines);
         }
         // Each line starts as the one before it was handed over.
         let at = self.clock.now();
@@ -1284,8 +1284,8 @@ impl Runner<'_> {
             let due = due_at(origin, step, ingest).min(start);
             let lat = self.graph.latency_mut();
             if !lat.off {
-                lat.stages.batch_wait.record_n(due.saturating_sub(ingest) as i64, n);
-                lat.stages.queueing.record_n(start.saturating_sub(due) as i64, n);
+                lat.stage_n(LatencyStage::BatchWait, due.saturating_sub(ingest) as i64, n);
+                lat.stage_n(LatencyStage::Queueing, start.saturating_sub(due) as i64, n);
             }
             self.tally.records(chunk, batch, self.graph.latency_mut(), &self.clock);
             if batch.len() >= BATCH_SLICE {

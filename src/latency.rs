@@ -314,9 +314,9 @@ pub struct LatencyRecorder {
     pub result: LatencyHistogram,
     /// Where each event's time went, stage by stage.
     pub stages: Box<StageHistograms>,
-    /// The same three for the current interval, while an interval log is
-    /// kept (see [`IntervalLog`]).
-    interval: Option<Box<[LatencyHistogram; 3]>>,
+    /// Every kind and stage again, for the current interval only, while
+    /// an interval log is kept (see [`IntervalLog`]).
+    interval: Option<Box<IntervalHists>>,
     /// Set when the run records no latency at all (`--no-latency`): the
     /// executors and operators then skip their clock reads and records.
     pub(crate) off: bool,
@@ -404,17 +404,111 @@ pub struct StageHistograms {
     pub sink_write: LatencyHistogram,
 }
 
+/// One of the stages of [`StageHistograms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyStage {
+    /// Event time → ingest.
+    SourceWait,
+    /// Ingest → the batch boundary.
+    BatchWait,
+    /// Waiting to be processed.
+    Queueing,
+    /// Processing through the operators.
+    Compute,
+    /// Ingest → the close of the line's window (final output).
+    WindowHold,
+    /// Handing the results to the sinks.
+    SinkWrite,
+}
+
+impl LatencyStage {
+    /// Every stage, in the order an event goes through them.
+    pub const ALL: [LatencyStage; 6] = [
+        LatencyStage::SourceWait,
+        LatencyStage::BatchWait,
+        LatencyStage::Queueing,
+        LatencyStage::Compute,
+        LatencyStage::WindowHold,
+        LatencyStage::SinkWrite,
+    ];
+
+    /// Its name in interval logs, like `source-wait`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            LatencyStage::SourceWait => "source-wait",
+            LatencyStage::BatchWait => "batch-wait",
+            LatencyStage::Queueing => "queueing",
+            LatencyStage::Compute => "compute",
+            LatencyStage::WindowHold => "window-hold",
+            LatencyStage::SinkWrite => "sink-write",
+        }
+    }
+}
+
 impl StageHistograms {
+    /// The histogram of `stage`.
+    #[inline]
+    pub fn get(&self, stage: LatencyStage) -> &LatencyHistogram {
+        match stage {
+            LatencyStage::SourceWait => &self.source_wait,
+            LatencyStage::BatchWait => &self.batch_wait,
+            LatencyStage::Queueing => &self.queueing,
+            LatencyStage::Compute => &self.compute,
+            LatencyStage::WindowHold => &self.window_hold,
+            LatencyStage::SinkWrite => &self.sink_write,
+        }
+    }
+
+    /// The histogram of `stage`, to record into.
+    #[inline]
+    fn get_mut(&mut self, stage: LatencyStage) -> &mut LatencyHistogram {
+        match stage {
+            LatencyStage::SourceWait => &mut self.source_wait,
+            LatencyStage::BatchWait => &mut self.batch_wait,
+            LatencyStage::Queueing => &mut self.queueing,
+            LatencyStage::Compute => &mut self.compute,
+            LatencyStage::WindowHold => &mut self.window_hold,
+            LatencyStage::SinkWrite => &mut self.sink_write,
+        }
+    }
+
+    /// Adds another's values, stage by stage.
+    fn add(&mut self, other: &StageHistograms) {
+        for stage in LatencyStage::ALL {
+            self.get_mut(stage).add(other.get(stage));
+        }
+    }
+}
+
+/// What one interval of an interval log recorded: every kind and stage.
+#[derive(Debug, Clone, Default)]
+struct IntervalHists {
+    /// Processing, end-to-end and result latencies, in recorder order.
+    kinds: [LatencyHistogram; 3],
+    /// The stages.
+    stages: StageHistograms,
+    /// Committed latencies.
+    committed: LatencyHistogram,
+}
+
+impl LatencyRecorder {
+    /// Records `n` latencies of `ns` in `stage`.
+    #[inline]
+    pub fn stage_n(&mut self, stage: LatencyStage, ns: i64, n: u64) {
+        self.stages.get_mut(stage).record_n(ns, n);
+        if let Some(i) = &mut self.interval {
+            i.stages.get_mut(stage).record_n(ns, n);
+        }
+    }
+
     /// Micro-batch mode: a batch of `lines` lines that started at `start`
     /// had its results ready at `ready` and handed over at `emit`
     /// (monotonic ns).
     pub(crate) fn batch_done(&mut self, start: u64, ready: u64, emit: u64, lines: u64) {
-        self.compute.record_n(ready.saturating_sub(start) as i64, lines);
-        self.sink_write.record_n(emit.saturating_sub(ready) as i64, lines);
+        self.stage_n(LatencyStage::Compute, ready.saturating_sub(start) as i64, lines);
+        self.stage_n(LatencyStage::SinkWrite, emit.saturating_sub(ready) as i64, lines);
     }
-}
 
-impl LatencyRecorder {
     /// Records one event whose effect was emitted at (`emit_mono`, `emit_wall`).
     #[inline]
     pub fn record_event(&mut self, ingest: u64, event_time: EpochNanos, emit_mono: u64, emit_wall: EpochNanos) {
@@ -462,7 +556,14 @@ impl LatencyRecorder {
         // Every event was emitted by the seal: at least that long before
         // the commit, whatever the histograms' rounding says.
         let least = at.saturating_sub(p.sealed_at);
-        p.each(|t, n| self.committed.record_n(at.saturating_sub(t).max(least), n));
+        let interval = &mut self.interval;
+        p.each(|t, n| {
+            let ns = at.saturating_sub(t).max(least);
+            self.committed.record_n(ns, n);
+            if let Some(i) = interval {
+                i.committed.record_n(ns, n);
+            }
+        });
     }
 
     /// Records `n` processing latencies of `ns`.
@@ -470,7 +571,7 @@ impl LatencyRecorder {
     pub fn processing_n(&mut self, ns: i64, n: u64) {
         self.processing.record_n(ns, n);
         if let Some(i) = &mut self.interval {
-            i[0].record_n(ns, n);
+            i.kinds[0].record_n(ns, n);
         }
     }
 
@@ -479,7 +580,7 @@ impl LatencyRecorder {
     pub fn end_to_end_n(&mut self, ns: i64, n: u64) {
         self.end_to_end.record_n(ns, n);
         if let Some(i) = &mut self.interval {
-            i[1].record_n(ns, n);
+            i.kinds[1].record_n(ns, n);
         }
     }
 
@@ -488,24 +589,17 @@ impl LatencyRecorder {
     pub fn absorb(&mut self, other: LatencyRecorder) {
         let [p, e, r] = [&other.processing, &other.end_to_end, &other.result];
         if let Some(i) = &mut self.interval {
-            i[0].add(p);
-            i[1].add(e);
-            i[2].add(r);
+            i.kinds[0].add(p);
+            i.kinds[1].add(e);
+            i.kinds[2].add(r);
+            i.stages.add(&other.stages);
+            i.committed.add(&other.committed);
         }
         self.processing.add(p);
         self.end_to_end.add(e);
         self.result.add(r);
-        let (a, b) = (&mut *self.stages, &*other.stages);
-        for (to, from) in [
-            (&mut a.source_wait, &b.source_wait),
-            (&mut a.batch_wait, &b.batch_wait),
-            (&mut a.queueing, &b.queueing),
-            (&mut a.compute, &b.compute),
-            (&mut a.window_hold, &b.window_hold),
-            (&mut a.sink_write, &b.sink_write),
-        ] {
-            to.add(from);
-        }
+        self.stages.add(&other.stages);
+        self.committed.add(&other.committed);
     }
 
     /// Records `n` result latencies of `ns`.
@@ -513,7 +607,7 @@ impl LatencyRecorder {
     pub fn result_n(&mut self, ns: i64, n: u64) {
         self.result.record_n(ns, n);
         if let Some(i) = &mut self.interval {
-            i[2].record_n(ns, n);
+            i.kinds[2].record_n(ns, n);
         }
     }
 }
@@ -521,19 +615,25 @@ impl LatencyRecorder {
 /// The tags of the three kinds in an interval log, in recorder order.
 const TAGS: [&str; 3] = ["processing", "end-to-end", "result"];
 
+/// The comment at the head of an interval log: units, tags and clocks.
+const LOG_COMMENT: &str = "sluice latency interval log; values in ns; tags and clocks: processing [monotonic], \
+end-to-end [wall], result [wall], committed [wall]; stages: source-wait [wall], batch-wait, queueing, compute, \
+window-hold, sink-write [monotonic]";
+
 /// One finished interval on its way to the log writer.
 struct Interval {
     /// Its start, from the start of the run.
     start: Duration,
     /// Its length.
     length: Duration,
-    /// Processing, end-to-end and result latencies recorded in it.
-    hists: Box<[LatencyHistogram; 3]>,
+    /// What was recorded in it.
+    hists: Box<IntervalHists>,
 }
 
 /// An HdrHistogram interval log: every `every`, the latencies recorded in
 /// the interval are written as one compressed histogram per kind, tagged
-/// `processing`, `end-to-end` or `result`, values in ns. A thread of its
+/// `processing`, `end-to-end`, `result` or `committed`, and per stage,
+/// tagged with [`LatencyStage::tag`]; values in ns. A thread of its
 /// own encodes and writes them; the executor only swaps histograms, so the
 /// log adds no pause to the run.
 pub struct IntervalLog {
@@ -564,20 +664,24 @@ impl IntervalLog {
                 let mut out = std::io::BufWriter::new(file);
                 let mut ser = V2DeflateSerializer::new();
                 let mut log = IntervalLogWriterBuilder::new()
-                    .add_comment("sluice latency interval log; values in ns; tags: processing [monotonic clock], end-to-end and result [wall clock]")
+                    .add_comment(LOG_COMMENT)
                     .with_start_time(start)
                     .with_base_time(start)
                     .with_max_value_divisor(1e6)
                     .begin_log_with(&mut out, &mut ser)
                     .map_err(|e| fail(&e))?;
                 for iv in rx {
-                    for (k, h) in iv.hists.iter().enumerate() {
+                    let h = &iv.hists;
+                    let kinds = h.kinds.iter().zip(TAGS);
+                    let rest = std::iter::once((&h.committed, "committed"))
+                        .chain(LatencyStage::ALL.map(|s| (h.stages.get(s), s.tag())));
+                    for (k, (hist, tag)) in kinds.chain(rest).enumerate() {
                         // Processing latency is written for every interval,
-                        // the other kinds when they have values.
-                        if k > 0 && h.count() == 0 {
+                        // the others when they have values.
+                        if k > 0 && hist.count() == 0 {
                             continue;
                         }
-                        log.write_histogram(&h.hdr(), iv.start, iv.length, Tag::new(TAGS[k])).map_err(|e| fail(&e))?;
+                        log.write_histogram(&hist.hdr(), iv.start, iv.length, Tag::new(tag)).map_err(|e| fail(&e))?;
                     }
                 }
                 drop(log);
@@ -736,7 +840,7 @@ impl WindowLatency {
         for (low, width, n) in self.ingest.each() {
             let ingest = self.first_ingest + (low + width / 2) * 1000;
             rec.processing_n(emit_mono as i64 - ingest as i64, n);
-            rec.stages.window_hold.record_n(ready as i64 - ingest as i64, n);
+            rec.stage_n(LatencyStage::WindowHold, ready as i64 - ingest as i64, n);
         }
         for (low, width, n) in self.event.each() {
             let t = self.base_time + ((low + width / 2) * 1000) as i64;

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use crate::aggregate::{Aggregate, Count, Extreme, Fold, Sum};
 use crate::checkpoint::GraphSnapshot;
 use crate::error::RunError;
-use crate::latency::LatencyRecorder;
+use crate::latency::{LatencyRecorder, LatencyStage};
 use crate::operator::{Keyed, KeyedStream, Stage};
 use crate::record::{Line, Record};
 use crate::shard::{Sharded, SinkSet};
@@ -399,10 +399,10 @@ where
         let ingest = meta.ingest;
         let ready = watch.now();
         let emit = self.deliver_timed(ready, || watch.now())?;
-        let st = &mut self.latency.stages;
-        st.queueing.record(start.saturating_sub(ingest) as i64);
-        st.compute.record(ready.saturating_sub(start) as i64);
-        st.sink_write.record(emit.saturating_sub(ready) as i64);
+        let lat = &mut self.latency;
+        lat.stage_n(LatencyStage::Queueing, start.saturating_sub(ingest) as i64, 1);
+        lat.stage_n(LatencyStage::Compute, ready.saturating_sub(start) as i64, 1);
+        lat.stage_n(LatencyStage::SinkWrite, emit.saturating_sub(ready) as i64, 1);
         Ok(emit)
     }
 
@@ -482,7 +482,7 @@ where
             return Ok(());
         }
         if let Some((start, lines)) = batch {
-            self.latency.stages.batch_done(start, ready, emit, lines);
+            self.latency.batch_done(start, ready, emit, lines);
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ use rustc_hash::FxHasher;
 use crate::aggregate::Aggregate;
 use crate::checkpoint::GraphSnapshot;
 use crate::error::RunError;
-use crate::latency::LatencyRecorder;
+use crate::latency::{LatencyRecorder, LatencyStage};
 use crate::operator::{Keyed, Stage};
 use crate::pipeline::{write_all, Graph, Key, Outbox, ResultSinks};
 use crate::record::{Line, Meta, Record};
@@ -470,7 +470,7 @@ impl<K: Key, T: Send + 'static, A: Aggregate<T>> Shard<K, T, A> {
             0
         };
         if self.firsts > 0 && self.track {
-            self.latency.stages.sink_write.record_n(took as i64, self.firsts);
+            self.latency.stage_n(LatencyStage::SinkWrite, took as i64, self.firsts);
             self.firsts = 0;
         }
     }
@@ -848,9 +848,9 @@ where
             return Ok(start);
         }
         let ready = watch.now();
-        let st = &mut self.latency.stages;
-        st.queueing.record(start.saturating_sub(ingest) as i64);
-        st.compute.record(ready.saturating_sub(start) as i64);
+        let lat = &mut self.latency;
+        lat.stage_n(LatencyStage::Queueing, start.saturating_sub(ingest) as i64, 1);
+        lat.stage_n(LatencyStage::Compute, ready.saturating_sub(start) as i64, 1);
         self.check()?;
         Ok(ready)
     }
@@ -1033,7 +1033,7 @@ where
             return Ok(());
         }
         if let Some((start, lines)) = batch {
-            self.latency.stages.batch_done(start, ready, emit, lines);
+            self.latency.batch_done(start, ready, emit, lines);
         }
         Ok(())
     }

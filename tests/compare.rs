@@ -124,6 +124,19 @@ fn compare_runs_each_mode_on_the_same_input() {
         assert!(intervals >= 2, "{name}: a 2 s run is cut into 1 s intervals, got {intervals}");
         let (processing, _) = log_count(&text, "processing");
         assert_eq!(processing, 4000, "{name}");
+        // Every stage the report shows is in the log, with the same count.
+        for (tag, key) in [
+            ("source-wait", "source_wait"),
+            ("batch-wait", "batch_wait"),
+            ("queueing", "queueing"),
+            ("compute", "compute"),
+            ("sink-write", "sink_write"),
+        ] {
+            let want = runs[i]["latency"]["stages"][key]["count"].as_u64().unwrap();
+            assert!(want > 0, "{name}: {key} recorded");
+            assert_eq!(log_count(&text, tag).0, want, "{name}: {tag}");
+        }
+        assert_eq!(log_count(&text, "window-hold").1, 0, "{name}: update output holds nothing back");
     }
 }
 
@@ -270,6 +283,8 @@ fn compare_with_checkpoints_measures_when_results_become_committed() {
         "200ms",
         "--report",
         &report.display().to_string(),
+        "--hdr-log",
+        &dir.path().join("logs").display().to_string(),
     ]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("committed [wall]"), "{table}");
@@ -294,6 +309,13 @@ fn compare_with_checkpoints_measures_when_results_become_committed() {
         // taking time itself: generous bounds, for a loaded machine.
         assert!(us(committed, "max_us") <= us(e2e, "max_us") + 2.0 * 200_000.0 + 500_000.0, "{r}");
         assert!(r["checkpoints"]["taken"].as_u64().unwrap() >= 5, "{r}");
+        // The interval log has them too, and the window hold of final output.
+        let name = if r["mode"] == "per-event" { "per-event.hlog" } else { "micro-batch-50ms.hlog" };
+        let text = std::fs::read(dir.path().join("logs").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(log_count(&text, "committed").0, committed["count"].as_u64().unwrap(), "{name}");
+        let hold = r["latency"]["stages"]["window_hold"]["count"].as_u64().unwrap();
+        assert!(hold > 0, "{r}");
+        assert_eq!(log_count(&text, "window-hold").0, hold, "{name}");
     }
     let e = sluice().args(["compare", "--checkpoint-interval", "5ms"]).output().unwrap();
     assert_eq!(e.status.code(), Some(2));
