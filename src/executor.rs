@@ -109,8 +109,8 @@ pub struct RunOptions {
     /// at `metrics_addr`.
     pub metrics_server: Option<Arc<crate::metrics::MetricsServer>>,
     /// The `mode` label of the run's metrics, if not the mode's name
-    /// (`compare` tells its runs apart by their spelling, like
-    /// `micro-batch:100ms`).
+    /// (`compare` tells its runs apart by the names its table gives them,
+    /// like `micro-batch:100ms`).
     pub metrics_label: Option<String>,
     /// The rate the input is offered at, lines/s, when known (`compare`,
     /// `sweep`), for metrics.

@@ -3,8 +3,10 @@
 //!
 //! The executor publishes a [`Snapshot`] at most every [`PUBLISH_EVERY`]
 //! (copying the latency histograms then, never per event); the endpoint's
-//! thread formats the latest snapshot when it is scraped. Nothing on the
-//! hot path waits for a scrape.
+//! thread formats the latest snapshot of each run (one run for `run`, one
+//! per mode for `compare` and `sweep`) when it is scraped, after letting go
+//! of the lock the executor publishes under. Nothing on the hot path waits
+//! for a scrape.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,8 +25,9 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// The run's mode as its samples are labelled: `per-event` or
-    /// `micro-batch` for `run`, the mode as spelled in `--modes` (like
-    /// `micro-batch:100ms`) for `compare` and `sweep`.
+    /// `micro-batch` for `run`; for `compare` and `sweep`, the mode as
+    /// their tables name it (like `micro-batch:100ms`; a bare
+    /// `micro-batch` is `micro-batch:1s`).
     pub mode: String,
     /// Shards of the keyed window.
     pub parallelism: usize,
@@ -110,7 +113,8 @@ impl Snapshot {
 /// Snapshots of several runs (one per mode) in the Prometheus text format
 /// (version 0.0.4): each family once, with a sample per run, labelled by
 /// its mode.
-pub fn prometheus(snaps: &[Snapshot]) -> String {
+pub fn prometheus<S: std::borrow::Borrow<Snapshot>>(snaps: &[S]) -> String {
+    let snaps: &[&Snapshot] = &snaps.iter().map(|s| s.borrow()).collect::<Vec<_>>();
     use std::fmt::Write as _;
     let mut out = String::with_capacity(16 * 1024 * snaps.len().max(1));
     let head = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -190,10 +194,10 @@ fn histogram(out: &mut String, mode: &str, kind: &str, clock: &str, h: &LatencyH
 }
 
 /// The Prometheus endpoint: a thread answering `GET /metrics` with the
-/// latest snapshot. It stops when dropped.
+/// latest snapshot of each run. It stops when dropped.
 pub struct MetricsServer {
     /// The latest snapshot of each run (mode) published.
-    latest: Arc<Mutex<Vec<Snapshot>>>,
+    latest: Arc<Mutex<Vec<Arc<Snapshot>>>>,
     /// Tells the thread to stop.
     stop: Arc<AtomicBool>,
     /// The thread.
@@ -242,6 +246,7 @@ impl MetricsServer {
     /// Replaces the snapshot scrapes see of `snap`'s mode; the other
     /// modes' (earlier runs of `compare` and `sweep`) stay as they were.
     pub fn publish(&self, snap: Snapshot) {
+        let snap = Arc::new(snap);
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         match latest.iter_mut().find(|s| s.mode == snap.mode) {
             Some(old) => *old = snap,
@@ -266,7 +271,7 @@ impl Drop for MetricsServer {
 }
 
 /// Answers one HTTP request.
-fn answer(mut conn: TcpStream, latest: &Mutex<Vec<Snapshot>>) {
+fn answer(mut conn: TcpStream, latest: &Mutex<Vec<Arc<Snapshot>>>) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
@@ -283,7 +288,9 @@ fn answer(mut conn: TcpStream, latest: &Mutex<Vec<Snapshot>>) {
     }
     let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, body) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-        let text = prometheus(&latest.lock().unwrap_or_else(|p| p.into_inner()));
+        // Formatted without the lock: a publish never waits for it.
+        let snaps: Vec<Arc<Snapshot>> = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let text = prometheus(&snaps);
         ("200 OK", text)
     } else if line.starts_with(b"GET ") {
         ("404 Not Found", "not found: the metrics are at /metrics\n".to_string())
@@ -355,8 +362,8 @@ pub struct Progress {
     total: Extent,
     /// When the run started.
     started: Instant,
-    /// Whether a line was drawn (and must be cleared).
-    drawn: bool,
+    /// The width of the line drawn last (0: none, nothing to clear).
+    drawn: usize,
 }
 
 impl Progress {
@@ -368,14 +375,17 @@ impl Progress {
             Extent::Bytes(n) | Extent::Lines(n) => n > 0,
             Extent::Time(d) => !d.is_zero(),
         })?;
-        std::io::stderr().is_terminal().then(|| Progress { total, started: Instant::now(), drawn: false })
+        std::io::stderr().is_terminal().then(|| Progress { total, started: Instant::now(), drawn: 0 })
     }
 
     /// Redraws the line for `bytes` and `lines` taken in so far.
     pub fn draw(&mut self, bytes: u64, lines: u64) {
-        eprint!("\r{}   ", self.line(bytes, lines, self.started.elapsed()));
+        let line = self.line(bytes, lines, self.started.elapsed());
+        // Padded over what the line before left, should this one be shorter.
+        let width = line.chars().count();
+        eprint!("\r{line}{:pad$}", "", pad = self.drawn.saturating_sub(width));
         let _ = std::io::stderr().flush();
-        self.drawn = true;
+        self.drawn = self.drawn.max(width);
     }
 
     /// The line for `bytes` and `lines` taken in `elapsed` after the start.
@@ -416,16 +426,18 @@ impl Progress {
 
     /// Clears the line, before the report is printed.
     pub fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r{:100}\r", "");
+        if self.drawn > 0 {
+            eprint!("\r{:w$}\r", "", w = self.drawn);
             let _ = std::io::stderr().flush();
-            self.drawn = false;
+            self.drawn = 0;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     /// The progress line shows how far a bounded input is, in its own
@@ -433,7 +445,7 @@ mod tests {
     /// timed one; and what is left at the pace so far.
     #[test]
     fn progress_is_drawn_in_the_inputs_own_unit() {
-        let at = |total| Progress { total, started: Instant::now(), drawn: false };
+        let at = |total| Progress { total, started: Instant::now(), drawn: 0 };
         let half = Duration::from_secs(2);
         let bytes = at(Extent::Bytes(4_000_000)).line(2_000_000, 10, half);
         assert!(bytes.starts_with("[###############...............]  50.0%"), "{bytes}");
@@ -445,6 +457,55 @@ mod tests {
         // Nothing taken in yet: no pace, so no estimate; past the end, full.
         assert!(at(Extent::Lines(10)).line(0, 0, Duration::ZERO).ends_with("…"));
         assert!(at(Extent::Lines(10)).line(0, 20, half).contains("100.0%"));
+    }
+
+    /// Several runs on one endpoint: each family is declared once and its
+    /// samples follow its declaration together, one per run (and shard);
+    /// families no run has are left out.
+    #[test]
+    fn several_runs_share_each_family() {
+        let mut a = Snapshot { mode: "per-event".into(), events: 5, ..Default::default() };
+        a.latency.processing.record(1500);
+        let b = Snapshot {
+            mode: "micro-batch:100ms".into(),
+            events: 7,
+            shard_queues: vec![(1, 16), (0, 16)],
+            offered_rate: Some(2000.0),
+            ..Default::default()
+        };
+        let text = prometheus(&[a, b]);
+        let mut family = String::new();
+        let mut seen: Vec<String> = Vec::new();
+        let mut samples: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_string();
+                assert!(!seen.contains(&family), "{family} declared twice:\n{text}");
+                seen.push(family.clone());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+                assert_eq!(base, family, "{line} outside its family:\n{text}");
+                samples.entry(family.clone()).or_default().push(line.to_string());
+            }
+        }
+        assert_eq!(
+            samples["sluice_events_in_total"],
+            ["sluice_events_in_total{mode=\"per-event\"} 5", "sluice_events_in_total{mode=\"micro-batch:100ms\"} 7"]
+        );
+        assert_eq!(
+            samples["sluice_shard_queue_messages"],
+            [
+                "sluice_shard_queue_messages{mode=\"micro-batch:100ms\",shard=\"0\"} 1",
+                "sluice_shard_queue_messages{mode=\"micro-batch:100ms\",shard=\"1\"} 0"
+            ]
+        );
+        assert_eq!(samples["sluice_offered_rate_lines_per_second"].len(), 1, "only the run that has one");
+        assert!(!seen.iter().any(|f| f.contains("watermark")), "no run has a watermark");
+        // 10 kinds × (22 buckets, +Inf, sum, count) per run.
+        assert_eq!(samples["sluice_latency_seconds"].len(), 2 * 10 * 25);
+        let count = "sluice_latency_seconds_count{mode=\"per-event\",kind=\"processing\",clock=\"monotonic\"} 1";
+        assert!(text.contains(count), "{text}");
     }
 
     #[test]

@@ -140,6 +140,47 @@ fn compare_runs_each_mode_on_the_same_input() {
     }
 }
 
+/// On two shards the shards' histograms reach the interval log through the
+/// router: every stage's count in the log is still the report's.
+#[test]
+fn interval_logs_of_sharded_runs_hold_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, logs) = (dir.path().join("r.json"), dir.path().join("logs"));
+    run_ok(&[
+        "compare",
+        "--source",
+        "gen:2000",
+        "--duration",
+        "2s",
+        "--modes",
+        "per-event,micro-batch:100ms",
+        "--parallelism",
+        "2",
+        "--report",
+        report.to_str().unwrap(),
+        "--hdr-log",
+        logs.to_str().unwrap(),
+    ]);
+    let runs = read_report(&report);
+    for (i, name) in ["per-event.hlog", "micro-batch-100ms.hlog"].iter().enumerate() {
+        let text = std::fs::read(logs.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let lat = &runs[i]["latency"];
+        assert_eq!(log_count(&text, "end-to-end").0, lat["end_to_end"]["count"].as_u64().unwrap(), "{name}");
+        // Sink write is the shards' own in per-event mode.
+        let stages = [
+            ("source-wait", "source_wait"),
+            ("queueing", "queueing"),
+            ("compute", "compute"),
+            ("sink-write", "sink_write"),
+        ];
+        for (tag, key) in stages {
+            let want = lat["stages"][key]["count"].as_u64().unwrap();
+            assert!(want > 0, "{name}: {key} recorded");
+            assert_eq!(log_count(&text, tag).0, want, "{name}: {tag}");
+        }
+    }
+}
+
 #[test]
 fn compare_replays_a_recorded_file_in_full() {
     let dir = tempfile::tempdir().unwrap();

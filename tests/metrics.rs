@@ -146,7 +146,7 @@ fn sharded_micro_batch_latency_is_served_while_the_run_goes_on() {
 /// `compare --metrics-addr`: one endpoint for all the runs. While the
 /// second mode runs, the first one's samples stay, as it ended, beside the
 /// second's, each family declared once and every sample labelled with its
-/// mode as `--modes` spells it.
+/// mode as the table names it.
 #[test]
 fn compare_serves_every_mode_under_its_own_label() {
     let port = free_port();
