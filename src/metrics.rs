@@ -103,13 +103,6 @@ const GAUGES: [Gauge; 6] = [
     }),
 ];
 
-impl Snapshot {
-    /// The snapshot in the Prometheus text format (version 0.0.4).
-    pub fn prometheus(&self) -> String {
-        prometheus(std::slice::from_ref(self))
-    }
-}
-
 /// Snapshots of several runs (one per mode) in the Prometheus text format
 /// (version 0.0.4): each family once, with a sample per run, labelled by
 /// its mode.

@@ -416,7 +416,11 @@ mod tests {
                 break;
             }
         }
-        assert!(resynced > 0, "never read the clock again");
+        // Without a time-stamp counter every reading is the clock's own,
+        // and there is nothing to resync.
+        if TICKS.is_some() {
+            assert!(resynced > 0, "never read the clock again");
+        }
         // A thread that slept past the resync time reads the clock again.
         std::thread::sleep(Duration::from_millis(3));
         let (before, t) = (clock.now(), watch.now());
