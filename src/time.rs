@@ -54,7 +54,13 @@ impl Clock {
         LazyLock::force(&TICKS);
         let anchor = Instant::now();
         let anchor_wall = wall_now();
-        Clock { anchor, anchor_wall }
+        let clock = Clock { anchor, anchor_wall };
+        // And takes a first reading, so that the first touches of the code
+        // on the way (page faults, several µs on this VM) do not fall
+        // between the clock reading and the counter reading a run's first
+        // stopwatch pairs: it would lag the clock by them until it resyncs.
+        let _ = Stopwatch::new(&clock, clock.now()).now();
+        clock
     }
 
     /// Monotonic nanoseconds since this clock was made.
