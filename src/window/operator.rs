@@ -16,7 +16,7 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 
-use super::keys::Keys;
+use super::keys::{EntryMut, Keys};
 use super::{OutputMode, TimeDomain, Watermarks, Window, WindowConfig, WindowSpec};
 use crate::aggregate::Aggregate;
 use crate::latency::{LatencyRecorder, WindowLatency};
@@ -84,16 +84,42 @@ fn no_time() -> EpochNanos {
     NO_TIME
 }
 
+impl<A> Entry<A> {
+    /// A state that has not changed since its last update.
+    pub(crate) fn new(acc: A, max_event_time: EpochNanos) -> Self {
+        Entry { acc, max_event_time, dirty: false }
+    }
+}
+
+/// A key's state as a checkpoint encodes it: see [`Entry`]'s `Serialize`.
+fn serialize_entry<A: serde::Serialize, S: serde::Serializer>(
+    acc: &A,
+    max_event_time: EpochNanos,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    if max_event_time == NO_TIME {
+        (acc,).serialize(s)
+    } else {
+        (acc, max_event_time).serialize(s)
+    }
+}
+
+/// A key's state in a pane, borrowed, serialized as [`Entry`] is.
+struct EntryRef<'a, A>(&'a A, EpochNanos);
+
+impl<A: serde::Serialize> serde::Serialize for EntryRef<'_, A> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_entry(self.0, self.1, s)
+    }
+}
+
 /// Encoded as `[acc]`, or `[acc, max_event_time]` when there is an event
 /// time: a checkpoint carries one per key and window. (Checkpoint version 2
 /// wrote an object with named fields, which still reads.)
 impl<A: serde::Serialize> serde::Serialize for Entry<A> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.max_event_time == NO_TIME {
-            (&self.acc,).serialize(s)
-        } else {
-            (&self.acc, self.max_event_time).serialize(s)
-        }
+        serialize_entry(&self.acc, self.max_event_time, s)
     }
 }
 
@@ -127,7 +153,7 @@ impl Oldest {
 /// One open tumbling, sliding or global window.
 struct Pane<K, A> {
     /// Per-key state.
-    keys: Keys<K, Entry<A>>,
+    keys: Keys<K, A>,
     /// Latency summary of the events whose first effect is this window.
     lat: Option<WindowLatency>,
     /// Where its events came from.
@@ -304,7 +330,7 @@ impl<K: serde::Serialize, C: serde::Serialize> serde::Serialize for StateRef<'_,
         let panes = Seq(|| {
             self.panes.iter().map(|&((end, start), ref p)| PaneRef {
                 window: Window { start, end },
-                keys: Seq(|| p.keys.iter()),
+                keys: Seq(|| p.keys.iter().map(|(k, acc, t)| (k, EntryRef(acc, t)))),
                 lat: None,
                 oldest: Oldest::default(),
             })
@@ -476,7 +502,7 @@ where
                 .panes
                 .iter()
                 .map(|&((end, start), ref p)| {
-                    let keys = p.keys.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+                    let keys = p.keys.iter().map(|(k, acc, t)| (k.clone(), Entry::new(acc.clone(), t))).collect();
                     PaneState { window: Window { start, end }, keys, lat: None, oldest: Oldest::default() }
                 })
                 .collect(),
@@ -780,9 +806,9 @@ where
         for (wkey, key) in self.dirty_panes.drain(..) {
             if let Some(pane) = self.panes.get_mut(wkey) {
                 if let Some(e) = pane.keys.get_mut(&key) {
-                    e.dirty = false;
+                    *e.dirty = false;
                     let window = Window { start: wkey.1, end: wkey.0 };
-                    self.results.push(result(&self.agg, window, key, e, false));
+                    self.results.push(result(&self.agg, window, key, e.acc, *e.max_event_time, false));
                 }
             }
         }
@@ -790,7 +816,14 @@ where
             if let Some(list) = self.sessions.get_mut(&key) {
                 for s in list.iter_mut().filter(|s| s.entry.dirty) {
                     s.entry.dirty = false;
-                    self.results.push(result(&self.agg, s.window, key.clone(), &s.entry, false));
+                    self.results.push(result(
+                        &self.agg,
+                        s.window,
+                        key.clone(),
+                        &s.entry.acc,
+                        s.entry.max_event_time,
+                        false,
+                    ));
                 }
             }
         }
@@ -908,7 +941,7 @@ where
         // Only update output needs the key after it went into the index.
         let key_copy = update.then(|| key.clone());
         let agg = &self.agg;
-        let new = || Entry { acc: agg.init(), max_event_time: NO_TIME, dirty: false };
+        let new = || agg.init();
         // On one shard the key was built a moment ago, and copying it into
         // the index reads it with loads wider than the stores that
         // wrote it, which stall: a key already in the window (almost every
@@ -943,12 +976,8 @@ where
         }
         let first = self.first_effect(meta);
         let list = self.sessions.entry(key.clone()).or_default();
-        let mut merged = Session {
-            window: w,
-            entry: Entry { acc: self.agg.init(), max_event_time: NO_TIME, dirty: false },
-            lat: None,
-            oldest: Oldest::default(),
-        };
+        let mut merged =
+            Session { window: w, entry: Entry::new(self.agg.init(), NO_TIME), lat: None, oldest: Oldest::default() };
         merged.oldest.note(&meta.pos);
         // Merge every open session this event touches: events less than the
         // gap apart. Sessions whose end the watermark passed are closed, even
@@ -992,7 +1021,8 @@ where
         self.session_ends.insert((merged.window.end, key.clone()));
         if update {
             if self.immediate {
-                self.results.push(result(&self.agg, merged.window, key.clone(), &merged.entry, false));
+                let e = &merged.entry;
+                self.results.push(result(&self.agg, merged.window, key.clone(), &e.acc, e.max_event_time, false));
             } else if !merged.entry.dirty {
                 merged.entry.dirty = true;
                 self.dirty_sessions.push(key);
@@ -1022,7 +1052,7 @@ where
             let n = pane.keys.len() as u64;
             if final_output {
                 for (key, e) in pane.keys {
-                    self.results.push(result(&self.agg, window, key, &e, true));
+                    self.results.push(result(&self.agg, window, key, &e.acc, e.max_event_time, true));
                 }
             }
             self.pending_windows.push((window, pane.lat, n));
@@ -1043,7 +1073,7 @@ where
                 self.sessions.remove(&key);
             }
             if final_output {
-                self.results.push(result(&self.agg, s.window, key, &s.entry, true));
+                self.results.push(result(&self.agg, s.window, key, &s.entry.acc, s.entry.max_event_time, true));
             }
             self.pending_windows.push((s.window, s.lat, 1));
         }
@@ -1144,20 +1174,23 @@ pub(crate) fn advance_watermark(time: TimeDomain, watermarks: &mut Watermarks, c
 #[inline(always)]
 fn add_to_entry<K, T, A: Aggregate<T>>(
     agg: &A,
-    entry: &mut Entry<A::Acc>,
+    mut entry: EntryMut<'_, A::Acc>,
     value: &T,
     meta: &Meta,
     update: Option<(PaneKey, K)>,
     results: &mut Vec<WindowResult<K, A::Out>>,
     dirty: Option<&mut Vec<(PaneKey, K)>>,
 ) {
-    agg.add(&mut entry.acc, value);
-    entry.max_event_time = entry.max_event_time.max(meta.event_time);
+    agg.add(entry.acc, value);
+    entry.note_time(meta.event_time);
     let Some((wkey, key)) = update else { return };
     match dirty {
-        None => results.push(result(agg, Window { start: wkey.1, end: wkey.0 }, key, entry, false)),
-        Some(dirty) if !entry.dirty => {
-            entry.dirty = true;
+        None => {
+            let window = Window { start: wkey.1, end: wkey.0 };
+            results.push(result(agg, window, key, entry.acc, *entry.max_event_time, false));
+        }
+        Some(dirty) if !*entry.dirty => {
+            *entry.dirty = true;
             dirty.push((wkey, key));
         }
         Some(_) => {}
@@ -1168,14 +1201,15 @@ fn result<K, T, A: Aggregate<T>>(
     agg: &A,
     window: Window,
     key: K,
-    e: &Entry<A::Acc>,
+    acc: &A::Acc,
+    max_event_time: EpochNanos,
     is_final: bool,
 ) -> WindowResult<K, A::Out> {
     WindowResult {
         window,
         key,
-        value: agg.result(&e.acc),
-        max_event_time: (e.max_event_time != NO_TIME).then_some(e.max_event_time),
+        value: agg.result(acc),
+        max_event_time: (max_event_time != NO_TIME).then_some(max_event_time),
         is_final,
     }
 }
