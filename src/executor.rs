@@ -27,11 +27,10 @@ use crate::checkpoint::CheckpointDir;
 use crate::error::RunError;
 use crate::latency::{IntervalLog, LatencyRecorder, LatencyStage};
 use crate::pipeline::Pipeline;
-use crate::record::{Line, Meta, Position, Record};
 use crate::report::CheckpointReport;
 use crate::report::{LatencyReport, RunReport};
 use crate::sink::RunInfo;
-use crate::source::{Acker, Chained, EventTimeFormat, Feed, InputChunk, Message, Poll, Source};
+use crate::source::{Acker, Chained, EventTimeFormat, Events, Feed, InputChunk, Message, Poll, Source};
 use crate::time::{Clock, NO_TIME, PRECISE_SPIN};
 use crate::window::{OutputMode, TimeDomain};
 
@@ -218,38 +217,32 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts a chunk and turns its lines into records, appending to `out`;
-    /// notes each line's source wait (event time → ingest) in `lat`.
-    fn records(&mut self, chunk: InputChunk, out: &mut Vec<Record<Line>>, lat: &mut LatencyRecorder, clock: &Clock) {
-        let ingest_wall = clock.to_wall(chunk.ingest);
+    /// Counts a chunk and notes each line's source wait (event time →
+    /// ingest) in `lat`; returns its lines as events, numbered on from the
+    /// chunks before.
+    fn events<'a>(&mut self, chunk: &'a InputChunk, lat: &mut LatencyRecorder, clock: &Clock) -> Events<'a> {
         self.bytes += chunk.bytes;
         self.truncated += chunk.truncated as u64;
         self.fallbacks += chunk.time_fallbacks as u64;
-        out.reserve(chunk.lines.len());
         let input = chunk.input as usize;
         if self.frontiers.len() <= input {
             self.frontiers.resize(input + 1, NO_TIME);
             self.processed.resize(input + 1, None);
         }
         self.processed[input] = Some((chunk.file, chunk.end_offset));
-        let frontier = &mut self.frontiers[input];
-        for l in &chunk.lines {
-            *frontier = (*frontier).max(l.event_time);
-            if l.event_time != NO_TIME && !lat.off {
+        let before = self.frontiers[input];
+        let mut frontier = before;
+        let ingest_wall = clock.to_wall(chunk.ingest);
+        for l in chunk.lines.iter().filter(|l| l.event_time != NO_TIME) {
+            frontier = frontier.max(l.event_time);
+            if !lat.off {
                 lat.stage_n(LatencyStage::SourceWait, ingest_wall.saturating_sub(l.event_time), 1);
             }
-            out.push(Record {
-                value: chunk.data.line(l.start as usize, l.end as usize),
-                meta: Meta {
-                    seq: self.seq,
-                    ingest: chunk.ingest,
-                    event_time: l.event_time,
-                    pos: Position { input: chunk.input, file: chunk.file, offset: l.offset },
-                    frontier: *frontier,
-                },
-            });
-            self.seq += 1;
         }
+        self.frontiers[input] = frontier;
+        let seq = self.seq;
+        self.seq += chunk.lines.len() as u64;
+        chunk.events(seq, before)
     }
 }
 
@@ -770,10 +763,6 @@ impl Acks {
     }
 }
 
-/// Lines (at least) per slice when a micro-batch goes through the
-/// operators: the records of a slice are made, then pushed.
-const BATCH_SLICE: usize = 256;
-
 /// The longest the executors block without looking at the interrupt flag.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -1023,19 +1012,18 @@ impl Runner<'_> {
     }
 
     fn per_event(&mut self) -> Result<(), RunError> {
-        let mut records = Vec::new();
         if self.alive == 0 {
             return Ok(());
         }
         if let Some(source) = self.chained.take() {
-            return self.per_event_chained(source, &mut records);
+            return self.per_event_chained(source);
         }
         loop {
             if self.interrupted() {
                 self.ended_by = "stopped";
                 // Input already queued was accepted: process it.
                 for c in self.drain() {
-                    self.per_event_chunk(c, &mut records)?;
+                    self.per_event_chunk(c)?;
                 }
                 return Ok(());
             }
@@ -1047,7 +1035,7 @@ impl Runner<'_> {
             let received = crate::shard::recv_spinning(self.rx, self.spin, wait);
             match received {
                 Ok(Message::Chunk(c)) => {
-                    self.per_event_chunk(c, &mut records)?;
+                    self.per_event_chunk(c)?;
                     // Flush when the queue is drained, and under sustained
                     // input at least every ACK_EVERY, so that positions keep
                     // being acknowledged.
@@ -1058,7 +1046,7 @@ impl Runner<'_> {
                 Ok(msg) => {
                     if self.control(msg) {
                         for c in self.drain() {
-                            self.per_event_chunk(c, &mut records)?;
+                            self.per_event_chunk(c)?;
                         }
                         return Ok(());
                     }
@@ -1078,11 +1066,7 @@ impl Runner<'_> {
     /// its last [`PRECISE_SPIN`]). Sinks are flushed when nothing more is
     /// due, as when the input queue runs empty; windows close on time and
     /// every [`POLL`] without input, as when the queue stays empty.
-    fn per_event_chained(
-        &mut self,
-        mut source: Box<dyn Chained>,
-        records: &mut Vec<Record<Line>>,
-    ) -> Result<(), RunError> {
+    fn per_event_chained(&mut self, mut source: Box<dyn Chained>) -> Result<(), RunError> {
         let mut quiet_since = self.clock.now();
         let mut unflushed = false;
         loop {
@@ -1093,7 +1077,7 @@ impl Runner<'_> {
             let now = self.clock.now();
             let next = match source.poll(now) {
                 Poll::Lines(chunk) => {
-                    self.per_event_chunk(chunk, records)?;
+                    self.per_event_chunk(chunk)?;
                     quiet_since = self.clock.now();
                     unflushed = true;
                     // Under sustained input, flush at least every
@@ -1132,9 +1116,9 @@ impl Runner<'_> {
         }
     }
 
-    fn per_event_chunk(&mut self, chunk: InputChunk, records: &mut Vec<Record<Line>>) -> Result<(), RunError> {
+    fn per_event_chunk(&mut self, chunk: InputChunk) -> Result<(), RunError> {
         let lines = chunk.lines.len() as u64;
-        self.tally.records(chunk, records, self.graph.latency_mut(), &self.clock);
+        let events = self.tally.events(&chunk, self.graph.latency_mut(), &self.clock);
         // No batches here: every line's batch wait is zero.
         let lat = self.graph.latency_mut();
         if !lat.off {
@@ -1142,7 +1126,7 @@ impl Runner<'_> {
         }
         // Each line starts as the one before it was handed over.
         let at = self.clock.now();
-        self.graph.push(records, at)?;
+        self.graph.push(events, at)?;
         self.graph.chunk_done();
         Ok(())
     }
@@ -1156,7 +1140,6 @@ impl Runner<'_> {
         let mut boundary = origin + step;
         let mut pending: Vec<InputChunk> = Vec::new();
         let mut pending_bytes = 0usize;
-        let mut batch: Vec<Record<Line>> = Vec::new();
         let mut done = self.alive == 0;
         // The last look at the queue found something: nap, then take what
         // came meanwhile (`COLLECT_NAP`); otherwise block until a message.
@@ -1182,7 +1165,7 @@ impl Runner<'_> {
                     continue;
                 }
                 self.pending_bytes = 0;
-                self.run_batch(&mut pending, &mut batch, (origin, step))?;
+                self.run_batch(&mut pending, (origin, step))?;
                 pending_bytes = 0;
                 let now = self.clock.now();
                 while boundary <= now {
@@ -1200,7 +1183,7 @@ impl Runner<'_> {
                 // The batch is full before its boundary: a backlog. It runs
                 // now; the next one collects from here, on the same grid.
                 self.pending_bytes = 0;
-                self.run_batch(&mut pending, &mut batch, (origin, step))?;
+                self.run_batch(&mut pending, (origin, step))?;
                 pending_bytes = 0;
                 self.tally.full_batches += 1;
                 continue;
@@ -1237,7 +1220,7 @@ impl Runner<'_> {
             }
         }
         // End of input (or interrupt): the last batch runs now.
-        self.run_batch(&mut pending, &mut batch, (origin, step))
+        self.run_batch(&mut pending, (origin, step))
     }
 
     /// Micro-batch mode: adds a chunk to the pending batch, or handles a
@@ -1264,20 +1247,15 @@ impl Runner<'_> {
     /// k ≥ 1; a line's batch wait lasts until the first boundary at or
     /// after its ingest, and any time from there to the batch's start is
     /// queueing (an earlier batch overran).
-    fn run_batch(
-        &mut self,
-        pending: &mut Vec<InputChunk>,
-        batch: &mut Vec<Record<Line>>,
-        (origin, step): (u64, u64),
-    ) -> Result<(), RunError> {
+    fn run_batch(&mut self, pending: &mut Vec<InputChunk>, (origin, step): (u64, u64)) -> Result<(), RunError> {
         let start = self.clock.now();
         let mut lines = 0;
-        // The batch's lines go through the operators slice by slice, each
+        // The batch's lines go through the operators chunk by chunk, each
         // line through every operator in turn, as Spark pipelines a stage's
         // narrow operators over a partition: the results are those of the
         // whole batch at once (operators keep the order and nothing leaves
-        // before the boundary), and only a slice of the batch's lines is
-        // ever made into records at a time.
+        // before the boundary), and a line's metadata is made only as it
+        // goes in.
         for chunk in pending.drain(..) {
             let (n, ingest) = (chunk.lines.len() as u64, chunk.ingest);
             lines += n;
@@ -1287,12 +1265,9 @@ impl Runner<'_> {
                 lat.stage_n(LatencyStage::BatchWait, due.saturating_sub(ingest) as i64, n);
                 lat.stage_n(LatencyStage::Queueing, start.saturating_sub(due) as i64, n);
             }
-            self.tally.records(chunk, batch, self.graph.latency_mut(), &self.clock);
-            if batch.len() >= BATCH_SLICE {
-                self.graph.push_batch(batch);
-            }
+            let events = self.tally.events(&chunk, self.graph.latency_mut(), &self.clock);
+            self.graph.push_batch(events);
         }
-        self.graph.push_batch(batch);
         self.graph.advance(self.clock.now(), Some((start, lines)))?;
         self.flush()?;
         self.tally.batches += 1;

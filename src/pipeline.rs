@@ -14,9 +14,10 @@ use crate::checkpoint::GraphSnapshot;
 use crate::error::RunError;
 use crate::latency::{LatencyRecorder, LatencyStage};
 use crate::operator::{Keyed, KeyedStream, Stage};
-use crate::record::{Line, Record};
+use crate::record::{Line, Meta};
 use crate::shard::{Sharded, SinkSet};
 use crate::sink::{RunInfo, Sink};
+use crate::source::Events;
 use crate::time::{Clock, Stopwatch};
 use crate::window::operator::{LateEvent, WindowCounters, WindowOperator, WindowResult};
 use crate::window::WindowConfig;
@@ -185,7 +186,7 @@ impl Pipeline {
 pub(crate) trait Graph: Send {
     /// Opens the sinks; `immediate` is per-event mode.
     fn open(&mut self, info: RunInfo, clock: Clock, immediate: bool) -> Result<(), RunError>;
-    /// Per-event mode: a chunk's events (`recs`, emptied), one at a time
+    /// Per-event mode: a chunk's events, one at a time
     /// through the whole graph, each one's effects to the sinks before the
     /// next is looked at. The first starts at monotonic `start`, a reading
     /// just taken, each next one when the one before was handed over;
@@ -193,11 +194,11 @@ pub(crate) trait Graph: Send {
     /// [`Stopwatch`] started at `start`. (One call a chunk, not an event:
     /// the loop over its events is then compiled with the pipeline's own
     /// types.)
-    fn push(&mut self, recs: &mut Vec<Record<Line>>, start: u64) -> Result<u64, RunError>;
-    /// Micro-batch mode: a batch's lines (all of them, or a slice) through
+    fn push(&mut self, events: Events<'_>, start: u64) -> Result<u64, RunError>;
+    /// Micro-batch mode: a batch's lines (one chunk's at a time) through
     /// the operators into the window; results wait for [`Graph::advance`]
     /// at the batch boundary.
-    fn push_batch(&mut self, batch: &mut Vec<Record<Line>>);
+    fn push_batch(&mut self, events: Events<'_>);
     /// Time reached `now` (monotonic ns): close what can close, and hand
     /// everything ready to the sinks. In micro-batch mode `batch` is the
     /// batch's start and its number of lines, for the stage histograms.
@@ -387,12 +388,11 @@ where
     /// to the sinks, starting at monotonic `start`; returns when its effects
     /// were handed over.
     #[inline]
-    fn push_event(&mut self, rec: Record<Line>, start: u64, watch: &mut Stopwatch) -> Result<u64, RunError> {
+    fn push_event(&mut self, line: Line, meta: &Meta, start: u64, watch: &mut Stopwatch) -> Result<u64, RunError> {
         let Some(window) = self.window.as_mut() else {
             return Ok(start);
         };
-        let Record { value, meta } = rec;
-        self.stages.push(value, &meta, &mut |kv, meta| window.process(kv, meta));
+        self.stages.push(line, meta, &mut |kv, meta| window.process(kv, meta));
         if self.latency.off {
             return self.deliver_timed(start, || watch.now());
         }
@@ -451,24 +451,23 @@ where
         Ok(())
     }
 
-    fn push(&mut self, recs: &mut Vec<Record<Line>>, mut at: u64) -> Result<u64, RunError> {
+    fn push(&mut self, events: Events<'_>, mut at: u64) -> Result<u64, RunError> {
         let mut watch = Stopwatch::new(&self.clock, at);
-        for rec in recs.drain(..) {
-            at = self.push_event(rec, at, &mut watch)?;
+        for (line, meta) in events {
+            at = self.push_event(line, &meta, at, &mut watch)?;
         }
         Ok(at)
     }
 
-    fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
+    fn push_batch(&mut self, events: Events<'_>) {
         let Some(window) = self.window.as_mut() else {
-            batch.clear();
             return;
         };
         // Each line through every operator into the window, one after the
         // other: nothing is stored on the way, and nothing leaves the
         // window before the boundary.
-        for rec in batch.drain(..) {
-            self.stages.push(rec.value, &rec.meta, &mut |kv, meta| window.process(kv, meta));
+        for (line, meta) in events {
+            self.stages.push(line, &meta, &mut |kv, meta| window.process(kv, meta));
         }
     }
 

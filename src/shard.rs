@@ -50,8 +50,9 @@ use crate::error::RunError;
 use crate::latency::{LatencyRecorder, LatencyStage};
 use crate::operator::{Keyed, Stage};
 use crate::pipeline::{write_all, Graph, Key, Outbox, ResultSinks};
-use crate::record::{Line, Meta, Record};
+use crate::record::{Line, Meta};
 use crate::sink::{RunInfo, Sink};
+use crate::source::Events;
 use crate::time::{Clock, EpochNanos, Stopwatch, NO_TIME};
 use crate::window::operator::{
     advance_watermark, event_progress, split_states, watermarks_for, LateEvent, WindowCounters, WindowOperator,
@@ -836,11 +837,11 @@ where
     /// Per-event mode: one event through the operators to its shards'
     /// buffers, starting at monotonic `start`; returns when it was routed.
     #[inline]
-    fn push_event(&mut self, rec: Record<Line>, start: u64, watch: &mut Stopwatch) -> Result<u64, RunError> {
+    fn push_event(&mut self, line: Line, meta: &Meta, start: u64, watch: &mut Stopwatch) -> Result<u64, RunError> {
         let Some(run) = self.running.as_mut() else { return Ok(start) };
-        let ingest = rec.meta.ingest;
+        let ingest = meta.ingest;
         let router = &mut run.router;
-        self.stages.push(rec.value, &rec.meta, &mut |kv, meta| router.route(kv, meta));
+        self.stages.push(line, meta, &mut |kv, meta| router.route(kv, meta));
         run.unacked_fresh = false;
         run.routed = true;
         if !self.track {
@@ -988,14 +989,13 @@ where
         Ok(())
     }
 
-    fn push(&mut self, recs: &mut Vec<Record<Line>>, mut at: u64) -> Result<u64, RunError> {
+    fn push(&mut self, events: Events<'_>, mut at: u64) -> Result<u64, RunError> {
         let Some(clock) = self.running.as_ref().map(|r| r.clock) else {
-            recs.clear();
             return Ok(at);
         };
         let mut watch = Stopwatch::new(&clock, at);
-        for rec in recs.drain(..) {
-            at = self.push_event(rec, at, &mut watch)?;
+        for (line, meta) in events {
+            at = self.push_event(line, &meta, at, &mut watch)?;
         }
         Ok(at)
     }
@@ -1006,17 +1006,16 @@ where
         }
     }
 
-    fn push_batch(&mut self, batch: &mut Vec<Record<Line>>) {
+    fn push_batch(&mut self, events: Events<'_>) {
         self.changed();
         let Some(run) = self.running.as_mut() else {
-            batch.clear();
             return;
         };
         // Each line through every operator up to the key, then to its
         // shard's buffer: nothing is stored on the way.
         let router = &mut run.router;
-        for rec in batch.drain(..) {
-            self.stages.push(rec.value, &rec.meta, &mut |kv, meta| router.route(kv, meta));
+        for (line, meta) in events {
+            self.stages.push(line, &meta, &mut |kv, meta| router.route(kv, meta));
         }
     }
 

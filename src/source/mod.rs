@@ -16,6 +16,7 @@ use crossbeam_channel::Sender;
 use crate::checkpoint::{CheckpointDir, CheckpointError};
 use crate::error::{RunError, SpecError};
 pub use crate::record::Buffer;
+use crate::record::{Line, Meta, Position};
 use crate::time::{Clock, EpochNanos, NO_TIME};
 
 mod event_time;
@@ -175,6 +176,50 @@ pub struct InputChunk {
     /// Offset in that file just after the chunk's last line: where reading
     /// would resume once every line of the chunk is acknowledged.
     pub end_offset: u64,
+}
+
+impl InputChunk {
+    /// The chunk's lines as events, each with its metadata: the first is
+    /// event `seq`, and `frontier` is the latest event time its input had
+    /// delivered before the chunk ([`Meta::frontier`]).
+    pub(crate) fn events(&self, seq: u64, frontier: EpochNanos) -> Events<'_> {
+        let pos = Position { input: self.input, file: self.file, offset: 0 };
+        let meta = Meta { seq, ingest: self.ingest, event_time: NO_TIME, pos, frontier };
+        Events { data: &self.data, lines: self.lines.iter(), meta }
+    }
+}
+
+/// A chunk's lines with their metadata, made one at a time as they are
+/// taken: nothing per line is stored between the source's chunk and the
+/// operators (see [`InputChunk::events`]).
+pub(crate) struct Events<'a> {
+    /// The chunk's buffer.
+    data: &'a Buffer,
+    /// Its lines not taken yet.
+    lines: std::slice::Iter<'a, InputLine>,
+    /// The metadata of the next line but for its own fields, and its
+    /// sequence number.
+    meta: Meta,
+}
+
+impl Iterator for Events<'_> {
+    type Item = (Line, Meta);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(Line, Meta)> {
+        let l = self.lines.next()?;
+        let meta = &mut self.meta;
+        meta.event_time = l.event_time;
+        meta.pos.offset = l.offset;
+        meta.frontier = meta.frontier.max(l.event_time);
+        let event = (self.data.line(l.start as usize, l.end as usize), *meta);
+        meta.seq += 1;
+        Some(event)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.lines.size_hint()
+    }
 }
 
 /// Takes acknowledgements: every line of an input before a place (file,

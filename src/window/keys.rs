@@ -43,10 +43,12 @@ struct States<A> {
 }
 
 impl<A> States<A> {
-    /// The state in `slot`.
+    /// The state in `slot`: only its aggregate is looked at until another
+    /// field is asked for.
     #[inline(always)]
     fn at(&mut self, slot: usize) -> EntryMut<'_, A> {
-        EntryMut { acc: &mut self.accs[slot], max_event_time: &mut self.times[slot], dirty: &mut self.dirty[slot] }
+        let States { accs, times, dirty } = self;
+        EntryMut { acc: &mut accs[slot], slot, times, dirty }
     }
 
     /// Adds a state in a new slot, unchanged since its last update.
@@ -69,10 +71,12 @@ impl<A> States<A> {
 pub(crate) struct EntryMut<'a, A> {
     /// The aggregate.
     pub acc: &'a mut A,
-    /// The latest event time included, or `NO_TIME`.
-    pub max_event_time: &'a mut EpochNanos,
-    /// Changed since the last update went out.
-    pub dirty: &'a mut bool,
+    /// Its slot in `times` and `dirty`.
+    slot: usize,
+    /// Every slot's latest event time.
+    times: &'a mut [EpochNanos],
+    /// Every slot's flag.
+    dirty: &'a mut [bool],
 }
 
 impl<A> EntryMut<'_, A> {
@@ -80,9 +84,26 @@ impl<A> EntryMut<'_, A> {
     /// (`NO_TIME` for none); an item without one reads nothing.
     #[inline(always)]
     pub(crate) fn note_time(&mut self, t: EpochNanos) {
-        if t != NO_TIME && t > *self.max_event_time {
-            *self.max_event_time = t;
+        if t != NO_TIME && t > self.times[self.slot] {
+            self.times[self.slot] = t;
         }
+    }
+
+    /// The latest event time included, or `NO_TIME`.
+    pub(crate) fn max_event_time(&self) -> EpochNanos {
+        self.times[self.slot]
+    }
+
+    /// Flags the state as changed since its last update went out; true if
+    /// it was not flagged yet.
+    #[inline]
+    pub(crate) fn flag(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty[self.slot], true)
+    }
+
+    /// Clears the flag; true if it was set.
+    pub(crate) fn unflag(&mut self) -> bool {
+        std::mem::replace(&mut self.dirty[self.slot], false)
     }
 }
 
@@ -204,24 +225,26 @@ mod tests {
         }
         assert_eq!(keys.len(), 4);
         let a = keys.get_mut(&"a".to_string()).expect("a is there");
-        assert_eq!((*a.acc, *a.max_event_time), (100 + 7, 50));
+        assert_eq!((*a.acc, a.max_event_time()), (100 + 7, 50));
         let b = keys.get_mut(&"b".to_string()).expect("b is there");
-        assert_eq!((*b.acc, *b.max_event_time), (100 + 5, 10));
+        assert_eq!((*b.acc, b.max_event_time()), (100 + 5, 10));
         let c = keys.get_mut(&"c".to_string()).expect("c is there");
-        assert_eq!((*c.acc, *c.max_event_time), (100 + 3, 30));
+        assert_eq!((*c.acc, c.max_event_time()), (100 + 3, 30));
         // Items without an event time leave none.
         let d = keys.get_mut(&"d".to_string()).expect("d is there");
-        assert_eq!((*d.acc, *d.max_event_time), (100 + 6, NO_TIME));
+        assert_eq!((*d.acc, d.max_event_time()), (100 + 6, NO_TIME));
         assert!(keys.get_mut(&"e".to_string()).is_none());
         // A flag set stays set, for that key only.
-        *keys.get_mut(&"c".to_string()).unwrap().dirty = true;
-        assert!(*keys.get_mut(&"c".to_string()).unwrap().dirty);
-        assert!(!*keys.get_mut(&"d".to_string()).unwrap().dirty);
+        assert!(keys.get_mut(&"c".to_string()).unwrap().flag(), "not flagged before");
+        assert!(!keys.get_mut(&"c".to_string()).unwrap().flag(), "flagged already");
+        assert!(keys.get_mut(&"d".to_string()).unwrap().flag(), "d is not");
+        assert!(keys.get_mut(&"d".to_string()).unwrap().unflag());
+        assert!(!keys.get_mut(&"d".to_string()).unwrap().unflag());
         // A key already there takes the new state, its flag cleared; a new
         // one is added.
         keys.extend([("c".to_string(), Entry::new(5, 7)), ("e".to_string(), Entry::new(6, NO_TIME))]);
         map.extend([("c".to_string(), (5, 7)), ("e".to_string(), (6, NO_TIME))]);
-        assert!(!*keys.get_mut(&"c".to_string()).unwrap().dirty);
+        assert!(!keys.get_mut(&"c".to_string()).unwrap().unflag());
         let mut seen: Vec<(String, u64, EpochNanos)> = keys.iter().map(|(k, a, t)| (k.clone(), *a, t)).collect();
         seen.sort();
         let mut want: Vec<(String, u64, EpochNanos)> = map.iter().map(|(k, &(a, t))| (k.clone(), a, t)).collect();

@@ -684,7 +684,7 @@ where
     /// event (only [`Self::add_to_pane`] notes one, after the event's
     /// first effect and lateness were dealt with), it is this item's pane,
     /// and the item is not late. The item is added as `add_to_pane`
-    /// would ([`add_to_entry`]), except that its key moves into the update
+    /// would, except that its key moves into the update
     /// where that path copies it. Anything else gives the key back for the
     /// general path.
     #[inline(always)]
@@ -698,12 +698,15 @@ where
         if pane.noted != meta.seq {
             return Some(key);
         }
-        let Some(entry) = pane.keys.get_mut(&key) else {
+        let Some(mut entry) = pane.keys.get_mut(&key) else {
             return Some(key);
         };
-        let update = self.update.then_some((*wkey, key));
-        let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
-        add_to_entry(&self.agg, entry, value, meta, update, &mut self.results, dirty);
+        self.agg.add(entry.acc, value);
+        entry.note_time(meta.event_time);
+        if self.update {
+            let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
+            changed(&self.agg, entry, *wkey, key, &mut self.results, dirty);
+        }
         None
     }
 
@@ -805,10 +808,10 @@ where
     pub fn emit_updates(&mut self) {
         for (wkey, key) in self.dirty_panes.drain(..) {
             if let Some(pane) = self.panes.get_mut(wkey) {
-                if let Some(e) = pane.keys.get_mut(&key) {
-                    *e.dirty = false;
+                if let Some(mut e) = pane.keys.get_mut(&key) {
+                    e.unflag();
                     let window = Window { start: wkey.1, end: wkey.0 };
-                    self.results.push(result(&self.agg, window, key, e.acc, *e.max_event_time, false));
+                    self.results.push(result(&self.agg, window, key, e.acc, e.max_event_time(), false));
                 }
             }
         }
@@ -958,8 +961,13 @@ where
                 None => pane.keys.get_or_insert_with(key, new),
             }
         };
-        let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
-        add_to_entry(&self.agg, entry, value, meta, key_copy.map(|k| ((w.end, w.start), k)), &mut self.results, dirty);
+        let mut entry = entry;
+        self.agg.add(entry.acc, value);
+        entry.note_time(meta.event_time);
+        if let Some(key) = key_copy {
+            let dirty = (!self.immediate).then_some(&mut self.dirty_panes);
+            changed(&self.agg, entry, (w.end, w.start), key, &mut self.results, dirty);
+        }
     }
 
     #[inline(never)]
@@ -1167,33 +1175,28 @@ pub(crate) fn advance_watermark(time: TimeDomain, watermarks: &mut Watermarks, c
     }
 }
 
-/// Adds an item of the event `meta` to its key's entry. In update output
-/// (`update`: its pane and key) the change goes out: at once into
-/// `results` (per-event mode), or, when `dirty` is given (micro-batch
+/// A key's state changed in update output: the change goes out at once
+/// into `results` (per-event mode), or, when `dirty` is given (micro-batch
 /// mode), the key is marked there once, for the batch's end.
 #[inline(always)]
-fn add_to_entry<K, T, A: Aggregate<T>>(
+fn changed<K, T, A: Aggregate<T>>(
     agg: &A,
     mut entry: EntryMut<'_, A::Acc>,
-    value: &T,
-    meta: &Meta,
-    update: Option<(PaneKey, K)>,
+    wkey: PaneKey,
+    key: K,
     results: &mut Vec<WindowResult<K, A::Out>>,
     dirty: Option<&mut Vec<(PaneKey, K)>>,
 ) {
-    agg.add(entry.acc, value);
-    entry.note_time(meta.event_time);
-    let Some((wkey, key)) = update else { return };
     match dirty {
         None => {
             let window = Window { start: wkey.1, end: wkey.0 };
-            results.push(result(agg, window, key, entry.acc, *entry.max_event_time, false));
+            results.push(result(agg, window, key, entry.acc, entry.max_event_time(), false));
         }
-        Some(dirty) if !*entry.dirty => {
-            *entry.dirty = true;
-            dirty.push((wkey, key));
+        Some(dirty) => {
+            if entry.flag() {
+                dirty.push((wkey, key));
+            }
         }
-        Some(_) => {}
     }
 }
 
