@@ -223,3 +223,67 @@ fn only_per_event_mode_asks_paced_sources_to_poll_the_clock() {
         assert_eq!(rx.recv_timeout(WAIT), Ok(precise), "{mode:?}");
     }
 }
+
+/// A source much faster than the executor, into a short queue: it waits
+/// for room (16 chunks: napping until half the queue is free, then in the
+/// channel; 1 chunk: in the channel) and every line still arrives, in both
+/// modes. (Not micro-batch with one chunk: its executor takes the queue
+/// once a millisecond while chunks arrive, so this input's 12,000 chunks
+/// would take 12 s.)
+#[test]
+fn a_source_that_fills_a_tiny_queue_loses_nothing() {
+    struct Fast(Vec<u8>);
+    impl Source for Fast {
+        fn name(&self) -> String {
+            "fast".into()
+        }
+        fn run(self: Box<Self>, feed: Feed) -> Result<(), RunError> {
+            // Reads of at most 100 bytes, so chunks of a line or two:
+            // thousands of them.
+            struct Trickle<'a>(&'a [u8]);
+            impl std::io::Read for Trickle<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = buf.len().min(100).min(self.0.len());
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let mut reader = sluice_lines::LineReader::new(Trickle(&self.0), 1 << 20);
+            while let Some(chunk) = reader.next_chunk().unwrap() {
+                let bytes = chunk.data.len() as u64;
+                if !feed.send_lines(chunk, bytes, 0) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+    let book = std::fs::read(fixture("moby-dick.txt")).unwrap();
+    let want = independent_count(&book);
+    let micro_batch = Mode::MicroBatch { interval: Duration::from_millis(5) };
+    for (mode, queue) in [(Mode::PerEvent, 1), (Mode::PerEvent, 16), (micro_batch, 16)] {
+        let (res_tx, res_rx) = channel();
+        let pipeline = lines()
+            .words()
+            .key()
+            .window(WindowConfig::new(WindowSpec::Global))
+            .count()
+            .sink(sluice::sink::from_fn(move |r: &WindowResult<Word, u64>| {
+                let _ = res_tx.send((r.key.to_string(), r.value));
+                Ok(())
+            }))
+            .build();
+        let mut opts = RunOptions::new(mode);
+        opts.queue_chunks = queue;
+        let source = Fast(book.clone());
+        let (done_tx, done_rx) = channel();
+        thread::spawn(move || {
+            let _ = done_tx.send(run(pipeline, vec![Box::new(source)], &opts));
+        });
+        let outcome = done_rx.recv_timeout(Duration::from_secs(120)).expect("the run ended");
+        assert!(outcome.error.is_none(), "{mode:?}, queue {queue}: {:?}", outcome.error);
+        let got: std::collections::HashMap<String, u64> = res_rx.try_iter().collect();
+        assert_eq!(got, want, "{mode:?}, queue {queue}");
+    }
+}
