@@ -27,8 +27,9 @@ impl Position {
 }
 
 /// The metadata of an input event (a line), from its source to the sinks.
-/// A line's record holds it; the operators pass it beside the values made
-/// from the line by reference (see [`crate::operator::Stage::push`]).
+/// It is made as the line goes into the operators
+/// ([`crate::source::InputChunk`]'s events), which pass it beside the values
+/// made from the line by reference (see [`crate::operator::Stage::push`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
     /// Sequence number of the input event (line), counted from 0 in arrival

@@ -163,6 +163,11 @@ const ROOM_NAP_QUEUE: usize = 16;
 /// [`Feed::send`] on a full queue: the longest nap.
 const ROOM_NAP_LONGEST: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// [`Feed::send`] on a full queue: the most it naps in all before it waits
+/// in the channel (the executor takes half of a queue of 64 KiB chunks in
+/// some 25 ms).
+const ROOM_NAP_TOTAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Lines that arrived together from one input.
 #[derive(Debug, Clone)]
 pub struct InputChunk {
@@ -429,9 +434,12 @@ impl Feed {
     /// in the channel. A source blocked in the channel is woken by every
     /// chunk the executor takes, and refills the one free place: a
     /// wake-up (a futex call, and on a VM an interrupt to the other core)
-    /// per chunk on the executor's thread, 1.7% of its time on a
+    /// per chunk on the executor's thread, 1.71% of the samples of a
     /// one-thread word count of a file (BENCHMARKS.md), and a sleep and a
-    /// wake-up per chunk on the source's.
+    /// wake-up per chunk on the source's. The naps end after
+    /// [`ROOM_NAP_TOTAL`] in all: a source is never held back long behind
+    /// another that keeps the queue half full, and one whose executor is
+    /// gone (a panic leaves the stop flag unset) finds the channel closed.
     pub fn send(&self, chunk: InputChunk) -> bool {
         let msg = match self.tx.try_send(Message::Chunk(chunk)) {
             Ok(()) => return !self.stopping(),
@@ -451,8 +459,10 @@ impl Feed {
     fn wait_for_room(&self) {
         let Some(capacity) = self.tx.capacity().filter(|&c| c >= ROOM_NAP_QUEUE) else { return };
         let mut nap = ROOM_NAP_FIRST;
-        while self.tx.len() > capacity / 2 && !self.stopping() {
+        let mut napped = std::time::Duration::ZERO;
+        while self.tx.len() > capacity / 2 && !self.stopping() && napped < ROOM_NAP_TOTAL {
             std::thread::sleep(nap);
+            napped += nap;
             nap = (nap * 2).min(ROOM_NAP_LONGEST);
         }
     }
@@ -671,6 +681,40 @@ mod tests {
             ["file:", "tcp:host", "tcp:host:http", "gen:-5", "gen:fast", "gen:1e-12", "gen:5000M", "kafka", "ftp:x"]
         {
             assert!(bad.parse::<SourceSpec>().is_err(), "{bad}");
+        }
+    }
+
+    /// Each line comes with its own metadata: numbered on from `seq`, its
+    /// offset and event time, and its input's frontier up to and
+    /// including it, from the frontier before the chunk.
+    #[test]
+    fn a_chunks_events_carry_each_lines_metadata() {
+        let data = Buffer::check(bytes::Bytes::from_static(b"a b\n\nc\nd e\n"));
+        let spans = [(0, 3, 5), (4, 4, NO_TIME), (5, 6, 3), (7, 10, 9)];
+        let lines = spans
+            .iter()
+            .map(|&(start, end, event_time)| InputLine { start, end, offset: 100 + start as u64, event_time })
+            .collect();
+        let chunk = InputChunk {
+            input: 2,
+            ingest: 77,
+            data,
+            lines,
+            bytes: 10,
+            truncated: 0,
+            time_fallbacks: 0,
+            file: 4,
+            end_offset: 110,
+        };
+        let events: Vec<(String, Meta)> =
+            chunk.events(40, 4).map(|(line, meta)| (line.text().into_owned(), meta)).collect();
+        let texts: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(texts, ["a b", "", "c", "d e"]);
+        let metas: Vec<(u64, u64, i64, i64)> =
+            events.iter().map(|(_, m)| (m.seq, m.pos.offset, m.event_time, m.frontier)).collect();
+        assert_eq!(metas, [(40, 100, 5, 5), (41, 104, NO_TIME, 5), (42, 105, 3, 5), (43, 107, 9, 9)]);
+        for (_, m) in &events {
+            assert_eq!((m.ingest, m.pos.input, m.pos.file), (77, 2, 4));
         }
     }
 

@@ -59,6 +59,13 @@ impl<A> States<A> {
         self.accs.len() - 1
     }
 
+    /// Room for `n` more states.
+    fn reserve(&mut self, n: usize) {
+        self.accs.reserve(n);
+        self.times.reserve(n);
+        self.dirty.reserve(n);
+    }
+
     /// Replaces the state in `slot`.
     fn set(&mut self, slot: usize, acc: A, max_event_time: EpochNanos) {
         self.accs[slot] = acc;
@@ -158,6 +165,7 @@ impl<K: Hash + Eq, A> Extend<(K, Entry<A>)> for Keys<K, A> {
     fn extend<I: IntoIterator<Item = (K, Entry<A>)>>(&mut self, pairs: I) {
         let pairs = pairs.into_iter();
         self.index.reserve(pairs.size_hint().0);
+        self.states.reserve(pairs.size_hint().0);
         for (key, Entry { acc, max_event_time, .. }) in pairs {
             match self.index.entry(key) {
                 Slot::Occupied(o) => self.states.set(*o.get(), acc, max_event_time),

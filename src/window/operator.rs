@@ -75,7 +75,9 @@ pub struct Entry<A> {
     /// Latest event time included, or `NO_TIME`.
     #[serde(default = "no_time")]
     pub max_event_time: EpochNanos,
-    /// Changed since the last update was emitted (micro-batch update output).
+    /// Changed since the last update was emitted (micro-batch update
+    /// output). Kept here for sessions only: a pane's keys keep theirs in
+    /// [`Keys`].
     #[serde(skip)]
     dirty: bool,
 }
@@ -514,7 +516,7 @@ where
                         .iter()
                         .map(|s| Session {
                             window: s.window,
-                            entry: s.entry.clone(),
+                            entry: Entry::new(s.entry.acc.clone(), s.entry.max_event_time),
                             lat: None,
                             oldest: Oldest::default(),
                         })
